@@ -1,0 +1,82 @@
+"""The FastAPI application: wiring, lifespan (database, models) and middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from bastion import __version__
+from bastion.api import admin, errors, moderate, system
+from bastion.api.services import Services
+from bastion.bootstrap import Bootstrap, bootstrap
+from bastion.config import Settings
+from bastion.pipeline.engine import Engine
+from bastion.pipeline.policies import PolicyBook
+from bastion.runtime.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    on_bootstrap: Callable[[Bootstrap], None] | None = None,
+) -> FastAPI:
+    """Build the app. ``engine`` lets tests and benchmarks share loaded models."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        boot = await run_in_threadpool(bootstrap, settings)
+        if on_bootstrap is not None:
+            on_bootstrap(boot)
+        eng = engine or Engine(settings, Metrics())
+        if settings.preload:
+            await run_in_threadpool(eng.load_all)
+        app.state.services = Services(
+            settings=settings,
+            metrics=eng.metrics,
+            engine=eng,
+            db=boot.db,
+            repo=boot.repo,
+            policies=PolicyBook(boot.repo, settings.policies_dir),
+            inflight=asyncio.Semaphore(settings.max_inflight),
+        )
+        try:
+            yield
+        finally:
+            if engine is None:
+                await eng.close()
+            boot.db.dispose()
+
+    app = FastAPI(
+        title="Bastion",
+        version=__version__,
+        description="Self-hosted content moderation. Authenticate with `Authorization: Bearer <key>`.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(system.router)
+    app.include_router(moderate.router)
+    app.include_router(admin.router)
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                       ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        svc = getattr(request.app.state, "services", None)
+        if svc is not None:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            svc.metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+            svc.metrics.request_latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    return app

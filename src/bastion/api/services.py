@@ -1,0 +1,52 @@
+"""What request handlers need, built once per app in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from sqlalchemy import Engine as DbEngine
+
+from bastion.config import Settings
+from bastion.pipeline.engine import Engine
+from bastion.pipeline.policies import PolicyBook
+from bastion.runtime.metrics import Metrics
+from bastion.store.repo import Principal, Repo
+
+AUTH_CACHE_TTL_S = 5.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    metrics: Metrics
+    engine: Engine
+    db: DbEngine
+    repo: Repo
+    policies: PolicyBook
+    inflight: asyncio.Semaphore
+    started_at: float = field(default_factory=time.time)
+    waiting: int = 0
+    _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
+
+    def authenticate(self, presented: str) -> Principal | None:
+        """Key lookup with a short cache; a revoked key stops working within the TTL."""
+        now = time.monotonic()
+        hit = self._auth_cache.get(presented)
+        if hit is not None and now - hit[0] < AUTH_CACHE_TTL_S:
+            return hit[1]
+        principal = self.repo.authenticate(presented)
+        if len(self._auth_cache) > 10_000:
+            self._auth_cache.clear()
+        self._auth_cache[presented] = (now, principal)
+        return principal
+
+    def forget_auth(self) -> None:
+        self._auth_cache.clear()
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc

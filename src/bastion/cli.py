@@ -1,0 +1,285 @@
+"""The `bastion` command: up, scan, analyzers, keys, policy."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bastion.config import Settings, load_settings
+from bastion.errors import BastionError
+
+app = typer.Typer(help="Bastion: self-hosted content moderation.", no_args_is_help=True,
+                  add_completion=False)
+keys_app = typer.Typer(help="Manage API keys (works on the database directly).",
+                       no_args_is_help=True)
+policy_app = typer.Typer(help="Work with policy files.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(policy_app, name="policy")
+
+err = Console(stderr=True)
+out = Console(soft_wrap=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.",
+                                                envvar="BASTION_CONFIG")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data folder.",
+                                                 envvar="BASTION_DATA_DIR")]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"}
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except Exception as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Start the API server (embedded defaults: SQLite in the data folder)."""
+    import uvicorn
+
+    from bastion.api.app import create_app
+    from bastion.bootstrap import Bootstrap
+
+    settings = _settings(config, host=host, port=port, data_dir=data_dir)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def announce(boot: Bootstrap) -> None:
+        err.print(f"Bastion data: [bold]{settings.data_dir.resolve()}[/bold] "
+                  f"(database {boot.db.url.render_as_string(hide_password=True)})")
+        if boot.new_admin_key:
+            err.print("[bold yellow]First start: admin API key (shown once, stored hashed):[/bold yellow]")
+            print(boot.new_admin_key, flush=True)
+        err.print(f"API on http://{settings.host}:{settings.port}  docs: "
+                  f"http://{settings.host}:{settings.port}/docs")
+
+    uvicorn.run(create_app(settings, on_bootstrap=announce), host=settings.host,
+                port=settings.port, log_level=settings.log_level.lower())
+
+
+def expand_paths(paths: list[str]) -> Iterator[Path]:
+    """Files, folders (recursively, image files only) and glob patterns."""
+    for raw in paths:
+        matches = [Path(p) for p in sorted(glob.glob(raw, recursive=True))] or [Path(raw)]
+        for p in matches:
+            if p.is_dir():
+                yield from sorted(f for f in p.rglob("*")
+                                  if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            else:
+                yield p
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    t = Table("file", "decision", "top labels", "text", "ms")
+    for r in rows:
+        if "error" in r:
+            t.add_row(r["file"], "[red]error[/red]", r["error"]["code"], r["error"]["message"], "")
+            continue
+        res = r["result"]
+        labels = ", ".join(f"{lab['name']} {lab['confidence']:.0f}" for lab in res["labels"][:3])
+        text = " / ".join(line["text"] for line in res["text"][:2])[:40]
+        t.add_row(r["file"], res["decision"], labels, text, f"{res['total_ms']:.0f}")
+    return t
+
+
+async def _scan(files: list[Path], settings: Settings, policy_ref: str | None,
+                concurrency: int, show_progress: bool) -> list[dict[str, Any]]:
+    from bastion.pipeline.engine import Engine
+    from bastion.pipeline.policies import PolicyBook
+    from bastion.policy.loader import parse_policy
+
+    if policy_ref and Path(policy_ref).is_file():
+        policy = parse_policy(Path(policy_ref).read_text("utf-8"), source=policy_ref)
+    else:
+        policy, _ = PolicyBook(None, settings.policies_dir).resolve(None, policy_ref)
+    engine = Engine(settings)
+    sem = asyncio.Semaphore(concurrency)
+    results: list[dict[str, Any]] = [{} for _ in files]
+    progress = Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=err, disable=not show_progress)
+
+    async def one(i: int, path: Path, task: Any) -> None:
+        async with sem:
+            row: dict[str, Any] = {"file": str(path)}
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+                res = await engine.moderate_bytes(data, policy)
+                row["result"] = res.model_dump(mode="json")
+            except BastionError as exc:
+                row["error"] = exc.to_dict()
+            except OSError as exc:
+                row["error"] = {"code": "unreadable_file", "message": str(exc)}
+            results[i] = row
+            progress.advance(task)
+
+    with progress:
+        task = progress.add_task("scan", total=len(files))
+        await asyncio.to_thread(engine.load_all, policy.analyzers)
+        await asyncio.gather(*(one(i, p, task) for i, p in enumerate(files)))
+    await engine.close()
+    return results
+
+
+@app.command()
+def scan(
+    paths: Annotated[list[str], typer.Argument(help="Files, folders or glob patterns.")],
+    policy: Annotated[str | None, typer.Option(help="Policy name or YAML file.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or table.")] = "jsonl",
+    fail_on_block: Annotated[bool, typer.Option(help="Exit 1 when any file is blocked.")] = True,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Files in flight.")] = 8,
+    config: ConfigOpt = None,
+) -> None:
+    """Moderate images locally, without a server: one JSON line per file."""
+    if fmt not in {"jsonl", "table"}:
+        err.print("--format must be jsonl or table")
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.WARNING)
+    settings = _settings(config, preload=False)
+    files = list(expand_paths(paths))
+    if not files:
+        err.print("no files to scan")
+        raise typer.Exit(2)
+    show = len(files) > 1 and sys.stderr.isatty() or len(files) > 20
+    try:
+        rows = asyncio.run(_scan(files, settings, policy, concurrency, show))
+    except BastionError as exc:
+        err.print(f"[red]{exc.code}:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    if fmt == "table":
+        out.print(_table(rows))
+    else:
+        for r in rows:
+            print(json.dumps(r, ensure_ascii=False), flush=True)
+    blocked = any(r.get("result", {}).get("decision") == "block" for r in rows)
+    if blocked and fail_on_block:
+        raise typer.Exit(1)
+
+
+@app.command()
+def analyzers(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """List analyzers, their model versions and the categories each can emit."""
+    from bastion.pipeline.engine import Engine
+
+    engine = Engine(_settings(config, preload=False))
+    infos = [i.model_dump() for i in engine.infos()]
+    if as_json:
+        print(json.dumps(infos, indent=2))
+        return
+    t = Table("name", "type", "model", "version", "emits", "categories")
+    for i in infos:
+        t.add_row(i["name"], i["type"], i["model"], i["version"], ", ".join(i["emits"]),
+                  ", ".join(i["categories"]) or "-")
+    out.print(t)
+
+
+@app.command()
+def prepare(config: ConfigOpt = None) -> None:
+    """Build derived model files (e.g. ONNX exports) into the cache and load every model."""
+    from bastion.pipeline.engine import Engine
+
+    engine = Engine(_settings(config, preload=False))
+    errors = engine.load_all()
+    for name in engine.analyzers:
+        status = f"[red]failed: {errors[name]}[/red]" if name in errors else "[green]ready[/green]"
+        err.print(f"{name}: {status}")
+    if errors:
+        raise typer.Exit(1)
+
+
+def _repo(config: Path | None, data_dir: Path | None) -> Any:
+    from bastion.bootstrap import bootstrap
+
+    return bootstrap(_settings(config, data_dir=data_dir, preload=False)).repo
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    tenant: Annotated[str, typer.Option(help="Tenant id.")] = "default",
+    scope: Annotated[list[str] | None, typer.Option(help="moderate, read, admin (repeat).")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an API key and print it (shown once)."""
+    repo = _repo(config, data_dir)
+    try:
+        repo.ensure_tenant(tenant)
+        full, _ = repo.create_key(tenant, name, scope or ["moderate", "read"])
+    except BastionError as exc:
+        err.print(f"[red]{exc.code}:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    print(full)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """List API keys (ids and scopes, never the keys)."""
+    t = Table("id", "tenant", "name", "scopes", "created", "revoked")
+    for k in _repo(config, data_dir).list_keys():
+        t.add_row(k.id, k.tenant_id, k.name, ",".join(k.scopes), str(k.created_at)[:19],
+                  str(k.revoked_at)[:19] if k.revoked_at else "")
+    out.print(t)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """Revoke a key by id."""
+    try:
+        _repo(config, data_dir).revoke_key(key_id)
+    except BastionError as exc:
+        err.print(f"[red]{exc.code}:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    err.print(f"revoked {key_id}")
+
+
+@policy_app.command("validate")
+def policy_validate(files: list[Path]) -> None:
+    """Validate YAML policy files; errors name the line."""
+    from bastion.policy.loader import parse_policy
+
+    bad = False
+    for f in files:
+        try:
+            p = parse_policy(f.read_text("utf-8"), source=str(f))
+            err.print(f"{f}: [green]ok[/green] ({p.name}, version {p.version})")
+        except BastionError as exc:
+            bad = True
+            for e in exc.details.get("errors", []):
+                err.print(f"{f}:{e['line']}:{e['column']}: {e['path']}: {e['message']}")
+        except OSError as exc:
+            bad = True
+            err.print(f"{f}: {exc}")
+    if bad:
+        raise typer.Exit(1)
+
+
+@policy_app.command("show-default")
+def policy_default() -> None:
+    """Print the built-in default policy."""
+    from bastion.policy.loader import default_policy_text
+
+    print(default_policy_text(), end="")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,148 @@
+"""Bastion's settings: defaults, then a YAML config file, then BASTION_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from bastion.analyzers.base import AnalyzerConfig
+from bastion.media.types import MediaLimits
+from bastion.runtime.config import RuntimeConfig
+
+DEFAULT_ANALYZERS = ("nsfw", "labels", "ocr", "codes", "faces", "hashes")
+
+
+def _parse_analyzers(value: Any) -> Any:
+    """Turn ``[{type: ..., ...}]`` into the registered config model of each type."""
+    from bastion.analyzers import registry  # imports the built-in analyzers
+
+    if not isinstance(value, list):
+        return value
+    out: list[Any] = []
+    kinds = registry()
+    for item in value:
+        if isinstance(item, AnalyzerConfig):
+            out.append(item)
+            continue
+        if isinstance(item, str):
+            item = {"type": item}
+        if not isinstance(item, dict) or "type" not in item:
+            raise ValueError("each analyzer needs a 'type'")
+        cls = kinds.get(str(item["type"]))
+        if cls is None:
+            raise ValueError(f"unknown analyzer type {item['type']!r}; known: {sorted(kinds)}")
+        out.append(cls.config_model.model_validate(item))
+    names = [c.name or c.type for c in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"analyzer names used twice: {sorted(dup)} (set 'name' to tell apart)")
+    return out
+
+
+class UrlFetchConfig(BaseModel):
+    """Guards for URL inputs (and, later, callback URLs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_private: bool = Field(
+        False, description="Allow private, loopback and link-local addresses (on-premise set-ups)."
+    )
+    allow_hosts: list[str] = Field(
+        default_factory=list, description="Host names or CIDRs allowed even when private."
+    )
+    timeout_s: float = Field(10.0, gt=0, le=300, description="Total time for one download.")
+    max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed (each re-checked).")
+
+
+class Settings(BaseSettings):
+    """Everything Bastion reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BASTION_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    data_dir: Path = Field(Path("data"), description="Where the database and media live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default SQLite in the data dir (PostgreSQL supported)."
+    )
+    admin_api_key: SecretStr | None = Field(
+        None, description="A fixed initial admin key for automated set-ups (stored hashed)."
+    )
+    allow_private_urls: bool = Field(
+        False, description="Shortcut for url_fetch.allow_private (BASTION_ALLOW_PRIVATE_URLS=1)."
+    )
+    url_fetch: UrlFetchConfig = Field(default_factory=UrlFetchConfig)
+    limits: MediaLimits = Field(default_factory=MediaLimits)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    analyzers: Annotated[list[AnalyzerConfig], BeforeValidator(_parse_analyzers)] = Field(
+        default_factory=lambda: [{"type": k} for k in DEFAULT_ANALYZERS],  # type: ignore[misc]
+        description="Analyzer instances to load, each with its own settings.",
+    )
+    policies_dir: Path | None = Field(
+        None, description="A folder of extra YAML policies offered to every tenant."
+    )
+    max_batch_items: int = Field(64, ge=1, le=1000, description="Most items in /v1/moderate/batch.")
+    max_inflight: int = Field(
+        256, ge=1, description="Requests analysed at once; more wait, past 4× this get 503."
+    )
+    result_cache_size: int = Field(
+        4096, ge=0, description="Results kept in memory by content hash (0 disables)."
+    )
+    log_level: str = Field("INFO", description="Python logging level.")
+    preload: bool = Field(True, description="Load every model at start-up rather than on first use.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = settings_cls.model_config.get("yaml_file") or os.environ.get("BASTION_CONFIG")
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'bastion.db').resolve()}"
+
+    @property
+    def fetch(self) -> UrlFetchConfig:
+        if self.allow_private_urls and not self.url_fetch.allow_private:
+            return self.url_fetch.model_copy(update={"allow_private": True})
+        return self.url_fetch
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings with precedence: ``overrides`` > environment > config file > defaults.
+
+    The config file is ``config_file`` or the path in ``BASTION_CONFIG``.
+    """
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    if config_file is None:
+        return Settings(**clean)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"config file not found: {config_file}")
+    cls = type(
+        "FileSettings",
+        (Settings,),
+        {"model_config": SettingsConfigDict(**{**Settings.model_config, "yaml_file": config_file})},
+    )
+    return cls(**clean)  # type: ignore[no-any-return]

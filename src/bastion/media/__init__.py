@@ -1,0 +1,1 @@
+"""Decoding and validation of media: images today, video, audio and streams later."""

@@ -1,0 +1,64 @@
+"""What the media layer hands to analyzers: decoded frames, decoded once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MediaLimits(BaseModel):
+    """Limits applied before and during decoding; they keep memory bounded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_bytes: int = Field(
+        50 * 1024 * 1024, ge=1, description="Largest accepted upload or download, in bytes."
+    )
+    max_pixels: int = Field(
+        64_000_000, ge=1, description="Largest width × height accepted (decompression-bomb guard)."
+    )
+    max_side: int = Field(20_000, ge=1, description="Largest accepted width or height in pixels.")
+    max_frames: int = Field(
+        8, ge=1, description="Frames sampled from an animated GIF/WebP/APNG (evenly spread)."
+    )
+    max_total_frames: int = Field(
+        10_000, ge=1, description="Animated images with more frames than this are refused."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded picture: RGB, uint8, HxWx3, EXIF orientation applied."""
+
+    rgb: np.ndarray
+    index: int = 0
+    timestamp_ms: int | None = None
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedImage:
+    """An image (or sampled frames of an animation) with facts about its source."""
+
+    frames: tuple[Frame, ...]
+    format: str
+    mode: str
+    width: int
+    height: int
+    sha256: str
+    byte_size: int
+    total_frames: int = 1
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def animated(self) -> bool:
+        return self.total_frames > 1

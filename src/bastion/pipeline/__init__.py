@@ -1,0 +1,1 @@
+"""The one path every image takes: decode once → hash → cache → analyzers (batched) → policy."""

@@ -1,0 +1,65 @@
+"""Merge analyzer outputs across analyzers and frames into one result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bastion.media.types import Frame
+from bastion.results import AnalyzerOutput, Code, Face, Label, Tag, TextLine
+
+
+@dataclass
+class Merged:
+    labels: list[Label] = field(default_factory=list)
+    tags: list[Tag] = field(default_factory=list)
+    text: list[TextLine] = field(default_factory=list)
+    codes: list[Code] = field(default_factory=list)
+    faces: list[Face] = field(default_factory=list)
+    hashes: dict[str, Any] = field(default_factory=dict)
+    face_count: int = 0
+
+
+def _best_by(items: list[Label] | list[Tag], key: Any) -> list[Any]:
+    """Keep the highest-confidence item per key; boxed items are all kept."""
+    best: dict[Any, Any] = {}
+    boxed: list[Any] = []
+    for it in items:
+        if it.box is not None:
+            boxed.append(it)
+            continue
+        k = key(it)
+        if k not in best or it.confidence > best[k].confidence:
+            best[k] = it
+    return sorted([*best.values(), *boxed], key=lambda i: -i.confidence)
+
+
+def merge_outputs(
+    per_analyzer: Mapping[str, Sequence[AnalyzerOutput]],
+    frames: Sequence[Frame],
+    *,
+    animated: bool,
+) -> Merged:
+    m = Merged()
+    labels: list[Label] = []
+    tags: list[Tag] = []
+    per_frame_faces: list[int] = []
+    for outs in per_analyzer.values():
+        for frame, out in zip(frames, outs, strict=False):
+            idx = frame.index if animated else None
+            upd = {"frame": idx} if animated else {}
+            labels.extend(lab.model_copy(update=upd) for lab in out.labels)
+            tags.extend(t.model_copy(update=upd) for t in out.tags)
+            m.text.extend(t.model_copy(update=upd) for t in out.text)
+            m.codes.extend(c.model_copy(update=upd) for c in out.codes)
+            m.faces.extend(f.model_copy(update=upd) for f in out.faces)
+            if out.faces:
+                per_frame_faces.append(len(out.faces))
+            if not m.hashes or frame.index == frames[0].index:
+                for k, v in out.hashes.items():
+                    m.hashes.setdefault(k, v)
+    m.labels = _best_by(labels, lambda lab: (lab.name, lab.analyzer, lab.model, lab.source))
+    m.tags = _best_by(tags, lambda t: (t.name, t.analyzer))
+    m.face_count = max(per_frame_faces, default=0)
+    return m

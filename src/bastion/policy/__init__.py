@@ -1,0 +1,1 @@
+"""Taxonomy, policies (labels → allow/review/block) and, later, live rules."""

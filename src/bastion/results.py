@@ -1,0 +1,159 @@
+"""Result types shared by analyzers, the policy layer, the API and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+Decision = Literal["allow", "review", "block"]
+
+
+class Box(BaseModel):
+    """A rectangle in pixels of the analysed frame (after EXIF rotation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+class Label(BaseModel):
+    """A moderation label from the taxonomy, with who produced it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Taxonomy label (L1 or L2 name).")
+    confidence: float = Field(ge=0, le=100, description="Confidence 0–100.")
+    parent: str | None = Field(None, description="The L1 label above an L2 label.")
+    level: int = Field(description="Taxonomy level: 1 or 2.")
+    analyzer: str
+    model: str
+    version: str
+    box: Box | None = None
+    frame: int | None = Field(None, description="Frame index for animated images.")
+    source: str | None = Field(None, description="What the label is about, e.g. a raw class.")
+
+
+class Tag(BaseModel):
+    """A descriptive tag (ImageNet class, detector class) that is not a moderation label."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    confidence: float = Field(ge=0, le=100)
+    analyzer: str
+    version: str
+    box: Box | None = None
+    frame: int | None = None
+
+
+class TextLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    confidence: float = Field(ge=0, le=100)
+    language: str | None = Field(None, description="ISO 639-1 code, with script for zh-Hans/zh-Hant.")
+    engine: str
+    box: Box | None = None
+    frame: int | None = None
+
+
+class Code(BaseModel):
+    """A decoded QR code or barcode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: str
+    text: str
+    urls: list[str] = Field(default_factory=list)
+    box: Box | None = None
+    frame: int | None = None
+
+
+class Face(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    box: Box
+    frame: int | None = None
+
+
+@dataclass(slots=True)
+class AnalyzerOutput:
+    """What one analyzer found in one frame."""
+
+    labels: list[Label] = field(default_factory=list)
+    tags: list[Tag] = field(default_factory=list)
+    text: list[TextLine] = field(default_factory=list)
+    codes: list[Code] = field(default_factory=list)
+    faces: list[Face] = field(default_factory=list)
+    hashes: dict[str, Any] = field(default_factory=dict)
+    embedding: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Reason(BaseModel):
+    """Why a decision was taken: which policy rule fired on which label."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule: str
+    label: str
+    confidence: float
+    threshold: float
+    action: Decision
+    analyzer: str
+
+
+class AnalyzerTiming(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    analyzer: str
+    version: str
+    ms: float
+
+
+class MediaInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: str
+    mode: str
+    width: int
+    height: int
+    bytes: int
+    frames: int
+    frames_analyzed: int
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ModerationResult(BaseModel):
+    """The whole answer for one image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Decision
+    reasons: list[Reason]
+    labels: list[Label]
+    tags: list[Tag]
+    text: list[TextLine]
+    codes: list[Code]
+    urls: list[str]
+    faces: list[Face]
+    face_count: int
+    hashes: dict[str, Any]
+    media: MediaInfo
+    policy: str
+    policy_version: str
+    timings: list[AnalyzerTiming]
+    total_ms: float
+    versions: dict[str, str]
+    undetectable: list[str] = Field(
+        default_factory=list,
+        description="Categories the policy names that no analyzer that ran can detect.",
+    )
+    errors: list[dict[str, str]] = Field(default_factory=list)
+    cached: bool = False

@@ -1,0 +1,1 @@
+"""Model execution: onnxruntime sessions, execution providers and dynamic batching."""
