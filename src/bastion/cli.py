@@ -87,7 +87,9 @@ def expand_paths(paths: list[str]) -> Iterator[Path]:
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
-    t = Table("file", "decision", "top labels", "text", "ms")
+    t = Table()
+    for col in ("file", "decision", "top labels", "text", "ms"):
+        t.add_column(col, overflow="fold")
     for r in rows:
         if "error" in r:
             t.add_row(r["file"], "[red]error[/red]", r["error"]["code"], r["error"]["message"], "")
@@ -163,7 +165,7 @@ def scan(
         err.print(f"[red]{exc.code}:[/red] {exc.message}")
         raise typer.Exit(2) from exc
     if fmt == "table":
-        out.print(_table(rows))
+        Console().print(_table(rows))
     else:
         for r in rows:
             print(json.dumps(r, ensure_ascii=False), flush=True)

