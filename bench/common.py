@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
-
 from tests.samples import benign_photos, encode, opencv_doc_photos
 
 BENCH_KEY = "bench-admin-key-0123456789abcdef"
@@ -53,12 +52,13 @@ class Stats:
 
     def row(self, baseline: Stats | None = None) -> str:
         ratio = f"{self.rate / baseline.rate:.2f}×" if baseline and baseline.rate else "—"
-        return (f"| {self.name} | {self.n} | {self.rate:.1f} | {self.pct(50):.0f} | "
-                f"{self.pct(95):.0f} | {ratio} |")
+        return (
+            f"| {self.name} | {self.n} | {self.rate:.1f} | {self.pct(50):.0f} | "
+            f"{self.pct(95):.0f} | {ratio} |"
+        )
 
 
-HEADER = ("| measurement | images | images/s | p50 ms | p95 ms | ratio |\n"
-          "|---|---|---|---|---|---|")
+HEADER = "| measurement | images | images/s | p50 ms | p95 ms | ratio |\n|---|---|---|---|---|---|"
 
 
 def machine() -> str:
@@ -81,17 +81,36 @@ def free_port() -> int:
 def server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """A real `bastion up` process on loopback; yields its base URL."""
     port = free_port()
-    env = {**os.environ, "BASTION_ADMIN_API_KEY": BENCH_KEY, "BASTION_RESULT_CACHE_SIZE": "0",
-           "BASTION_LOG_LEVEL": "WARNING", **(extra_env or {})}
+    env = {
+        **os.environ,
+        "BASTION_ADMIN_API_KEY": BENCH_KEY,
+        "BASTION_RESULT_CACHE_SIZE": "0",
+        "BASTION_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion.cli", "up", "--port", str(port), "--data-dir",
-         str(data_dir)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "bastion.cli",
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+                raise RuntimeError(
+                    f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                     break

@@ -45,9 +45,7 @@ def opencv_doc_photos() -> list[Path]:
     """JPEG/PNG photos from Debian's opencv-doc, when installed."""
     if not OPENCV_DOC.is_dir():
         return []
-    return sorted(
-        p for p in OPENCV_DOC.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
-    )
+    return sorted(p for p in OPENCV_DOC.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
 
 
 def encode(rgb: np.ndarray, fmt: str = "JPEG", **kw: object) -> bytes:

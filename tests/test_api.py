@@ -55,29 +55,40 @@ async def test_health_needs_no_key(client: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [({}, "missing_api_key"), ({"Authorization": "Bearer bst_aaaaaaaaaaaa_" + "x" * 40},
-                                "invalid_api_key"), ({"Authorization": "Basic abc"},
-                                                     "missing_api_key")],
+    [
+        ({}, "missing_api_key"),
+        ({"Authorization": "Bearer bst_aaaaaaaaaaaa_" + "x" * 40}, "invalid_api_key"),
+        ({"Authorization": "Basic abc"}, "missing_api_key"),
+    ],
 )
-async def test_every_v1_call_needs_a_key(client: httpx.AsyncClient, headers: dict[str, str],
-                                         code: str) -> None:
+async def test_every_v1_call_needs_a_key(
+    client: httpx.AsyncClient, headers: dict[str, str], code: str
+) -> None:
     r = await client.post("/v1/moderate", content=photo(), headers=headers)
     assert r.status_code == 401, r.text
     assert r.json()["error"]["code"] == code
 
 
-async def test_multipart_benign_photo_is_allowed_with_full_result(client: httpx.AsyncClient
-                                                                  ) -> None:
+async def test_multipart_benign_photo_is_allowed_with_full_result(
+    client: httpx.AsyncClient,
+) -> None:
     data = photo()
-    r = await client.post("/v1/moderate", files={"file": ("cat.jpg", data, "image/jpeg")},
-                          headers=AUTH)
+    r = await client.post(
+        "/v1/moderate", files={"file": ("cat.jpg", data, "image/jpeg")}, headers=AUTH
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["decision"] == "allow" and body["reasons"] == []
     assert body["hashes"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert len(body["hashes"]["pdq"]) == 64
-    assert {t["analyzer"] for t in body["timings"]} == {"nsfw", "labels", "ocr", "codes",
-                                                         "faces", "hashes"}
+    assert {t["analyzer"] for t in body["timings"]} == {
+        "nsfw",
+        "labels",
+        "ocr",
+        "codes",
+        "faces",
+        "hashes",
+    }
     assert all(v for v in body["versions"].values())
     assert any("cat" in t["name"] for t in body["tags"][:3]), body["tags"][:3]
     assert body["media"]["format"] == "JPEG" and body["media"]["width"] == 451
@@ -88,22 +99,29 @@ async def test_multipart_benign_photo_is_allowed_with_full_result(client: httpx.
 
 async def test_raw_body_and_base64_and_json_errors(client: httpx.AsyncClient) -> None:
     data = photo("skimage-rocket", "PNG")
-    r1 = await client.post("/v1/moderate", content=data,
-                           headers={**AUTH, "Content-Type": "image/png"})
-    r2 = await client.post("/v1/moderate", json={"base64": base64.b64encode(data).decode()},
-                           headers=AUTH)
+    r1 = await client.post(
+        "/v1/moderate", content=data, headers={**AUTH, "Content-Type": "image/png"}
+    )
+    r2 = await client.post(
+        "/v1/moderate", json={"base64": base64.b64encode(data).decode()}, headers=AUTH
+    )
     assert r1.status_code == r2.status_code == 200
     assert r1.json()["hashes"]["sha256"] == r2.json()["hashes"]["sha256"]
     r3 = await client.post("/v1/moderate", json={"nope": 1}, headers=AUTH)
     assert r3.status_code == 400 and r3.json()["error"]["code"] == "invalid_request"
-    r4 = await client.post("/v1/moderate", content=b"{bad json",
-                           headers={**AUTH, "Content-Type": "application/json"})
+    r4 = await client.post(
+        "/v1/moderate", content=b"{bad json", headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert r4.status_code == 400 and r4.json()["error"]["code"] == "invalid_json"
 
 
 async def test_url_input_to_loopback_is_refused_by_default(client: httpx.AsyncClient) -> None:
-    for url in ("http://127.0.0.1:8000/x.jpg", "http://localhost/x.png", "file:///etc/passwd",
-                "http://169.254.169.254/latest/meta-data/"):
+    for url in (
+        "http://127.0.0.1:8000/x.jpg",
+        "http://localhost/x.png",
+        "file:///etc/passwd",
+        "http://169.254.169.254/latest/meta-data/",
+    ):
         r = await client.post("/v1/moderate", json={"url": url}, headers=AUTH)
         assert r.status_code == 400, (url, r.text)
         assert r.json()["error"]["code"] == "url_rejected"
@@ -113,14 +131,19 @@ async def test_url_input_to_loopback_is_refused_by_default(client: httpx.AsyncCl
     ("data", "ctype", "status", "code"),
     [
         (b"", "image/jpeg", 400, "empty_input"),
-        (b"hello, this is plain text and not an image at all", "application/octet-stream",
-         415, "unsupported_media_type"),
+        (
+            b"hello, this is plain text and not an image at all",
+            "application/octet-stream",
+            415,
+            "unsupported_media_type",
+        ),
         (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "image/jpeg", 415, "unsupported_media_type"),
         (None, "image/jpeg", 422, "corrupt_media"),
     ],
 )
-async def test_bad_input_gets_a_stable_4xx(client: httpx.AsyncClient, data: bytes | None,
-                                           ctype: str, status: int, code: str) -> None:
+async def test_bad_input_gets_a_stable_4xx(
+    client: httpx.AsyncClient, data: bytes | None, ctype: str, status: int, code: str
+) -> None:
     if data is None:
         full = photo()
         data = full[: len(full) // 3]
@@ -140,15 +163,16 @@ async def test_unknown_policy_is_404(client: httpx.AsyncClient) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "policy_not_found"
 
 
-async def test_qr_code_to_blocked_domain_is_blocked_by_tenant_list(client: httpx.AsyncClient
-                                                                   ) -> None:
-    r = await client.put("/v1/lists", json={"blocked_domains": ["spam-shop.example"]},
-                         headers=AUTH)
+async def test_qr_code_to_blocked_domain_is_blocked_by_tenant_list(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.put("/v1/lists", json={"blocked_domains": ["spam-shop.example"]}, headers=AUTH)
     assert r.status_code == 200, r.text
     try:
         img = qr_on_photo("https://www.spam-shop.example/deal?id=7")
-        r = await client.post("/v1/moderate", content=img,
-                              headers={**AUTH, "Content-Type": "image/png"})
+        r = await client.post(
+            "/v1/moderate", content=img, headers={**AUTH, "Content-Type": "image/png"}
+        )
         body = r.json()
         assert r.status_code == 200, r.text
         assert body["decision"] == "block", body["reasons"]
@@ -156,8 +180,9 @@ async def test_qr_code_to_blocked_domain_is_blocked_by_tenant_list(client: httpx
         assert any("spam-shop.example" in u for u in body["urls"])
         assert body["reasons"][0]["label"] == "Blocked Domain"
         clean = qr_on_photo("https://www.example.org/")
-        r = await client.post("/v1/moderate", content=clean,
-                              headers={**AUTH, "Content-Type": "image/png"})
+        r = await client.post(
+            "/v1/moderate", content=clean, headers={**AUTH, "Content-Type": "image/png"}
+        )
         assert r.json()["decision"] == "allow"
     finally:
         await client.put("/v1/lists", json={}, headers=AUTH)
@@ -176,25 +201,38 @@ async def test_concurrent_requests_are_batched(client: httpx.AsyncClient) -> Non
     datas = [encode(img, "JPEG", quality=80 + i) for i, img in enumerate(photos.values())]
     datas = (datas * 3)[:16]
     datas = [d + bytes([i]) for i, d in enumerate(datas)]  # distinct bytes: no cache hits
-    rs = await asyncio.gather(*(client.post("/v1/moderate", content=d, headers=AUTH)
-                                for d in datas))
+    rs = await asyncio.gather(
+        *(client.post("/v1/moderate", content=d, headers=AUTH) for d in datas)
+    )
     assert all(r.status_code == 200 for r in rs), [r.text for r in rs if r.status_code != 200]
     assert all(r.json()["cached"] is False for r in rs)
     metrics = (await client.get("/metrics")).text
     assert "bastion_batch_size_bucket" in metrics
     # at least one model call took more than one frame
-    line = next(ln for ln in metrics.splitlines()
-                if ln.startswith('bastion_batch_size_bucket{le="1.0",model="nsfw"}'))
-    count = next(ln for ln in metrics.splitlines()
-                 if ln.startswith('bastion_batch_size_count{model="nsfw"}'))
+    line = next(
+        ln
+        for ln in metrics.splitlines()
+        if ln.startswith('bastion_batch_size_bucket{le="1.0",model="nsfw"}')
+    )
+    count = next(
+        ln for ln in metrics.splitlines() if ln.startswith('bastion_batch_size_count{model="nsfw"}')
+    )
     assert float(line.split()[-1]) < float(count.split()[-1])
 
 
 async def test_batch_endpoint_reports_per_item(client: httpx.AsyncClient) -> None:
     good = base64.b64encode(photo("skimage-astronaut")).decode()
-    r = await client.post("/v1/moderate/batch", headers=AUTH, json={"items": [
-        {"base64": good, "id": "a"}, {"base64": base64.b64encode(b"junk").decode(), "id": "b"},
-        {"url": "http://10.0.0.1/x.jpg", "id": "c"}]})
+    r = await client.post(
+        "/v1/moderate/batch",
+        headers=AUTH,
+        json={
+            "items": [
+                {"base64": good, "id": "a"},
+                {"base64": base64.b64encode(b"junk").decode(), "id": "b"},
+                {"url": "http://10.0.0.1/x.jpg", "id": "c"},
+            ]
+        },
+    )
     assert r.status_code == 200, r.text
     items = r.json()["results"]
     assert items[0]["result"]["decision"] == "allow" and items[0]["id"] == "a"
@@ -211,8 +249,7 @@ async def test_keys_scopes_and_revocation(client: httpx.AsyncClient) -> None:
     r = await client.post("/v1/moderate", content=photo(), headers=reader)
     assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope"
     assert (await client.get("/v1/keys", headers=reader)).status_code == 403
-    assert (await client.delete(f"/v1/keys/{key_id}",
-                                headers=AUTH)).status_code == 200
+    assert (await client.delete(f"/v1/keys/{key_id}", headers=AUTH)).status_code == 200
     assert (await client.get("/v1/analyzers", headers=reader)).status_code == 401
 
 
@@ -220,10 +257,10 @@ async def test_tenants_are_isolated(client: httpx.AsyncClient) -> None:
     r = await client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=AUTH)
     assert r.status_code == 201, r.text
     acme = {"Authorization": f"Bearer {r.json()['admin_key']['key']}"}
-    policy = ("name: strict\nanalyzers: [labels]\nrules:\n  - categories: ['*']\n"
-              "    block: 1\n")
-    r = await client.put("/v1/policies/strict", content=policy,
-                         headers={**acme, "Content-Type": "application/yaml"})
+    policy = "name: strict\nanalyzers: [labels]\nrules:\n  - categories: ['*']\n    block: 1\n"
+    r = await client.put(
+        "/v1/policies/strict", content=policy, headers={**acme, "Content-Type": "application/yaml"}
+    )
     assert r.status_code == 200, r.text
     r = await client.post("/v1/moderate?policy=strict", content=photo(), headers=acme)
     assert r.status_code == 200 and r.json()["policy"] == "strict"
@@ -240,15 +277,17 @@ async def test_tenants_are_isolated(client: httpx.AsyncClient) -> None:
 
 async def test_policy_upload_errors_carry_line_numbers(client: httpx.AsyncClient) -> None:
     bad = "name: p\nanalyzers: [nsfw]\nrules:\n  - categories: [Weapons]\n    review: 300\n"
-    r = await client.put("/v1/policies/p", content=bad,
-                         headers={**AUTH, "Content-Type": "application/yaml"})
+    r = await client.put(
+        "/v1/policies/p", content=bad, headers={**AUTH, "Content-Type": "application/yaml"}
+    )
     assert r.status_code == 422
     err = r.json()["error"]
     assert err["code"] == "invalid_policy" and err["details"]["errors"][0]["line"] == 5
 
 
-async def test_analyzers_endpoint_lists_versions_and_undetectable(client: httpx.AsyncClient
-                                                                  ) -> None:
+async def test_analyzers_endpoint_lists_versions_and_undetectable(
+    client: httpx.AsyncClient,
+) -> None:
     body = (await client.get("/v1/analyzers", headers=AUTH)).json()
     names = {a["name"] for a in body["analyzers"]}
     assert {"nsfw", "labels", "ocr", "codes", "faces", "hashes"} <= names
@@ -267,8 +306,7 @@ async def test_animated_gif_frames_are_sampled(client: httpx.AsyncClient) -> Non
     photos = list(benign_photos().values())
     frames = [Image.fromarray(p).resize((320, 240)) for p in photos[:6]]
     buf = io.BytesIO()
-    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100,
-                   loop=0)
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
     r = await client.post("/v1/moderate", content=buf.getvalue(), headers=AUTH)
     assert r.status_code == 200, r.text
     media = r.json()["media"]

@@ -49,7 +49,11 @@ def test_scan_folder_prints_one_json_line_per_image(images: Path) -> None:
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert sorted(Path(r["file"]).name for r in rows) == [
-        "rocket.png", "skimage-chelsea.jpg", "skimage-coffee.jpg", "sklearn-china.jpg"]
+        "rocket.png",
+        "skimage-chelsea.jpg",
+        "skimage-coffee.jpg",
+        "sklearn-china.jpg",
+    ]
     assert all(r["result"]["decision"] == "allow" for r in rows)
 
 
@@ -57,8 +61,9 @@ def test_scan_folder_prints_one_json_line_per_image(images: Path) -> None:
 def test_scan_glob_errors_and_table(images: Path, tmp_path: Path) -> None:
     bad = tmp_path / "broken.jpg"
     bad.write_bytes((images / "skimage-chelsea.jpg").read_bytes()[:500])
-    res = runner.invoke(app, ["scan", str(images / "*.jpg"), str(bad), "--format", "table"],
-                        env={"COLUMNS": "250"})
+    res = runner.invoke(
+        app, ["scan", str(images / "*.jpg"), str(bad), "--format", "table"], env={"COLUMNS": "250"}
+    )
     assert res.exit_code == 0, res.output
     assert "skimage-coffee.jpg" in res.stdout and "corrupt_media" in res.stdout
 
@@ -67,8 +72,10 @@ def test_scan_glob_errors_and_table(images: Path, tmp_path: Path) -> None:
 def test_scan_exits_1_on_block(tmp_path: Path) -> None:
     img = qr_file(tmp_path / "ad.png", "https://buy.badpills.example/now")
     policy = tmp_path / "p.yaml"
-    policy.write_text("name: p\nanalyzers: [codes]\nrules:\n  - categories: [Blocked Domain]\n"
-                      "    block: 50\nlists:\n  blocked_domains: [badpills.example]\n")
+    policy.write_text(
+        "name: p\nanalyzers: [codes]\nrules:\n  - categories: [Blocked Domain]\n"
+        "    block: 50\nlists:\n  blocked_domains: [badpills.example]\n"
+    )
     res = runner.invoke(app, ["scan", str(img), "--policy", str(policy)])
     assert res.exit_code == 1, res.output
     row = json.loads(res.stdout.splitlines()[0])
@@ -107,8 +114,21 @@ def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     env["BASTION_PRELOAD"] = "false"
     return subprocess.Popen(
-        [sys.executable, "-m", "bastion.cli", "up", "--port", str(port), "--data-dir",
-         str(data_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "bastion.cli",
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait(port: int, proc: subprocess.Popen[str]) -> None:
@@ -134,8 +154,12 @@ def test_up_prints_an_admin_key_once_and_serves(tmp_path: Path) -> None:
         key = proc.stdout.readline().strip()
         assert re.fullmatch(r"bst_[0-9a-f]{12}_[A-Za-z0-9_\-]+", key), key
         img = encode(benign_photos()["skimage-coffee"])
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/moderate", content=img, timeout=120,
-                       headers={"Authorization": f"Bearer {key}", "Content-Type": "image/jpeg"})
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/moderate",
+            content=img,
+            timeout=120,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "image/jpeg"},
+        )
         assert r.status_code == 200 and r.json()["decision"] == "allow", r.text
         assert httpx.post(f"http://127.0.0.1:{port}/v1/moderate", content=img).status_code == 401
     finally:

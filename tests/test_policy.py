@@ -33,12 +33,22 @@ def test_version_changes_with_content() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "needle"),
     [
-        ("name: p\nanalyzers: [nsfw]\nrules:\n  - categories: [Weapons]\n    review: 150\n",
-         5, "less than or equal to 100"),
-        ("name: p\nanalyzers: [nsfw]\nrules:\n  - categories: [Nope]\n    review: 50\n",
-         4, "unknown category 'Nope'"),
-        ("name: p\nanalyzers: [nsfw]\nrules:\n  - categories: [Weapons]\n    review: 90\n"
-         "    block: 50\n", 4, "could never fire"),
+        (
+            "name: p\nanalyzers: [nsfw]\nrules:\n  - categories: [Weapons]\n    review: 150\n",
+            5,
+            "less than or equal to 100",
+        ),
+        (
+            "name: p\nanalyzers: [nsfw]\nrules:\n  - categories: [Nope]\n    review: 50\n",
+            4,
+            "unknown category 'Nope'",
+        ),
+        (
+            "name: p\nanalyzers: [nsfw]\nrules:\n  - categories: [Weapons]\n    review: 90\n"
+            "    block: 50\n",
+            4,
+            "could never fire",
+        ),
         ("name: p\nanalyzers: [nsfw]\nbogus: 1\n", 3, "Extra inputs"),
         ("name: p\nanalyzers: [nsfw\n", 3, "YAML syntax"),
         ("name: p\nanalyzers: []\n", 2, "at least 1"),
@@ -70,15 +80,27 @@ def test_l1_rule_covers_l2_labels_and_star_covers_all() -> None:
 
 
 def test_lists_match_words_and_domains() -> None:
-    lists = CompiledLists(Lists(blocked_words=["casino", "割引", "viagra"],
-                                blocked_domains=["spam.example"],
-                                allowed_domains=["ok.spam.example"]), "v1")
-    text = [TextLine(text="Best CASINO bonus", confidence=90, engine="t"),
-            TextLine(text="今だけ 割 引 セール", confidence=80, engine="t"),
-            TextLine(text="casinos are fine as a different word", confidence=90, engine="t")]
-    codes = [Code(format="QRCode", text="https://x.spam.example/a", urls=["https://x.spam.example/a"])]
-    labels = lists.labels(text, codes, ["https://x.spam.example/a", "https://ok.spam.example/",
-                                        "https://example.org/"])
+    lists = CompiledLists(
+        Lists(
+            blocked_words=["casino", "割引", "viagra"],
+            blocked_domains=["spam.example"],
+            allowed_domains=["ok.spam.example"],
+        ),
+        "v1",
+    )
+    text = [
+        TextLine(text="Best CASINO bonus", confidence=90, engine="t"),
+        TextLine(text="今だけ 割 引 セール", confidence=80, engine="t"),
+        TextLine(text="casinos are fine as a different word", confidence=90, engine="t"),
+    ]
+    codes = [
+        Code(format="QRCode", text="https://x.spam.example/a", urls=["https://x.spam.example/a"])
+    ]
+    labels = lists.labels(
+        text,
+        codes,
+        ["https://x.spam.example/a", "https://ok.spam.example/", "https://example.org/"],
+    )
     names = sorted((lab.name, lab.source) for lab in labels)
     assert ("Blocked Word", "text:casino") in names
     assert ("Blocked Word", "text:割引") in names

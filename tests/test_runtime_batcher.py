@@ -69,8 +69,9 @@ async def test_wrong_result_count_is_an_error() -> None:
 
 async def test_batch_size_metric_is_recorded() -> None:
     metrics = Metrics()
-    b = DynamicBatcher("mm", Recorder(), BatchPolicy(max_batch_size=4, max_wait_ms=10),
-                       metrics=metrics)
+    b = DynamicBatcher(
+        "mm", Recorder(), BatchPolicy(max_batch_size=4, max_wait_ms=10), metrics=metrics
+    )
     await asyncio.gather(*(b.submit(i) for i in range(4)))
     count = metrics.registry.get_sample_value("bastion_batch_size_count", {"model": "mm"})
     assert count is not None and count >= 1

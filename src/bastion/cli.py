@@ -19,10 +19,12 @@ from rich.table import Table
 from bastion.config import Settings, load_settings
 from bastion.errors import BastionError
 
-app = typer.Typer(help="Bastion: self-hosted content moderation.", no_args_is_help=True,
-                  add_completion=False)
-keys_app = typer.Typer(help="Manage API keys (works on the database directly).",
-                       no_args_is_help=True)
+app = typer.Typer(
+    help="Bastion: self-hosted content moderation.", no_args_is_help=True, add_completion=False
+)
+keys_app = typer.Typer(
+    help="Manage API keys (works on the database directly).", no_args_is_help=True
+)
 policy_app = typer.Typer(help="Work with policy files.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(policy_app, name="policy")
@@ -30,10 +32,12 @@ app.add_typer(policy_app, name="policy")
 err = Console(stderr=True)
 out = Console(soft_wrap=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.",
-                                                envvar="BASTION_CONFIG")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data folder.",
-                                                 envvar="BASTION_DATA_DIR")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file.", envvar="BASTION_CONFIG")
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data folder.", envvar="BASTION_DATA_DIR")
+]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"}
 
 
@@ -59,19 +63,31 @@ def up(
     from bastion.bootstrap import Bootstrap
 
     settings = _settings(config, host=host, port=port, data_dir=data_dir)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     def announce(boot: Bootstrap) -> None:
-        err.print(f"Bastion data: [bold]{settings.data_dir.resolve()}[/bold] "
-                  f"(database {boot.db.url.render_as_string(hide_password=True)})")
+        err.print(
+            f"Bastion data: [bold]{settings.data_dir.resolve()}[/bold] "
+            f"(database {boot.db.url.render_as_string(hide_password=True)})"
+        )
         if boot.new_admin_key:
-            err.print("[bold yellow]First start: admin API key (shown once, stored hashed):[/bold yellow]")
+            err.print(
+                "[bold yellow]First start: admin API key (shown once, stored hashed):[/bold yellow]"
+            )
             print(boot.new_admin_key, flush=True)
-        err.print(f"API on http://{settings.host}:{settings.port}  docs: "
-                  f"http://{settings.host}:{settings.port}/docs")
+        err.print(
+            f"API on http://{settings.host}:{settings.port}  docs: "
+            f"http://{settings.host}:{settings.port}/docs"
+        )
 
-    uvicorn.run(create_app(settings, on_bootstrap=announce), host=settings.host,
-                port=settings.port, log_level=settings.log_level.lower())
+    uvicorn.run(
+        create_app(settings, on_bootstrap=announce),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+    )
 
 
 def expand_paths(paths: list[str]) -> Iterator[Path]:
@@ -80,8 +96,9 @@ def expand_paths(paths: list[str]) -> Iterator[Path]:
         matches = [Path(p) for p in sorted(glob.glob(raw, recursive=True))] or [Path(raw)]
         for p in matches:
             if p.is_dir():
-                yield from sorted(f for f in p.rglob("*")
-                                  if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+                yield from sorted(
+                    f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                )
             else:
                 yield p
 
@@ -101,8 +118,13 @@ def _table(rows: list[dict[str, Any]]) -> Table:
     return t
 
 
-async def _scan(files: list[Path], settings: Settings, policy_ref: str | None,
-                concurrency: int, show_progress: bool) -> list[dict[str, Any]]:
+async def _scan(
+    files: list[Path],
+    settings: Settings,
+    policy_ref: str | None,
+    concurrency: int,
+    show_progress: bool,
+) -> list[dict[str, Any]]:
     from bastion.pipeline.engine import Engine
     from bastion.pipeline.policies import PolicyBook
     from bastion.policy.loader import parse_policy
@@ -114,8 +136,14 @@ async def _scan(files: list[Path], settings: Settings, policy_ref: str | None,
     engine = Engine(settings)
     sem = asyncio.Semaphore(concurrency)
     results: list[dict[str, Any]] = [{} for _ in files]
-    progress = Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=err, disable=not show_progress)
+    progress = Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not show_progress,
+    )
 
     async def one(i: int, path: Path, task: Any) -> None:
         async with sem:
@@ -158,7 +186,7 @@ def scan(
     if not files:
         err.print("no files to scan")
         raise typer.Exit(2)
-    show = len(files) > 1 and sys.stderr.isatty() or len(files) > 20
+    show = (len(files) > 1 and sys.stderr.isatty()) or len(files) > 20
     try:
         rows = asyncio.run(_scan(files, settings, policy, concurrency, show))
     except BastionError as exc:
@@ -189,8 +217,14 @@ def analyzers(
         return
     t = Table("name", "type", "model", "version", "emits", "categories")
     for i in infos:
-        t.add_row(i["name"], i["type"], i["model"], i["version"], ", ".join(i["emits"]),
-                  ", ".join(i["categories"]) or "-")
+        t.add_row(
+            i["name"],
+            i["type"],
+            i["model"],
+            i["version"],
+            ", ".join(i["emits"]),
+            ", ".join(i["categories"]) or "-",
+        )
     out.print(t)
 
 
@@ -238,8 +272,14 @@ def keys_list(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
     """List API keys (ids and scopes, never the keys)."""
     t = Table("id", "tenant", "name", "scopes", "created", "revoked")
     for k in _repo(config, data_dir).list_keys():
-        t.add_row(k.id, k.tenant_id, k.name, ",".join(k.scopes), str(k.created_at)[:19],
-                  str(k.revoked_at)[:19] if k.revoked_at else "")
+        t.add_row(
+            k.id,
+            k.tenant_id,
+            k.name,
+            ",".join(k.scopes),
+            str(k.created_at)[:19],
+            str(k.revoked_at)[:19] if k.revoked_at else "",
+        )
     out.print(t)
 
 

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     limits: MediaLimits = Field(default_factory=MediaLimits)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     analyzers: Annotated[list[AnalyzerConfig], BeforeValidator(_parse_analyzers)] = Field(
-        default_factory=lambda: [{"type": k} for k in DEFAULT_ANALYZERS],  # type: ignore[misc]
+        default_factory=lambda: _parse_analyzers(list(DEFAULT_ANALYZERS)),
         description="Analyzer instances to load, each with its own settings.",
     )
     policies_dir: Path | None = Field(
@@ -100,7 +100,9 @@ class Settings(BaseSettings):
         4096, ge=0, description="Results kept in memory by content hash (0 disables)."
     )
     log_level: str = Field("INFO", description="Python logging level.")
-    preload: bool = Field(True, description="Load every model at start-up rather than on first use.")
+    preload: bool = Field(
+        True, description="Load every model at start-up rather than on first use."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -57,7 +57,9 @@ class TextLine(BaseModel):
 
     text: str
     confidence: float = Field(ge=0, le=100)
-    language: str | None = Field(None, description="ISO 639-1 code, with script for zh-Hans/zh-Hant.")
+    language: str | None = Field(
+        None, description="ISO 639-1 code, with script for zh-Hans/zh-Hant."
+    )
     engine: str
     box: Box | None = None
     frame: int | None = None

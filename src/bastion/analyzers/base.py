@@ -57,7 +57,9 @@ class AnalyzerInfo(BaseModel):
     model: str
     version: str
     categories: list[str]
-    emits: list[str] = Field(description="Kinds of output: labels, tags, text, codes, faces, hashes.")
+    emits: list[str] = Field(
+        description="Kinds of output: labels, tags, text, codes, faces, hashes."
+    )
     provider: str | None = None
     description: str
 
@@ -106,7 +108,7 @@ class Analyzer(ABC, Generic[C, P]):
     def categories(self) -> list[str]:
         """Taxonomy labels this analyzer can emit."""
 
-    def load(self) -> None:  # noqa: B027 - optional hook
+    def load(self) -> None:
         """Load weights and create sessions; called once before the first batch."""
 
     @property

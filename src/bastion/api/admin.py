@@ -19,14 +19,21 @@ from bastion.store.repo import DEFAULT_TENANT, Principal
 
 router = APIRouter(prefix="/v1", tags=["administration"])
 Svc = Annotated[Services, Depends(services)]
-_YAML_BODY = {"requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}},
-                                          "text/plain": {"schema": {"type": "string"}}}}}
+_YAML_BODY = {
+    "requestBody": {
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}},
+        }
+    }
+}
 
 
 def _root(who: Principal) -> None:
     if who.tenant_id != DEFAULT_TENANT:
-        raise Forbidden("only an admin key of the default tenant manages tenants",
-                        code="insufficient_scope")
+        raise Forbidden(
+            "only an admin key of the default tenant manages tenants", code="insufficient_scope"
+        )
 
 
 class KeyOut(BaseModel):
@@ -39,8 +46,14 @@ class KeyOut(BaseModel):
 
     @classmethod
     def of(cls, row: ApiKey) -> KeyOut:
-        return cls(id=row.id, tenant_id=row.tenant_id, name=row.name, scopes=list(row.scopes),
-                   created_at=row.created_at, revoked_at=row.revoked_at)
+        return cls(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            name=row.name,
+            scopes=list(row.scopes),
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )
 
 
 class NewKey(KeyOut):
@@ -90,8 +103,10 @@ class PolicyOut(BaseModel):
 async def list_tenants(who: Admin, svc: Svc) -> list[TenantOut]:
     _root(who)
     rows = await run_in_threadpool(svc.repo.list_tenants)
-    return [TenantOut(id=t.id, name=t.name, default_policy=t.default_policy,
-                      created_at=t.created_at) for t in rows]
+    return [
+        TenantOut(id=t.id, name=t.name, default_policy=t.default_policy, created_at=t.created_at)
+        for t in rows
+    ]
 
 
 @router.post("/tenants", response_model=TenantCreated, status_code=201)
@@ -99,8 +114,13 @@ async def create_tenant(body: TenantIn, who: Admin, svc: Svc) -> TenantCreated:
     _root(who)
     t = await run_in_threadpool(svc.repo.create_tenant, body.id, body.name)
     full, row = await run_in_threadpool(svc.repo.create_key, t.id, "admin", ["admin"])
-    return TenantCreated(id=t.id, name=t.name, default_policy=t.default_policy,
-                         created_at=t.created_at, admin_key=NewKey(key=full, **KeyOut.of(row).model_dump()))
+    return TenantCreated(
+        id=t.id,
+        name=t.name,
+        default_policy=t.default_policy,
+        created_at=t.created_at,
+        admin_key=NewKey(key=full, **KeyOut.of(row).model_dump()),
+    )
 
 
 @router.get("/tenant", response_model=TenantOut, summary="The calling key's tenant")
@@ -113,8 +133,9 @@ async def my_tenant(who: Reader, svc: Svc) -> TenantOut:
 async def patch_tenant(body: TenantPatch, who: Admin, svc: Svc) -> TenantOut:
     if body.default_policy is not None:
         await run_in_threadpool(svc.policies.resolve, who.tenant_id, body.default_policy)
-    t = await run_in_threadpool(svc.repo.update_tenant, who.tenant_id,
-                                default_policy=body.default_policy)
+    t = await run_in_threadpool(
+        svc.repo.update_tenant, who.tenant_id, default_policy=body.default_policy
+    )
     return TenantOut(id=t.id, name=t.name, default_policy=t.default_policy, created_at=t.created_at)
 
 
@@ -146,8 +167,11 @@ async def list_policies(who: Reader, svc: Svc) -> list[PolicyOut]:
     rows = await run_in_threadpool(svc.repo.list_policies, who.tenant_id)
     own = {r.name: r for r in rows}
     out = [PolicyOut(name=r.name, version=r.version, source="tenant") for r in rows]
-    out += [PolicyOut(name=n, version=p.version, source="builtin")
-            for n, p in svc.policies.builtin.items() if n not in own]
+    out += [
+        PolicyOut(name=n, version=p.version, source="builtin")
+        for n, p in svc.policies.builtin.items()
+        if n not in own
+    ]
     return sorted(out, key=lambda p: p.name)
 
 
@@ -162,22 +186,34 @@ async def get_policy(name: str, who: Reader, svc: Svc) -> PolicyOut:
     raise NotFound(f"policy {name!r} not found", code="policy_not_found")
 
 
-@router.post("/policies/validate", response_model=PolicyOut, openapi_extra=_YAML_BODY,
-             summary="Validate a YAML policy without saving it (errors carry line numbers)")
-async def validate_policy(who: Reader, text: Annotated[str, Body(media_type="application/yaml")]
-                          ) -> PolicyOut:
+@router.post(
+    "/policies/validate",
+    response_model=PolicyOut,
+    openapi_extra=_YAML_BODY,
+    summary="Validate a YAML policy without saving it (errors carry line numbers)",
+)
+async def validate_policy(
+    who: Reader, text: Annotated[str, Body(media_type="application/yaml")]
+) -> PolicyOut:
     p = parse_policy(text)
     return PolicyOut(name=p.name, version=p.version, source="tenant", yaml=text)
 
 
-@router.put("/policies/{name}", response_model=PolicyOut, openapi_extra=_YAML_BODY,
-            summary="Create or replace a tenant policy from YAML")
-async def put_policy(name: str, who: Admin, svc: Svc,
-                     text: Annotated[str, Body(media_type="application/yaml")]) -> PolicyOut:
+@router.put(
+    "/policies/{name}",
+    response_model=PolicyOut,
+    openapi_extra=_YAML_BODY,
+    summary="Create or replace a tenant policy from YAML",
+)
+async def put_policy(
+    name: str, who: Admin, svc: Svc, text: Annotated[str, Body(media_type="application/yaml")]
+) -> PolicyOut:
     p = parse_policy(text)
     if p.name != name:
-        raise InputError(f"policy name in the body ({p.name!r}) differs from the URL ({name!r})",
-                         code="policy_name_mismatch")
+        raise InputError(
+            f"policy name in the body ({p.name!r}) differs from the URL ({name!r})",
+            code="policy_name_mismatch",
+        )
     await run_in_threadpool(svc.repo.put_policy, who.tenant_id, text)
     return PolicyOut(name=p.name, version=p.version, source="tenant", yaml=text)
 

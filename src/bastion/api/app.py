@@ -58,7 +58,8 @@ def create_app(
     app = FastAPI(
         title="Bastion",
         version=__version__,
-        description="Self-hosted content moderation. Authenticate with `Authorization: Bearer <key>`.",
+        description="Self-hosted content moderation. "
+        "Authenticate with `Authorization: Bearer <key>`.",
         lifespan=lifespan,
     )
     errors.install(app)
@@ -67,8 +68,9 @@ def create_app(
     app.include_router(admin.router)
 
     @app.middleware("http")
-    async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                       ) -> Response:
+    async def _metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
         svc = getattr(request.app.state, "services", None)

@@ -22,8 +22,9 @@ async def principal(
     svc: Annotated[Services, Depends(services)],
 ) -> Principal:
     if creds is None or not creds.credentials:
-        raise AuthError("missing API key: send 'Authorization: Bearer <key>'",
-                        code="missing_api_key")
+        raise AuthError(
+            "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
+        )
     found = await run_in_threadpool(svc.authenticate, creds.credentials)
     if found is None:
         raise AuthError("invalid or revoked API key", code="invalid_api_key")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import binascii
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from bastion.config import Settings
 from bastion.errors import EmptyInput, InputError, MediaTooLarge, UnsupportedMediaType
 from bastion.media.fetch import FetchPolicy, fetch_url
 
+
 class MediaRef(BaseModel):
     """A media item by URL or inline base64 (exactly one)."""
 
@@ -23,8 +24,11 @@ class MediaRef(BaseModel):
 
     url: str | None = Field(None, max_length=4096, description="http(s) URL to fetch.")
     base64: str | None = Field(None, description="The bytes, base64-encoded (data: URLs accepted).")
-    policy: str | None = Field(None, max_length=64, description="Policy name; tenant default if absent.")
+    policy: str | None = Field(
+        None, max_length=64, description="Policy name; tenant default if absent."
+    )
     id: str | None = Field(None, max_length=200, description="Your reference, echoed back.")
+
 
 @dataclass(frozen=True, slots=True)
 class MediaInput:
@@ -33,6 +37,7 @@ class MediaInput:
     policy: str | None
     source: str
     ref: str | None = None
+
 
 def fetch_policy(settings: Settings) -> FetchPolicy:
     f = settings.fetch
@@ -44,6 +49,7 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
         max_redirects=f.max_redirects,
     )
 
+
 def decode_b64(text: str, max_bytes: int) -> bytes:
     if text.startswith("data:"):
         text = text.partition(",")[2]
@@ -54,6 +60,7 @@ def decode_b64(text: str, max_bytes: int) -> bytes:
     except (binascii.Error, ValueError) as exc:
         raise InputError(f"base64 does not decode: {exc}", code="invalid_base64") from exc
 
+
 async def from_ref(ref: MediaRef, settings: Settings) -> MediaInput:
     if (ref.url is None) == (ref.base64 is None):
         raise InputError("give exactly one of 'url' or 'base64'", code="invalid_request")
@@ -63,11 +70,13 @@ async def from_ref(ref: MediaRef, settings: Settings) -> MediaInput:
     data = decode_b64(ref.base64 or "", settings.limits.max_bytes)
     return MediaInput(data, None, ref.policy, "base64", ref.id)
 
+
 async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     data = await upload.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise MediaTooLarge(f"upload is over the limit of {max_bytes} bytes")
     return data
+
 
 async def _read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
@@ -82,14 +91,18 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
         chunks.append(chunk)
     return b"".join(chunks)
 
+
 def _json_ref(payload: Any) -> MediaRef:
     try:
         return MediaRef.model_validate(payload)
     except ValidationError as exc:
         raise InputError(
-            "JSON body must be {\"url\": ...} or {\"base64\": ...}",
-            details={"errors": [{"loc": list(e["loc"]), "message": e["msg"]} for e in exc.errors()]},
+            'JSON body must be {"url": ...} or {"base64": ...}',
+            details={
+                "errors": [{"loc": list(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+            },
         ) from exc
+
 
 async def read_single(request: Request, settings: Settings, policy_q: str | None) -> MediaInput:
     """The one media item of a /v1/moderate request."""

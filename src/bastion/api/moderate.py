@@ -21,11 +21,17 @@ router = APIRouter(prefix="/v1", tags=["moderation"])
 _IMAGE_BODY = {
     "requestBody": {
         "description": "The image as a multipart `file`, the raw body (image/*), "
-        "or JSON `{\"url\": ...}` / `{\"base64\": ...}`.",
+        'or JSON `{"url": ...}` / `{"base64": ...}`.',
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "file": {"type": "string", "format": "binary"},
-                "policy": {"type": "string"}}}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "policy": {"type": "string"},
+                    },
+                }
+            },
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
             "application/json": {"schema": MediaRef.model_json_schema()},
@@ -69,8 +75,12 @@ async def moderate_input(svc: Services, who: Principal, item: MediaInput) -> Mod
         svc.inflight.release()
 
 
-@router.post("/moderate", response_model=ModerationResult, openapi_extra=_IMAGE_BODY,
-             summary="Moderate one image")
+@router.post(
+    "/moderate",
+    response_model=ModerationResult,
+    openapi_extra=_IMAGE_BODY,
+    summary="Moderate one image",
+)
 async def moderate(
     request: Request,
     who: Moderator,
@@ -86,8 +96,11 @@ async def moderate_batch(
     body: BatchRequest, who: Moderator, svc: Annotated[Services, Depends(services)]
 ) -> BatchResponse:
     if len(body.items) > svc.settings.max_batch_items:
-        raise InputError(f"at most {svc.settings.max_batch_items} items per batch",
-                         code="batch_too_large", status=413)
+        raise InputError(
+            f"at most {svc.settings.max_batch_items} items per batch",
+            code="batch_too_large",
+            status=413,
+        )
 
     async def one(i: int, ref: MediaRef) -> BatchItem:
         try:

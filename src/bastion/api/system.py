@@ -51,8 +51,12 @@ async def readyz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     except Exception:
         db_ok = False
     ready = svc.engine.ready and db_ok
-    body = {"status": "ready" if ready else "not_ready", "models_loaded": svc.engine.ready,
-            "database": db_ok, "load_errors": svc.engine.load_errors}
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "models_loaded": svc.engine.ready,
+        "database": db_ok,
+        "load_errors": svc.engine.load_errors,
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
@@ -63,8 +67,12 @@ async def metrics(svc: Annotated[Services, Depends(services)]) -> Response:
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/analyzers", response_model=AnalyzersResponse, tags=["moderation"],
-            summary="Analyzers, model versions and the categories each can emit")
+@router.get(
+    "/v1/analyzers",
+    response_model=AnalyzersResponse,
+    tags=["moderation"],
+    summary="Analyzers, model versions and the categories each can emit",
+)
 async def analyzers(_: Reader, svc: Annotated[Services, Depends(services)]) -> AnalyzersResponse:
     infos = svc.engine.infos()
     by_cat: dict[str, list[str]] = {}
@@ -73,9 +81,20 @@ async def analyzers(_: Reader, svc: Annotated[Services, Depends(services)]) -> A
             by_cat.setdefault(cat, []).append(info.name)
     for cat in ("Blocked Word", "Blocked Domain", "Illegal Ads"):
         by_cat.setdefault(cat, []).append("lists")
-    cats = [CategoryInfo(name=c.name, parent=c.parent, level=c.level, description=c.description,
-                         detected_by=sorted(by_cat.get(c.name, [])))
-            for c in taxonomy.CATEGORIES.values()]
+    cats = [
+        CategoryInfo(
+            name=c.name,
+            parent=c.parent,
+            level=c.level,
+            description=c.description,
+            detected_by=sorted(by_cat.get(c.name, [])),
+        )
+        for c in taxonomy.CATEGORIES.values()
+    ]
     undetectable = [c.name for c in cats if not c.detected_by]
-    return AnalyzersResponse(analyzers=infos, categories=cats, undetectable=undetectable,
-                             load_errors=svc.engine.load_errors)
+    return AnalyzersResponse(
+        analyzers=infos,
+        categories=cats,
+        undetectable=undetectable,
+        load_errors=svc.engine.load_errors,
+    )

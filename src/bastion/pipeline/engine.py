@@ -176,7 +176,11 @@ class Engine:
         )
 
     async def moderate_bytes(
-        self, data: bytes, policy: Policy, *, extra_lists: Lists | None = None,
+        self,
+        data: bytes,
+        policy: Policy,
+        *,
+        extra_lists: Lists | None = None,
         content_type: str | None = None,
     ) -> ModerationResult:
         decoded = await self.decode(data, content_type)
@@ -231,9 +235,13 @@ class Engine:
         frames = decoded.frames[: policy.max_frames or len(decoded.frames)]
         names = [n for n in policy.analyzers if n in self._loaded]
         errors = [
-            {"analyzer": n, "code": "analyzer_not_installed",
-             "message": f"policy names analyzer {n!r}, which is not configured"}
-            for n in policy.analyzers if n not in self._loaded
+            {
+                "analyzer": n,
+                "code": "analyzer_not_installed",
+                "message": f"policy names analyzer {n!r}, which is not configured",
+            }
+            for n in policy.analyzers
+            if n not in self._loaded
         ]
         runs = await asyncio.gather(*(self._run_analyzer(n, frames) for n in names))
         per_analyzer: dict[str, list[AnalyzerOutput]] = {}
@@ -246,10 +254,12 @@ class Engine:
             else:
                 per_analyzer[name] = outs
         merged = merge_outputs(per_analyzer, frames, animated=decoded.animated)
-        urls = list(dict.fromkeys(
-            [u for c in merged.codes for u in c.urls]
-            + [u for line in merged.text for u in extract_urls(line.text)]
-        ))
+        urls = list(
+            dict.fromkeys(
+                [u for c in merged.codes for u in c.urls]
+                + [u for line in merged.text for u in extract_urls(line.text)]
+            )
+        )
         labels = merged.labels + lists.labels(merged.text, merged.codes, urls)
         labels.sort(key=lambda lab: -lab.confidence)
         decision, reasons = decide(policy, labels)
@@ -268,9 +278,14 @@ class Engine:
             face_count=merged.face_count,
             hashes=hashes,
             media=MediaInfo(
-                format=decoded.format, mode=decoded.mode, width=decoded.width,
-                height=decoded.height, bytes=decoded.byte_size, frames=decoded.total_frames,
-                frames_analyzed=len(frames), warnings=list(decoded.warnings),
+                format=decoded.format,
+                mode=decoded.mode,
+                width=decoded.width,
+                height=decoded.height,
+                bytes=decoded.byte_size,
+                frames=decoded.total_frames,
+                frames_analyzed=len(frames),
+                warnings=list(decoded.warnings),
             ),
             policy=policy.name,
             policy_version=policy.version,

@@ -26,9 +26,16 @@ def decide(policy: Policy, labels: Iterable[Label]) -> tuple[Action, list[Reason
                 action, threshold = "review", rule.review
             if action is None:
                 continue
-            reasons.append(Reason(rule=rule.display_name, label=lab.name,
-                                  confidence=lab.confidence, threshold=threshold,
-                                  action=action, analyzer=lab.analyzer))
+            reasons.append(
+                Reason(
+                    rule=rule.display_name,
+                    label=lab.name,
+                    confidence=lab.confidence,
+                    threshold=threshold,
+                    action=action,
+                    analyzer=lab.analyzer,
+                )
+            )
             if _SEVERITY[action] > _SEVERITY[decision]:
                 decision = action
     reasons.sort(key=lambda r: (-_SEVERITY[r.action], -r.confidence))

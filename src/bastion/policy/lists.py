@@ -71,7 +71,9 @@ class CompiledLists:
                 hits.append(word)
         return hits
 
-    def labels(self, text: Iterable[TextLine], codes: Iterable[Code], urls: Iterable[str]) -> list[Label]:
+    def labels(
+        self, text: Iterable[TextLine], codes: Iterable[Code], urls: Iterable[str]
+    ) -> list[Label]:
         out: list[Label] = []
         seen: set[tuple[str, str]] = set()
 
@@ -79,8 +81,17 @@ class CompiledLists:
             if (name, source) in seen:
                 return
             seen.add((name, source))
-            out.append(taxonomy.label(name, confidence, analyzer=ANALYZER, model=MODEL,
-                                      version=self.version, source=source, frame=frame))
+            out.append(
+                taxonomy.label(
+                    name,
+                    confidence,
+                    analyzer=ANALYZER,
+                    model=MODEL,
+                    version=self.version,
+                    source=source,
+                    frame=frame,
+                )
+            )
 
         for line in text:
             for word in self.blocked_words(line.text):

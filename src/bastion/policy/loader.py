@@ -48,8 +48,9 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
         ) from exc
     if node is None or not isinstance(data, dict):
         err = {"line": 1, "column": 1, "path": "", "message": "a policy must be a YAML mapping"}
-        raise PolicyError(f"{source}:1:1: a policy must be a YAML mapping",
-                          details={"errors": [err]})
+        raise PolicyError(
+            f"{source}:1:1: a policy must be a YAML mapping", details={"errors": [err]}
+        )
     positions: dict[Path_, tuple[int, int]] = {}
     _positions(node, (), positions)
     try:
@@ -61,11 +62,13 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
             loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
             line, col = _locate(loc, positions)
             msg = e["msg"].removeprefix("Value error, ")
-            errors.append({"line": line, "column": col,
-                           "path": ".".join(str(p) for p in loc), "message": msg})
+            errors.append(
+                {"line": line, "column": col, "path": ".".join(str(p) for p in loc), "message": msg}
+            )
         first = errors[0]
-        summary = "; ".join(f"line {e['line']}: {e['path'] or '<root>'}: {e['message']}"
-                            for e in errors)
+        summary = "; ".join(
+            f"line {e['line']}: {e['path'] or '<root>'}: {e['message']}" for e in errors
+        )
         raise PolicyError(
             f"{source}:{first['line']}:{first['column']}: invalid policy: {summary}",
             details={"errors": errors},

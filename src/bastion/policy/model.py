@@ -18,7 +18,9 @@ class Rule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, description="Rule name shown in reasons; defaults to categories.")
+    name: str | None = Field(
+        None, description="Rule name shown in reasons; defaults to categories."
+    )
     categories: list[str] = Field(
         min_length=1, description="Taxonomy labels (L1 or L2) this rule covers, or '*' for all."
     )

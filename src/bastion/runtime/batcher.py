@@ -121,9 +121,7 @@ class DynamicBatcher(Generic[T, R]):
         finally:
             if self._metrics is not None:
                 self._metrics.batch_size.labels(self.name).observe(len(items))
-                self._metrics.batch_latency.labels(self.name).observe(
-                    time.perf_counter() - started
-                )
+                self._metrics.batch_latency.labels(self.name).observe(time.perf_counter() - started)
         for (_, fut), res in zip(live, results, strict=True):
             if not fut.done():
                 fut.set_result(res)

@@ -14,7 +14,9 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class Metrics:
     """All of Bastion's metrics, registered on one CollectorRegistry."""
 
-    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -22,19 +24,28 @@ class Metrics:
             "bastion_requests", "HTTP requests", ["method", "route", "status"], registry=r
         )
         self.request_latency = Histogram(
-            "bastion_request_seconds", "HTTP request latency", ["route"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "bastion_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.decisions = Counter(
             "bastion_decisions", "Moderation decisions", ["decision"], registry=r
         )
         self.batch_size = Histogram(
-            "bastion_batch_size", "Frames per model call", ["model"], buckets=_BATCH_BUCKETS,
+            "bastion_batch_size",
+            "Frames per model call",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
             registry=r,
         )
         self.batch_latency = Histogram(
-            "bastion_batch_seconds", "Model call latency per batch", ["model"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "bastion_batch_seconds",
+            "Model call latency per batch",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_depth = Gauge(
             "bastion_queue_depth", "Frames waiting for a model call", ["model"], registry=r

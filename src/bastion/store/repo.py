@@ -40,15 +40,15 @@ class Repo:
         with self.sessions.begin() as s:
             t = s.get(Tenant, tenant_id)
             if t is None:
-                t = Tenant(id=tenant_id, name=name or tenant_id, default_policy="default",
-                           lists={})
+                t = Tenant(id=tenant_id, name=name or tenant_id, default_policy="default", lists={})
                 s.add(t)
             return t
 
     def create_tenant(self, tenant_id: str, name: str) -> Tenant:
         if not _TENANT_RE.match(tenant_id):
-            raise InputError("tenant id must be 1-64 of a-z, 0-9, '-', '_'",
-                             code="invalid_tenant_id")
+            raise InputError(
+                "tenant id must be 1-64 of a-z, 0-9, '-', '_'", code="invalid_tenant_id"
+            )
         with self.sessions.begin() as s:
             if s.get(Tenant, tenant_id) is not None:
                 raise InputError(f"tenant {tenant_id!r} exists", code="tenant_exists", status=409)
@@ -67,8 +67,9 @@ class Repo:
         with self.sessions() as s:
             return list(s.scalars(select(Tenant).order_by(Tenant.created_at)))
 
-    def update_tenant(self, tenant_id: str, *, default_policy: str | None = None,
-                      lists: Lists | None = None) -> Tenant:
+    def update_tenant(
+        self, tenant_id: str, *, default_policy: str | None = None, lists: Lists | None = None
+    ) -> Tenant:
         with self.sessions.begin() as s:
             t = s.get(Tenant, tenant_id)
             if t is None:
@@ -83,14 +84,16 @@ class Repo:
     def create_key(self, tenant_id: str, name: str, scopes: list[str]) -> tuple[str, ApiKey]:
         bad = [sc for sc in scopes if sc not in keyfmt.SCOPES]
         if bad or not scopes:
-            raise InputError(f"scopes must be a non-empty subset of {list(keyfmt.SCOPES)}",
-                             code="invalid_scope")
+            raise InputError(
+                f"scopes must be a non-empty subset of {list(keyfmt.SCOPES)}", code="invalid_scope"
+            )
         full, key_id, digest = keyfmt.new_key()
         with self.sessions.begin() as s:
             if s.get(Tenant, tenant_id) is None:
                 raise NotFound(f"tenant {tenant_id!r} not found")
-            row = ApiKey(id=key_id, tenant_id=tenant_id, name=name, key_hash=digest,
-                         scopes=list(scopes))
+            row = ApiKey(
+                id=key_id, tenant_id=tenant_id, name=name, key_hash=digest, scopes=list(scopes)
+            )
             s.add(row)
         return full, row
 
@@ -99,8 +102,13 @@ class Repo:
         with self.sessions.begin() as s:
             row = s.get(ApiKey, key_id)
             if row is None:
-                row = ApiKey(id=key_id, tenant_id=tenant_id, name="admin (BASTION_ADMIN_API_KEY)",
-                             key_hash=digest, scopes=["admin"])
+                row = ApiKey(
+                    id=key_id,
+                    tenant_id=tenant_id,
+                    name="admin (BASTION_ADMIN_API_KEY)",
+                    key_hash=digest,
+                    scopes=["admin"],
+                )
                 s.add(row)
             else:
                 row.key_hash, row.revoked_at = digest, None
@@ -144,30 +152,48 @@ class Repo:
         policy = parse_policy(yaml_text)
         now = datetime.now(UTC)
         with self.sessions.begin() as s:
-            row = s.scalars(select(PolicyRow).where(PolicyRow.tenant_id == tenant_id,
-                                                    PolicyRow.name == policy.name)).first()
+            row = s.scalars(
+                select(PolicyRow).where(
+                    PolicyRow.tenant_id == tenant_id, PolicyRow.name == policy.name
+                )
+            ).first()
             if row is None:
-                s.add(PolicyRow(tenant_id=tenant_id, name=policy.name, yaml_text=yaml_text,
-                                version=policy.version, created_at=now, updated_at=now))
+                s.add(
+                    PolicyRow(
+                        tenant_id=tenant_id,
+                        name=policy.name,
+                        yaml_text=yaml_text,
+                        version=policy.version,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
             else:
                 row.yaml_text, row.version, row.updated_at = yaml_text, policy.version, now
         return policy
 
     def get_policy_text(self, tenant_id: str, name: str) -> str | None:
         with self.sessions() as s:
-            row = s.scalars(select(PolicyRow).where(PolicyRow.tenant_id == tenant_id,
-                                                    PolicyRow.name == name)).first()
+            row = s.scalars(
+                select(PolicyRow).where(PolicyRow.tenant_id == tenant_id, PolicyRow.name == name)
+            ).first()
             return row.yaml_text if row else None
 
     def list_policies(self, tenant_id: str) -> list[PolicyRow]:
         with self.sessions() as s:
-            return list(s.scalars(select(PolicyRow).where(PolicyRow.tenant_id == tenant_id)
-                                  .order_by(PolicyRow.name)))
+            return list(
+                s.scalars(
+                    select(PolicyRow)
+                    .where(PolicyRow.tenant_id == tenant_id)
+                    .order_by(PolicyRow.name)
+                )
+            )
 
     def delete_policy(self, tenant_id: str, name: str) -> None:
         with self.sessions.begin() as s:
-            row = s.scalars(select(PolicyRow).where(PolicyRow.tenant_id == tenant_id,
-                                                    PolicyRow.name == name)).first()
+            row = s.scalars(
+                select(PolicyRow).where(PolicyRow.tenant_id == tenant_id, PolicyRow.name == name)
+            ).first()
             if row is None:
                 raise NotFound(f"policy {name!r} not found")
             s.delete(row)
