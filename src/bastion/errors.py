@@ -96,6 +96,13 @@ class PolicyError(BastionError):
     status = 422
 
 
+class AnalyzerUnavailable(BastionError):
+    """An analyzer cannot run: its optional package or model file is missing, or it failed."""
+
+    code = "analyzer_unavailable"
+    status = 503
+
+
 class NotFound(BastionError):
     code = "not_found"
     status = 404

@@ -21,7 +21,7 @@ from bastion.analyzers import Analyzer, RuntimeContext, registry
 from bastion.analyzers.base import AnalyzerConfig, AnalyzerInfo
 from bastion.analyzers.urls import extract_urls
 from bastion.config import Settings
-from bastion.errors import BastionError
+from bastion.errors import AnalyzerUnavailable, BastionError
 from bastion.media.image import decode_image
 from bastion.media.types import DecodedImage, Frame
 from bastion.pipeline.cache import ResultCache
@@ -35,11 +35,6 @@ from bastion.runtime.batcher import BatchPolicy, DynamicBatcher
 from bastion.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-
-class AnalyzerUnavailable(BastionError):
-    code = "analyzer_unavailable"
-    status = 422
 
 
 def build_analyzers(

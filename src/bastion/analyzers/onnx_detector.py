@@ -1,0 +1,182 @@
+"""A YOLO object detector from any ONNX file, set up by configuration alone.
+
+Point ``model_path`` at an Ultralytics YOLOv5/v8/v11 export (a weapon, cigarette or logo
+model), map its class names to taxonomy labels in ``class_map`` and every detection
+comes back as a tag with a box; detections of mapped classes also come back as labels.
+Class names and input size are read from the export's metadata when not configured.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from bastion.analyzers import yolo
+from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext, file_version
+from bastion.errors import AnalyzerUnavailable
+from bastion.media.types import Frame
+from bastion.policy import taxonomy
+from bastion.results import AnalyzerOutput
+
+
+class OnnxDetectorConfig(AnalyzerConfig):
+    type: Literal["onnx_detector"] = "onnx_detector"
+    model_path: Path | None = Field(
+        None, description="The detector's ONNX file (a YOLOv5/v8/v11 export); required."
+    )
+    model_name: str | None = Field(
+        None, description="Model name reported in results; defaults to the file's stem."
+    )
+    input_size: int | tuple[int, int] | None = Field(
+        None,
+        description="Model input side, or (height, width); default: the model's fixed size, "
+        "else the export's 'imgsz' metadata, else 640.",
+    )
+    class_names: list[str] = Field(
+        default_factory=list,
+        description="Class names in output order; default: the export's 'names' metadata, "
+        "else class_0, class_1, ...",
+    )
+    class_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Class name -> taxonomy label emitted (with its box) for each detection.",
+    )
+    score_threshold: float = Field(
+        0.25, ge=0, le=1, description="Smallest class score (0–1) kept as a detection."
+    )
+    iou_threshold: float = Field(
+        0.45,
+        ge=0,
+        le=1,
+        description="Overlap (IoU) above which non-maximum suppression drops the weaker box.",
+    )
+    agnostic_nms: bool = Field(
+        False, description="Suppress overlapping boxes across classes, not only within one."
+    )
+    max_detections: int = Field(100, ge=1, le=1000, description="Most detections per frame.")
+    layout: yolo.Layout = Field(
+        "auto",
+        description="Output layout: v8 ([N, 4+C, A], boxes then class scores), v5 "
+        "([N, A, 5+C], boxes, objectness, class scores) or auto (from the output shape).",
+    )
+    letterbox: yolo.LetterboxMode = Field(
+        "center",
+        description="center: resize to fit and pad both sides (Ultralytics); top_left: pad "
+        "right and bottom to the model's aspect ratio, then resize (NudeNet).",
+    )
+    pad_value: int = Field(114, ge=0, le=255, description="Grey level of the letterbox padding.")
+    channel_order: Literal["RGB", "BGR"] = Field(
+        "RGB", description="Channel order the model expects (Ultralytics exports: RGB)."
+    )
+
+    @field_validator("class_map")
+    @classmethod
+    def _known_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for label in value.values():
+            if label not in taxonomy.CATEGORIES:
+                raise ValueError(f"unknown taxonomy label {label!r}")
+        return value
+
+
+class OnnxDetectorAnalyzer(Analyzer[OnnxDetectorConfig, yolo.Letterboxed]):
+    """Detections (tags with boxes) and mapped labels from a configured YOLO ONNX model."""
+
+    kind: ClassVar[str] = "onnx_detector"
+    config_model: ClassVar[type[AnalyzerConfig]] = OnnxDetectorConfig
+    emits: ClassVar[tuple[str, ...]] = ("labels", "tags")
+
+    def __init__(self, config: OnnxDetectorConfig, context: RuntimeContext) -> None:
+        super().__init__(config, context)
+        self._runner: yolo.YoloRunner | None = None
+        self._version: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_name(self) -> str:
+        if self.config.model_name:
+            return self.config.model_name
+        return self.config.model_path.stem if self.config.model_path else "onnx-detector"
+
+    @property
+    def version(self) -> str:
+        if self._version is None:
+            path = self.config.model_path
+            if path is None or not path.is_file():
+                return "unavailable"
+            self._version = file_version(path)
+        return self._version
+
+    @property
+    def provider(self) -> str | None:
+        return None if self._runner is None else self._runner.provider
+
+    def categories(self) -> list[str]:
+        return list(dict.fromkeys(self.config.class_map.values()))
+
+    def load(self) -> None:
+        with self._lock:
+            if self._runner is not None:
+                return
+            from bastion.runtime.onnx import create_session
+
+            path = self.config.model_path
+            if path is None:
+                raise AnalyzerUnavailable(f"{self.name}: model_path is not set")
+            if not path.is_file():
+                raise AnalyzerUnavailable(f"{self.name}: model file {path} not found")
+            runner = yolo.YoloRunner(
+                create_session(path, self.context.runtime),
+                input_size=self.config.input_size,
+                class_names=self.config.class_names,
+                layout=self.config.layout,
+            )
+            unknown = sorted(set(self.config.class_map) - set(runner.names)) if runner.names else []
+            if unknown:
+                raise AnalyzerUnavailable(
+                    f"{self.name}: class_map names classes the model lacks: {unknown}"
+                )
+            self._version = file_version(path)
+            self._runner = runner
+
+    def _loaded(self) -> yolo.YoloRunner:
+        if self._runner is None:
+            self.load()
+        assert self._runner is not None
+        return self._runner
+
+    def preprocess(self, frame: Frame) -> yolo.Letterboxed:
+        cfg = self.config
+        return yolo.prepare(
+            frame.rgb,
+            self._loaded().size,
+            mode=cfg.letterbox,
+            pad_value=cfg.pad_value,
+            bgr=cfg.channel_order == "BGR",
+        )
+
+    def analyze(self, batch: Sequence[yolo.Letterboxed]) -> list[AnalyzerOutput]:
+        if not batch:
+            return []
+        runner = self._loaded()
+        cfg = self.config
+        thresholds = yolo.Thresholds(
+            score=cfg.score_threshold,
+            iou=cfg.iou_threshold,
+            agnostic=cfg.agnostic_nms,
+            max_detections=cfg.max_detections,
+        )
+        return [
+            yolo.detections_output(
+                dets,
+                runner.names,
+                cfg.class_map,
+                analyzer=self.name,
+                model=self.model_name,
+                version=self.version,
+            )
+            for dets in runner.detect(batch, thresholds, cfg.max_batch_size)
+        ]
