@@ -1,0 +1,57 @@
+"""Settings: defaults < config file < environment < explicit overrides; unknown keys refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bastion.config import Settings, load_settings
+
+
+def test_defaults_are_embedded_and_secure() -> None:
+    s = Settings()
+    assert s.resolved_database_url.startswith("sqlite:///")
+    assert s.fetch.allow_private is False
+    assert [a.type for a in s.analyzers] == ["nsfw", "labels", "ocr", "codes", "faces", "hashes"]
+
+
+def test_precedence_file_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("port: 9001\nhost: 0.0.0.0\nlimits:\n  max_bytes: 1234\n")
+    s = load_settings(cfg)
+    assert (s.port, s.host, s.limits.max_bytes) == (9001, "0.0.0.0", 1234)
+    monkeypatch.setenv("BASTION_PORT", "9002")
+    monkeypatch.setenv("BASTION_LIMITS__MAX_PIXELS", "777")
+    s = load_settings(cfg)
+    assert (s.port, s.limits.max_pixels) == (9002, 777)
+    assert load_settings(cfg, port=9003).port == 9003
+
+
+def test_allow_private_urls_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASTION_ALLOW_PRIVATE_URLS", "1")
+    assert Settings().fetch.allow_private is True
+
+
+def test_analyzer_configs_validate_per_type(tmp_path: Path) -> None:
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("analyzers:\n  - type: labels\n    top_k: 3\n  - type: codes\n")
+    s = load_settings(cfg)
+    assert [a.type for a in s.analyzers] == ["labels", "codes"]
+    assert s.analyzers[0].top_k == 3  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match="unknown analyzer type"):
+        Settings(analyzers=[{"type": "nope"}])  # type: ignore[list-item]
+    with pytest.raises(ValidationError, match="top_kk"):
+        Settings(analyzers=[{"type": "labels", "top_kk": 3}])  # type: ignore[list-item]
+    with pytest.raises(ValidationError, match="used twice"):
+        Settings(analyzers=[{"type": "codes"}, {"type": "codes"}])  # type: ignore[list-item]
+
+
+def test_unknown_settings_are_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("prot: 1\n")
+    with pytest.raises(ValidationError, match="prot"):
+        load_settings(cfg)
+    with pytest.raises(FileNotFoundError):
+        load_settings(tmp_path / "missing.yaml")
