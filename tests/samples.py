@@ -20,7 +20,7 @@ def _skimage(name: str) -> np.ndarray:
     import skimage.data as d
 
     if name == "motorcycle":
-        arr = d.stereo_motorcycle()[0]
+        arr = d.stereo_motorcycle()[0]  # type: ignore[no-untyped-call]
     else:
         fn: Callable[[], np.ndarray] = getattr(d, name)
         arr = fn()
