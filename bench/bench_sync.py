@@ -28,8 +28,18 @@ from bastion.media.image import decode_image
 from bastion.pipeline.engine import Engine
 from bench.common import BENCH_KEY, HEADER, Stats, images, machine, server
 
+NSFW_ONLY = """name: nsfw-only
+description: the nsfw analyzer alone, to compare with the peer packages
+analyzers: [nsfw]
+rules:
+  - categories: [Explicit Nudity]
+    block: 85
+"""
 
-async def api_run(base: str, datas: list[bytes], concurrency: int, name: str) -> Stats:
+
+async def api_run(
+    base: str, datas: list[bytes], concurrency: int, name: str, policy: str | None = None
+) -> Stats:
     headers = {"Authorization": f"Bearer {BENCH_KEY}", "Content-Type": "image/jpeg"}
     lat: list[float] = []
     queue = list(enumerate(datas))
@@ -41,7 +51,8 @@ async def api_run(base: str, datas: list[bytes], concurrency: int, name: str) ->
             while queue:
                 _, d = queue.pop()
                 t0 = time.perf_counter()
-                r = await c.post("/v1/moderate", content=d, headers=headers)
+                params = {"policy": policy} if policy else None
+                r = await c.post("/v1/moderate", content=d, headers=headers, params=params)
                 r.raise_for_status()
                 lat.append((time.perf_counter() - t0) * 1000)
 
@@ -122,17 +133,27 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=640, help="image size (longest side)")
     args = ap.parse_args()
     datas = images(args.images, args.side)
-    with tempfile.TemporaryDirectory() as tmp, server(Path(tmp)) as base:
-        asyncio.run(api_run(base, datas[:4], 4, "warm-up"))
-        seq = asyncio.run(api_run(base, datas, 1, "(a) API, 1 client (baseline)"))
-        conc = asyncio.run(
-            api_run(
-                base,
-                [d + b"\0" for d in datas],
+    with tempfile.TemporaryDirectory() as tmp:
+        policies = Path(tmp) / "policies"
+        policies.mkdir()
+        (policies / "nsfw-only.yaml").write_text(NSFW_ONLY)
+        with server(Path(tmp) / "data", {"BASTION_POLICIES_DIR": str(policies)}) as base:
+
+            def run(tag: bytes, clients: int, name: str, policy: str | None = None) -> Stats:
+                # distinct bytes per run so no result comes from the cache
+                batch = [d + tag for d in datas]
+                return asyncio.run(api_run(base, batch, clients, name, policy))
+
+            run(b"w", 4, "warm-up")
+            seq = run(b"", 1, "(a) API, 1 client (baseline)")
+            conc = run(b"\0", args.concurrency, f"(b) API, {args.concurrency} clients")
+            nsfw_seq = run(b"\1", 1, "(e) API, nsfw-only policy, 1 client", "nsfw-only")
+            nsfw_conc = run(
+                b"\2",
                 args.concurrency,
-                f"(b) API, {args.concurrency} clients",
+                f"(e) API, nsfw-only policy, {args.concurrency} clients",
+                "nsfw-only",
             )
-        )
     limit, best = model_only(datas, [1, 2, 4, 8, 16, 32])
     peer = peers(datas)
     print(f"machine: {machine()}")
@@ -146,6 +167,8 @@ def main() -> None:
     print(limit.row(seq))
     for p in peer:
         print(p.row(seq))
+    print(nsfw_seq.row(seq))
+    print(nsfw_conc.row(seq))
     print(
         f"\n(b)/(a) = {conc.rate / seq.rate:.2f}× (target ≥ 2×); "
         f"(b)/(c) = {conc.rate / limit.rate:.0%} (target ≥ 80%)"

@@ -153,6 +153,48 @@ async def test_bad_input_gets_a_stable_4xx(
     assert (await client.get("/healthz")).status_code == 200
 
 
+async def test_bombs_and_oversized_bodies_are_refused_without_harm(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    # a 30000×30000 PNG of a few hundred KB: refused from the header, pixels never allocated
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
+
+    side = 30000
+    comp = zlib.compressobj(9)
+    row = b"\0" + b"\0" * (side // 8)
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
+    assert len(bomb) < 2_000_000
+    r = await client.post(
+        "/v1/moderate", content=bomb, headers={**AUTH, "Content-Type": "image/png"}
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "image_too_large", r.text
+    big = b"\xff\xd8\xff" + b"\0" * (engine.settings.limits.max_bytes + 10)
+    r = await client.post(
+        "/v1/moderate", content=big, headers={**AUTH, "Content-Type": "image/jpeg"}
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "media_too_large"
+    r = await client.post(
+        "/v1/moderate", files={"file": ("x.jpg", big, "image/jpeg")}, headers=AUTH
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "media_too_large"
+    assert (await client.post("/v1/moderate", content=photo(), headers=AUTH)).status_code == 200
+
+
 async def test_form_urlencoded_is_refused(client: httpx.AsyncClient) -> None:
     r = await client.post("/v1/moderate", data={"a": "b"}, headers=AUTH)
     assert r.status_code == 415

@@ -37,6 +37,11 @@ class RuntimeConfig(BaseModel):
         default_factory=default_cache_dir,
         description="Where derived model files (e.g. ONNX exports) are built and kept.",
     )
+    spin_wait: bool = Field(
+        False,
+        description="Let onnxruntime worker threads spin while idle: a little lower latency for "
+        "a lone request, but wasted CPU when several models run at once (the usual case).",
+    )
     device_id: int = Field(0, ge=0, description="GPU index for the CUDA/TensorRT providers.")
 
     def threads(self) -> int:

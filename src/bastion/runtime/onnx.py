@@ -46,6 +46,9 @@ def create_session(model: Path | bytes, config: RuntimeConfig) -> ort.InferenceS
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    spin = "1" if config.spin_wait else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
     source = str(model) if isinstance(model, Path) else model
     providers = select_providers(config)
     try:
