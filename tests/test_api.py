@@ -353,3 +353,40 @@ async def test_animated_gif_frames_are_sampled(client: httpx.AsyncClient) -> Non
     assert r.status_code == 200, r.text
     media = r.json()["media"]
     assert media["frames"] == 6 and media["frames_analyzed"] >= 2
+
+
+async def test_admission_and_request_size_limits(engine: Engine, data_root: Path) -> None:
+    settings = make_settings(
+        data_root / "limits", max_queued=2, max_inflight=1, max_request_bytes=200_000
+    )
+    app = create_app(settings, engine=engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://b") as c:
+            big = b"\0" * 300_000
+            r = await c.post(
+                "/v1/moderate", content=big, headers={**AUTH, "Content-Type": "image/jpeg"}
+            )
+            assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+            r = await c.post(
+                "/v1/moderate/batch", headers=AUTH, json={"items": [{"base64": "A" * 300_000}]}
+            )
+            assert r.status_code == 413
+
+            datas = [
+                encode(img, "JPEG", quality=70 + i)
+                for i, img in enumerate(benign_photos().values())
+            ]
+            rs = await asyncio.gather(
+                *(
+                    c.post(
+                        "/v1/moderate", content=d, headers={**AUTH, "Content-Type": "image/jpeg"}
+                    )
+                    for d in datas
+                )
+            )
+            codes = sorted(r.status_code for r in rs)
+            assert codes.count(200) >= 2 and set(codes) <= {200, 503}, codes
+            assert 503 in codes
+            refused = next(r for r in rs if r.status_code == 503)
+            assert refused.json()["error"]["code"] == "overloaded"

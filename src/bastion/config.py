@@ -94,7 +94,18 @@ class Settings(BaseSettings):
     )
     max_batch_items: int = Field(64, ge=1, le=1000, description="Most items in /v1/moderate/batch.")
     max_inflight: int = Field(
-        256, ge=1, description="Requests analysed at once; more wait, past 4× this get 503."
+        32, ge=1, description="Requests analysed at once; more wait in a queue."
+    )
+    max_queued: int = Field(
+        128,
+        ge=1,
+        description="Requests admitted at once (analysed or waiting, bodies in memory); "
+        "more get 503 `overloaded`. Memory stays below about max_queued × limits.max_bytes.",
+    )
+    max_request_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body of any kind (a batch of base64 images included).",
     )
     result_cache_size: int = Field(
         4096, ge=0, description="Results kept in memory by content hash (0 disables)."

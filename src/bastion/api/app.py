@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from bastion import __version__
 from bastion.api import admin, errors, moderate, system
+from bastion.api.limits import Admission, BodyLimitMiddleware
 from bastion.api.services import Services
 from bastion.bootstrap import Bootstrap, bootstrap
 from bastion.config import Settings
@@ -47,6 +48,7 @@ def create_app(
             repo=boot.repo,
             policies=PolicyBook(boot.repo, settings.policies_dir),
             inflight=asyncio.Semaphore(settings.max_inflight),
+            admission=Admission(settings.max_queued),
         )
         try:
             yield
@@ -63,6 +65,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.include_router(system.router)
     app.include_router(moderate.router)
     app.include_router(admin.router)

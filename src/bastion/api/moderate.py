@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bastion.api.auth import Moderator
 from bastion.api.inputs import MediaInput, MediaRef, from_ref, read_single
 from bastion.api.services import Services, services
-from bastion.errors import BastionError, InputError, Overloaded
+from bastion.errors import BastionError, InputError
 from bastion.results import ModerationResult
 from bastion.store.repo import Principal
 
@@ -60,19 +60,10 @@ class BatchResponse(BaseModel):
 
 async def moderate_input(svc: Services, who: Principal, item: MediaInput) -> ModerationResult:
     policy, lists = await run_in_threadpool(svc.policies.resolve, who.tenant_id, item.policy)
-    if svc.waiting >= svc.settings.max_inflight * 4:
-        raise Overloaded("too many requests waiting; retry shortly")
-    svc.waiting += 1
-    try:
-        await svc.inflight.acquire()
-    finally:
-        svc.waiting -= 1
-    try:
+    async with svc.inflight:
         return await svc.engine.moderate_bytes(
             item.data, policy, extra_lists=lists, content_type=item.content_type
         )
-    finally:
-        svc.inflight.release()
 
 
 @router.post(
@@ -87,8 +78,9 @@ async def moderate(
     svc: Annotated[Services, Depends(services)],
     policy: Annotated[str | None, Query(max_length=64, description="Policy name.")] = None,
 ) -> ModerationResult:
-    item = await read_single(request, svc.settings, policy)
-    return await moderate_input(svc, who, item)
+    async with svc.admission.slot():
+        item = await read_single(request, svc.settings, policy)
+        return await moderate_input(svc, who, item)
 
 
 @router.post("/moderate/batch", response_model=BatchResponse, summary="Moderate many images")
@@ -111,5 +103,6 @@ async def moderate_batch(
         except BastionError as exc:
             return BatchItem(index=i, id=ref.id, error={"status": exc.status, **exc.to_dict()})
 
-    results = await asyncio.gather(*(one(i, r) for i, r in enumerate(body.items)))
+    async with svc.admission.slot():
+        results = await asyncio.gather(*(one(i, r) for i, r in enumerate(body.items)))
     return BatchResponse(results=list(results))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from sqlalchemy import Engine as DbEngine
 
+from bastion.api.limits import Admission
 from bastion.config import Settings
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
@@ -27,8 +28,8 @@ class Services:
     repo: Repo
     policies: PolicyBook
     inflight: asyncio.Semaphore
+    admission: Admission
     started_at: float = field(default_factory=time.time)
-    waiting: int = 0
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 
     def authenticate(self, presented: str) -> Principal | None:
