@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -18,7 +17,8 @@ import numpy.typing as npt
 from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
-from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext, file_version
+from bastion.analyzers.base import AnalyzerConfig, RuntimeContext, file_version
+from bastion.analyzers.model_file import ModelFileAnalyzer, ModelFileConfig
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
@@ -37,12 +37,8 @@ _RESAMPLE = {
 _ALL_SCORES_MAX = 32
 
 
-class OnnxClassifierConfig(AnalyzerConfig):
+class OnnxClassifierConfig(ModelFileConfig):
     type: Literal["onnx_classifier"] = "onnx_classifier"
-    model_path: Path | None = Field(None, description="The classifier's ONNX file; required.")
-    model_name: str | None = Field(
-        None, description="Model name reported in results; defaults to the file's stem."
-    )
     input_size: int | tuple[int, int] = Field(
         224, description="Model input side, or (height, width)."
     )
@@ -96,14 +92,6 @@ class OnnxClassifierConfig(AnalyzerConfig):
     min_label_confidence: float = Field(
         1.0, ge=0, le=100, description="Labels scoring below this (0–100) are left out."
     )
-
-    @field_validator("class_map")
-    @classmethod
-    def _known_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for label in value.values():
-            if label not in taxonomy.CATEGORIES:
-                raise ValueError(f"unknown taxonomy label {label!r}")
-        return value
 
     @field_validator("std")
     @classmethod
@@ -164,17 +152,17 @@ def _activate(scores: npt.NDArray[np.float64], activation: str) -> npt.NDArray[n
     return scores
 
 
-class OnnxClassifierAnalyzer(Analyzer[OnnxClassifierConfig, FloatArray]):
+class OnnxClassifierAnalyzer(ModelFileAnalyzer[OnnxClassifierConfig, FloatArray]):
     """Top classes (tags) and mapped labels from a configured ONNX image classifier."""
 
     kind: ClassVar[str] = "onnx_classifier"
+    default_model_name: ClassVar[str] = "onnx-classifier"
     config_model: ClassVar[type[AnalyzerConfig]] = OnnxClassifierConfig
     emits: ClassVar[tuple[str, ...]] = ("labels", "tags")
 
     def __init__(self, config: OnnxClassifierConfig, context: RuntimeContext) -> None:
         super().__init__(config, context)
         self._session: Any = None
-        self._version: str | None = None
         self._lock = threading.Lock()
         scale = np.float32(config.scale)
         self._scale = scale
@@ -182,26 +170,8 @@ class OnnxClassifierAnalyzer(Analyzer[OnnxClassifierConfig, FloatArray]):
         self._std = np.asarray(config.std, dtype=np.float32)
 
     @property
-    def model_name(self) -> str:
-        if self.config.model_name:
-            return self.config.model_name
-        return self.config.model_path.stem if self.config.model_path else "onnx-classifier"
-
-    @property
-    def version(self) -> str:
-        if self._version is None:
-            path = self.config.model_path
-            if path is None or not path.is_file():
-                return "unavailable"
-            self._version = file_version(path)
-        return self._version
-
-    @property
     def provider(self) -> str | None:
         return None if self._session is None else str(self._session.get_providers()[0])
-
-    def categories(self) -> list[str]:
-        return list(dict.fromkeys(self.config.class_map.values()))
 
     def load(self) -> None:
         with self._lock:

@@ -10,27 +10,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from bastion.analyzers import yolo
-from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext, file_version
+from bastion.analyzers.base import AnalyzerConfig, RuntimeContext, file_version
+from bastion.analyzers.model_file import ModelFileAnalyzer, ModelFileConfig
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
-from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput
 
 
-class OnnxDetectorConfig(AnalyzerConfig):
+class OnnxDetectorConfig(ModelFileConfig):
     type: Literal["onnx_detector"] = "onnx_detector"
-    model_path: Path | None = Field(
-        None, description="The detector's ONNX file (a YOLOv5/v8/v11 export); required."
-    )
-    model_name: str | None = Field(
-        None, description="Model name reported in results; defaults to the file's stem."
-    )
     input_size: int | tuple[int, int] | None = Field(
         None,
         description="Model input side, or (height, width); default: the model's fixed size, "
@@ -73,49 +66,23 @@ class OnnxDetectorConfig(AnalyzerConfig):
         "RGB", description="Channel order the model expects (Ultralytics exports: RGB)."
     )
 
-    @field_validator("class_map")
-    @classmethod
-    def _known_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for label in value.values():
-            if label not in taxonomy.CATEGORIES:
-                raise ValueError(f"unknown taxonomy label {label!r}")
-        return value
 
-
-class OnnxDetectorAnalyzer(Analyzer[OnnxDetectorConfig, yolo.Letterboxed]):
+class OnnxDetectorAnalyzer(ModelFileAnalyzer[OnnxDetectorConfig, yolo.Letterboxed]):
     """Detections (tags with boxes) and mapped labels from a configured YOLO ONNX model."""
 
     kind: ClassVar[str] = "onnx_detector"
+    default_model_name: ClassVar[str] = "onnx-detector"
     config_model: ClassVar[type[AnalyzerConfig]] = OnnxDetectorConfig
     emits: ClassVar[tuple[str, ...]] = ("labels", "tags")
 
     def __init__(self, config: OnnxDetectorConfig, context: RuntimeContext) -> None:
         super().__init__(config, context)
         self._runner: yolo.YoloRunner | None = None
-        self._version: str | None = None
         self._lock = threading.Lock()
-
-    @property
-    def model_name(self) -> str:
-        if self.config.model_name:
-            return self.config.model_name
-        return self.config.model_path.stem if self.config.model_path else "onnx-detector"
-
-    @property
-    def version(self) -> str:
-        if self._version is None:
-            path = self.config.model_path
-            if path is None or not path.is_file():
-                return "unavailable"
-            self._version = file_version(path)
-        return self._version
 
     @property
     def provider(self) -> str | None:
         return None if self._runner is None else self._runner.provider
-
-    def categories(self) -> list[str]:
-        return list(dict.fromkeys(self.config.class_map.values()))
 
     def load(self) -> None:
         with self._lock:
