@@ -1,0 +1,78 @@
+"""Execution providers: GPU providers first when the build has them, CPU always the fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from bastion.runtime import onnx as bort
+from bastion.runtime.config import RuntimeConfig
+
+
+def tiny_model() -> bytes:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+def test_cpu_only_build_gets_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert bort.select_providers(RuntimeConfig()) == ["CPUExecutionProvider"]
+
+
+def test_gpu_providers_come_first_in_configured_order(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(
+        ort,
+        "get_available_providers",
+        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    chosen = bort.select_providers(RuntimeConfig(cache_dir=tmp_path, device_id=1))
+    names = [p[0] if isinstance(p, tuple) else p for p in chosen]
+    assert names == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    trt_opts = chosen[0][1]  # type: ignore[index]
+    assert trt_opts["device_id"] == 1 and trt_opts["trt_engine_cache_path"].startswith(
+        str(tmp_path)
+    )
+    only_cuda = bort.select_providers(RuntimeConfig(providers=["cuda", "cpu"]))
+    assert [p[0] if isinstance(p, tuple) else p for p in only_cuda] == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+
+
+def test_failing_gpu_provider_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = ort.InferenceSession
+    calls: list[Any] = []
+
+    def session(model: Any, sess_options: Any = None, providers: Any = None) -> Any:
+        calls.append(providers)
+        if providers != ["CPUExecutionProvider"]:
+            raise RuntimeError("CUDA driver not found")
+        return real(model, sess_options=sess_options, providers=providers)
+
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    sess = bort.create_session(tiny_model(), RuntimeConfig())
+    assert bort.active_provider(sess) == "CPUExecutionProvider"
+    assert len(calls) == 2
+    out = sess.run(None, {"x": np.array([[-1.0, 0.5, 2.0]], dtype=np.float32)})[0]
+    assert out.tolist() == [[0.0, 0.5, 2.0]]
+
+
+def test_session_threads_follow_config() -> None:
+    sess = bort.create_session(tiny_model(), RuntimeConfig(intra_op_threads=1))
+    assert sess.get_session_options().intra_op_num_threads == 1
+    onnx.checker.check_model(onnx.load_from_string(tiny_model()))
