@@ -93,6 +93,9 @@ async def test_multipart_benign_photo_is_allowed_with_full_result(
     assert any("cat" in t["name"] for t in body["tags"][:3]), body["tags"][:3]
     assert body["media"]["format"] == "JPEG" and body["media"]["width"] == 451
     assert "Hate Symbols" in body["undetectable"]
+    assert all(
+        item["frame"] is None for key in ("labels", "tags", "text", "faces") for item in body[key]
+    )  # frame indices only for animations
     for lab in body["labels"]:
         assert lab["model"] and lab["version"] and 0 <= lab["confidence"] <= 100
 
@@ -353,6 +356,8 @@ async def test_animated_gif_frames_are_sampled(client: httpx.AsyncClient) -> Non
     assert r.status_code == 200, r.text
     media = r.json()["media"]
     assert media["frames"] == 6 and media["frames_analyzed"] >= 2
+    tags = r.json()["tags"]
+    assert tags and all(isinstance(t["frame"], int) for t in tags)
 
 
 async def test_admission_and_request_size_limits(engine: Engine, data_root: Path) -> None:

@@ -48,7 +48,7 @@ def merge_outputs(
     for outs in per_analyzer.values():
         for frame, out in zip(frames, outs, strict=False):
             idx = frame.index if animated else None
-            upd = {"frame": idx} if animated else {}
+            upd = {"frame": idx}
             labels.extend(lab.model_copy(update=upd) for lab in out.labels)
             tags.extend(t.model_copy(update=upd) for t in out.tags)
             m.text.extend(t.model_copy(update=upd) for t in out.text)
