@@ -30,7 +30,6 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(policy_app, name="policy")
 
 err = Console(stderr=True)
-out = Console(soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file.", envvar="BASTION_CONFIG")
@@ -215,7 +214,9 @@ def analyzers(
     if as_json:
         print(json.dumps(infos, indent=2))
         return
-    t = Table("name", "type", "model", "version", "emits", "categories")
+    t = Table()
+    for col in ("name", "type", "model", "version", "emits", "categories"):
+        t.add_column(col, overflow="fold")
     for i in infos:
         t.add_row(
             i["name"],
@@ -225,7 +226,7 @@ def analyzers(
             ", ".join(i["emits"]),
             ", ".join(i["categories"]) or "-",
         )
-    out.print(t)
+    Console().print(t)
 
 
 @app.command()
@@ -280,7 +281,7 @@ def keys_list(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
             str(k.created_at)[:19],
             str(k.revoked_at)[:19] if k.revoked_at else "",
         )
-    out.print(t)
+    Console().print(t)
 
 
 @keys_app.command("revoke")

@@ -58,8 +58,9 @@ class AnalyzerInfo(BaseModel):
     version: str
     categories: list[str]
     emits: list[str] = Field(
-        description="Kinds of output: labels, tags, text, codes, faces, hashes."
+        description="Kinds of output: labels, tags, text, codes, faces, hashes, embedding."
     )
+    consumes: str = Field(description="The input each model call gets, made from the frame.")
     provider: str | None = None
     description: str
 
@@ -77,6 +78,7 @@ class Analyzer(ABC, Generic[C, P]):
     config_model: ClassVar[type[AnalyzerConfig]]
     description: ClassVar[str] = ""
     emits: ClassVar[tuple[str, ...]] = ("labels",)
+    consumes: ClassVar[str] = "RGB frame"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -132,6 +134,7 @@ class Analyzer(ABC, Generic[C, P]):
             version=self.version,
             categories=self.categories(),
             emits=list(self.emits),
+            consumes=self.consumes,
             provider=self.provider,
             description=self.description or (self.__doc__ or "").strip().split("\n")[0],
         )

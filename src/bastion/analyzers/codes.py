@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -74,6 +74,7 @@ class CodesAnalyzer(Analyzer[CodesConfig, CodesInput]):
     """QR codes and barcodes (zxing-cpp) with the URLs in their payloads."""
 
     kind = "codes"
+    consumes: ClassVar[str] = "greyscale frame, longer side ≤ max_side (2560)"
     config_model = CodesConfig
     emits = ("codes", "labels")
 

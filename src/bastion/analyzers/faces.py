@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -87,6 +87,7 @@ class FacesAnalyzer(Analyzer[FacesConfig, FacesInput]):
     """Faces (OpenCV Haar cascades): boxes and count."""
 
     kind = "faces"
+    consumes: ClassVar[str] = "equalised greyscale frame, longer side ≤ max_side (640)"
     config_model = FacesConfig
     emits = ("faces",)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -65,6 +65,7 @@ class HashesAnalyzer(Analyzer[HashesConfig, HashesInput]):
     """Perceptual hashes: PDQ with quality, and a 64-bit dHash."""
 
     kind = "hashes"
+    consumes: ClassVar[str] = "RGB frame, longer side ≤ 1024"
     config_model = HashesConfig
     emits = ("hashes",)
 

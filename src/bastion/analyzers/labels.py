@@ -136,6 +136,9 @@ class LabelsAnalyzer(Analyzer[LabelsConfig, Preprocessed]):
     """ImageNet tags, product and moderation hints and image embeddings (EfficientNet-Lite0)."""
 
     kind: ClassVar[str] = "labels"
+    consumes: ClassVar[str] = (
+        "RGB frame; shorter side resized to 256, centre crop 224×224, (x−127)/128"
+    )
     config_model: ClassVar[type[AnalyzerConfig]] = LabelsConfig
     emits: ClassVar[tuple[str, ...]] = ("labels", "tags", "embedding")
 

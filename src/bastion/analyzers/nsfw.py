@@ -274,6 +274,10 @@ class NsfwAnalyzer(Analyzer[NsfwConfig, NsfwInput]):
     """Explicit nudity, suggestive and gory content (open_nsfw + image-safety-classifier-s)."""
 
     kind: ClassVar[str] = "nsfw"
+    consumes: ClassVar[str] = (
+        "RGB frame → 224×224 BGR mean-subtracted NHWC (open_nsfw) and "
+        "224×224 RGB blur-padded NCHW 0–255 (image-safety classifier)"
+    )
     config_model: ClassVar[type[AnalyzerConfig]] = NsfwConfig
 
     def __init__(self, config: NsfwConfig, context: RuntimeContext) -> None:

@@ -112,6 +112,7 @@ class NudeNetAnalyzer(Analyzer[NudeNetConfig, yolo.Letterboxed]):
     """Exposed and covered body parts with boxes (NudeNet YOLOv8n, optional AGPL extra)."""
 
     kind: ClassVar[str] = "nudenet"
+    consumes: ClassVar[str] = "RGB frame letterboxed (top-left) to 320×320, 0–1"
     config_model: ClassVar[type[AnalyzerConfig]] = NudeNetConfig
     emits: ClassVar[tuple[str, ...]] = ("labels", "tags")
 

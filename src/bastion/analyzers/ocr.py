@@ -204,6 +204,10 @@ class OcrAnalyzer(Analyzer[OcrConfig, OcrInput]):
     """Reads text lines in images (PP-OCR via rapidocr, Tesseract for Korean and Thai)."""
 
     kind: ClassVar[str] = "ocr"
+    consumes: ClassVar[str] = (
+        "BGR frame, longer side ≤ max_side (1600); detection at ≥ det_side; "
+        "line crops at 48 px height"
+    )
     config_model: ClassVar[type[AnalyzerConfig]] = OcrConfig
     emits: ClassVar[tuple[str, ...]] = ("text",)
 
