@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 
 from bastion.analyzers import yolo
 from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext, file_version
+from bastion.analyzers.detector import DetectionConfig, detect_batch
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
@@ -74,21 +75,14 @@ def model_path() -> Path | None:
     return path if path.is_file() else None
 
 
-class NudeNetConfig(AnalyzerConfig):
+class NudeNetConfig(DetectionConfig):
     type: Literal["nudenet"] = "nudenet"
     input_size: int = Field(
         320, ge=64, le=1280, description="Square model input side (the weights are trained at 320)."
     )
-    score_threshold: float = Field(
-        0.25, ge=0, le=1, description="Smallest class score (0–1) kept as a detection."
-    )
-    iou_threshold: float = Field(
-        0.45, ge=0, le=1, description="Overlap (IoU) above which the weaker box is dropped."
-    )
     agnostic_nms: bool = Field(
         True, description="Suppress overlapping boxes across classes, as NudeNet itself does."
     )
-    max_detections: int = Field(100, ge=1, le=1000, description="Most detections per frame.")
     class_map: dict[str, str] | None = Field(
         None,
         description="NudeNet class -> taxonomy label; replaces the built-in table (exposed "
@@ -175,24 +169,13 @@ class NudeNetAnalyzer(Analyzer[NudeNetConfig, yolo.Letterboxed]):
         return yolo.prepare(frame.rgb, (size, size), mode="top_left", pad_value=0)
 
     def analyze(self, batch: Sequence[yolo.Letterboxed]) -> list[AnalyzerOutput]:
-        if not batch:
-            return []
-        runner = self._loaded()
-        cfg = self.config
-        thresholds = yolo.Thresholds(
-            score=cfg.score_threshold,
-            iou=cfg.iou_threshold,
-            agnostic=cfg.agnostic_nms,
-            max_detections=cfg.max_detections,
+        return detect_batch(
+            self._loaded(),
+            batch,
+            self.config,
+            CLASSES,
+            self._class_map,
+            analyzer=self.name,
+            model=self.model_name,
+            version=self.version,
         )
-        return [
-            yolo.detections_output(
-                dets,
-                CLASSES,
-                self._class_map,
-                analyzer=self.name,
-                model=self.model_name,
-                version=self.version,
-            )
-            for dets in runner.detect(batch, thresholds, cfg.max_batch_size)
-        ]

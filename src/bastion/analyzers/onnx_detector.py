@@ -16,13 +16,14 @@ from pydantic import Field
 
 from bastion.analyzers import yolo
 from bastion.analyzers.base import AnalyzerConfig, RuntimeContext, file_version
+from bastion.analyzers.detector import DetectionConfig, detect_batch
 from bastion.analyzers.model_file import ModelFileAnalyzer, ModelFileConfig
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput
 
 
-class OnnxDetectorConfig(ModelFileConfig):
+class OnnxDetectorConfig(ModelFileConfig, DetectionConfig):
     type: Literal["onnx_detector"] = "onnx_detector"
     input_size: int | tuple[int, int] | None = Field(
         None,
@@ -38,19 +39,6 @@ class OnnxDetectorConfig(ModelFileConfig):
         default_factory=dict,
         description="Class name -> taxonomy label emitted (with its box) for each detection.",
     )
-    score_threshold: float = Field(
-        0.25, ge=0, le=1, description="Smallest class score (0–1) kept as a detection."
-    )
-    iou_threshold: float = Field(
-        0.45,
-        ge=0,
-        le=1,
-        description="Overlap (IoU) above which non-maximum suppression drops the weaker box.",
-    )
-    agnostic_nms: bool = Field(
-        False, description="Suppress overlapping boxes across classes, not only within one."
-    )
-    max_detections: int = Field(100, ge=1, le=1000, description="Most detections per frame.")
     layout: yolo.Layout = Field(
         "auto",
         description="Output layout: v8 ([N, 4+C, A], boxes then class scores), v5 "
@@ -127,24 +115,14 @@ class OnnxDetectorAnalyzer(ModelFileAnalyzer[OnnxDetectorConfig, yolo.Letterboxe
         )
 
     def analyze(self, batch: Sequence[yolo.Letterboxed]) -> list[AnalyzerOutput]:
-        if not batch:
-            return []
         runner = self._loaded()
-        cfg = self.config
-        thresholds = yolo.Thresholds(
-            score=cfg.score_threshold,
-            iou=cfg.iou_threshold,
-            agnostic=cfg.agnostic_nms,
-            max_detections=cfg.max_detections,
+        return detect_batch(
+            runner,
+            batch,
+            self.config,
+            runner.names,
+            self.config.class_map,
+            analyzer=self.name,
+            model=self.model_name,
+            version=self.version,
         )
-        return [
-            yolo.detections_output(
-                dets,
-                runner.names,
-                cfg.class_map,
-                analyzer=self.name,
-                model=self.model_name,
-                version=self.version,
-            )
-            for dets in runner.detect(batch, thresholds, cfg.max_batch_size)
-        ]
