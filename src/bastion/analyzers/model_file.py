@@ -8,6 +8,7 @@ from typing import ClassVar, TypeVar
 from pydantic import Field, field_validator
 
 from bastion.analyzers.base import Analyzer, AnalyzerConfig, file_version
+from bastion.errors import AnalyzerUnavailable
 from bastion.policy import taxonomy
 
 
@@ -57,6 +58,16 @@ class ModelFileAnalyzer(Analyzer[CF, P]):
                 return "unavailable"
             self._version = file_version(path)
         return self._version
+
+    def model_file(self) -> Path:
+        """The configured model file, pinning the version to it; unavailable if missing."""
+        path = self.config.model_path
+        if path is None:
+            raise AnalyzerUnavailable(f"{self.name}: model_path is not set")
+        if not path.is_file():
+            raise AnalyzerUnavailable(f"{self.name}: model file {path} not found")
+        self._version = file_version(path)
+        return path
 
     def categories(self) -> list[str]:
         return list(dict.fromkeys(self.config.class_map.values()))

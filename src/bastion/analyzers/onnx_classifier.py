@@ -17,9 +17,8 @@ import numpy.typing as npt
 from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
-from bastion.analyzers.base import AnalyzerConfig, RuntimeContext, file_version
+from bastion.analyzers.base import AnalyzerConfig, RuntimeContext
 from bastion.analyzers.model_file import ModelFileAnalyzer, ModelFileConfig
-from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput, Label, Tag
@@ -180,12 +179,7 @@ class OnnxClassifierAnalyzer(ModelFileAnalyzer[OnnxClassifierConfig, FloatArray]
                 return
             from bastion.runtime.onnx import create_session
 
-            path = self.config.model_path
-            if path is None:
-                raise AnalyzerUnavailable(f"{self.name}: model_path is not set")
-            if not path.is_file():
-                raise AnalyzerUnavailable(f"{self.name}: model file {path} not found")
-            self._version = file_version(path)
+            path = self.model_file()
             self._session = create_session(path, self.context.runtime)
 
     def preprocess(self, frame: Frame) -> FloatArray:

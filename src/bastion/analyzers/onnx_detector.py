@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from bastion.analyzers import yolo
-from bastion.analyzers.base import AnalyzerConfig, RuntimeContext, file_version
+from bastion.analyzers.base import AnalyzerConfig, RuntimeContext
 from bastion.analyzers.detector import DetectionConfig, detect_batch
 from bastion.analyzers.model_file import ModelFileAnalyzer, ModelFileConfig
 from bastion.errors import AnalyzerUnavailable
@@ -79,11 +79,7 @@ class OnnxDetectorAnalyzer(ModelFileAnalyzer[OnnxDetectorConfig, yolo.Letterboxe
                 return
             from bastion.runtime.onnx import create_session
 
-            path = self.config.model_path
-            if path is None:
-                raise AnalyzerUnavailable(f"{self.name}: model_path is not set")
-            if not path.is_file():
-                raise AnalyzerUnavailable(f"{self.name}: model file {path} not found")
+            path = self.model_file()
             runner = yolo.YoloRunner(
                 create_session(path, self.context.runtime),
                 input_size=self.config.input_size,
@@ -95,7 +91,6 @@ class OnnxDetectorAnalyzer(ModelFileAnalyzer[OnnxDetectorConfig, yolo.Letterboxe
                 raise AnalyzerUnavailable(
                     f"{self.name}: class_map names classes the model lacks: {unknown}"
                 )
-            self._version = file_version(path)
             self._runner = runner
 
     def _loaded(self) -> yolo.YoloRunner:
