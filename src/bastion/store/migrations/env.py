@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import bastion.delivery.models  # noqa: F401
 from bastion.store.models import Base
 
 config = context.config
