@@ -15,6 +15,8 @@ from pydantic_settings import (
 )
 
 from bastion.analyzers.base import AnalyzerConfig
+from bastion.delivery.schedule import DeliveryConfig
+from bastion.jobs.config import JobsConfig
 from bastion.media.types import MediaLimits
 from bastion.runtime.config import RuntimeConfig
 
@@ -101,6 +103,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Requests admitted at once (analysed or waiting, bodies in memory); "
         "more get 503 `overloaded`. Memory stays below about max_queued × limits.max_bytes.",
+    )
+    jobs: JobsConfig = Field(default_factory=JobsConfig, description="Async jobs and workers.")
+    delivery: DeliveryConfig = Field(
+        default_factory=DeliveryConfig, description="Webhook delivery: retries, timeouts."
+    )
+    jobs_max_bytes: int = Field(
+        200 * 1024 * 1024, ge=1, description="Largest upload accepted by POST /v1/jobs (videos)."
     )
     max_request_bytes: int = Field(
         256 * 1024 * 1024,

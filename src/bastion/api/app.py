@@ -12,14 +12,21 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from bastion import __version__
-from bastion.api import admin, errors, moderate, system
+from bastion.api import admin, errors, jobs, moderate, system
+from bastion.api.inputs import fetch_policy
 from bastion.api.limits import Admission, BodyLimitMiddleware
 from bastion.api.services import Services
 from bastion.bootstrap import Bootstrap, bootstrap
 from bastion.config import Settings
+from bastion.delivery.dispatcher import Dispatcher
+from bastion.jobs.embedded import EmbeddedQueue
+from bastion.jobs.mediastore import MediaStore
+from bastion.jobs.service import JobService
+from bastion.jobs.worker import Worker
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
 from bastion.runtime.metrics import Metrics
+from bastion.store.db import session_factory
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +47,35 @@ def create_app(
         eng = engine or Engine(settings, Metrics())
         if settings.preload:
             await run_in_threadpool(eng.load_all)
+        sessions = session_factory(boot.db)
+        queue = EmbeddedQueue(sessions, max_attempts=settings.jobs.max_attempts)
+        job_service = JobService(sessions, queue, MediaStore(settings.data_dir / "media"))
+        policies = PolicyBook(boot.repo, settings.policies_dir)
         app.state.services = Services(
             settings=settings,
             metrics=eng.metrics,
             engine=eng,
             db=boot.db,
             repo=boot.repo,
-            policies=PolicyBook(boot.repo, settings.policies_dir),
+            policies=policies,
             inflight=asyncio.Semaphore(settings.max_inflight),
             admission=Admission(settings.max_queued),
+            db_sessions=sessions,
+            jobs=job_service,
         )
+        stop = asyncio.Event()
+        background: list[asyncio.Task[None]] = []
+        dispatcher = Dispatcher(sessions, settings.delivery, url_policy=fetch_policy(settings))
+        if settings.jobs.run_worker:
+            worker = Worker(eng, job_service, policies, settings.jobs)
+            background.append(asyncio.create_task(worker.run_forever(stop), name="worker"))
+            background.append(asyncio.create_task(dispatcher.run_forever(stop), name="dispatcher"))
         try:
             yield
         finally:
+            stop.set()
+            await asyncio.gather(*background, return_exceptions=True)
+            await dispatcher.aclose()
             if engine is None:
                 await eng.close()
             boot.db.dispose()
@@ -69,6 +92,7 @@ def create_app(
     app.include_router(system.router)
     app.include_router(moderate.router)
     app.include_router(admin.router)
+    app.include_router(jobs.router)
 
     @app.middleware("http")
     async def _metrics(

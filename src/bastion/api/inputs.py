@@ -104,10 +104,12 @@ def _json_ref(payload: Any) -> MediaRef:
         ) from exc
 
 
-async def read_single(request: Request, settings: Settings, policy_q: str | None) -> MediaInput:
-    """The one media item of a /v1/moderate request."""
+async def read_single(
+    request: Request, settings: Settings, policy_q: str | None, *, max_bytes: int | None = None
+) -> MediaInput:
+    """The one media item of a request (max_bytes: default limits.max_bytes)."""
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    max_bytes = settings.limits.max_bytes
+    max_bytes = max_bytes or settings.limits.max_bytes
     if ctype == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=8)
         upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)

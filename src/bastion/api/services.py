@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 from sqlalchemy import Engine as DbEngine
+from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.api.limits import Admission
 from bastion.config import Settings
+from bastion.jobs.service import JobService
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
 from bastion.runtime.metrics import Metrics
@@ -29,6 +31,8 @@ class Services:
     policies: PolicyBook
     inflight: asyncio.Semaphore
     admission: Admission
+    db_sessions: sessionmaker[Session]
+    jobs: JobService
     started_at: float = field(default_factory=time.time)
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 

@@ -13,7 +13,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, and_, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    and_,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from bastion.jobs.queue import Leased, Queue
@@ -26,6 +38,7 @@ def _now() -> datetime:
 
 class QueueMessage(Base):
     __tablename__ = "queue_messages"
+    __table_args__ = (Index("ix_queue_claim", "topic", "state", "available_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     topic: Mapped[str] = mapped_column(String(100), index=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import bastion.delivery.models  # noqa: F401
+import bastion.delivery.models
+import bastion.jobs.embedded
+import bastion.jobs.models  # noqa: F401
 from bastion.store.models import Base
 
 config = context.config

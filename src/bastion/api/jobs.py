@@ -1,0 +1,297 @@
+"""Async jobs: POST /v1/jobs, status, listing, cancel/pause/resume/retry, deliveries, secrets."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from bastion.api.auth import Admin, Moderator, Reader
+from bastion.api.inputs import fetch_policy, read_single
+from bastion.api.services import Services, services
+from bastion.delivery import outbox, signing
+from bastion.errors import InputError, NotFound
+from bastion.jobs.models import Job
+from bastion.media.fetch import check_url
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+Svc = Annotated[Services, Depends(services)]
+
+
+class AttemptOut(BaseModel):
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    webhook_id: str
+    event_type: str
+    url: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    history: list[AttemptOut] = Field(default_factory=list)
+
+
+class JobOut(BaseModel):
+    id: str
+    status: str
+    kind: str
+    progress: float = Field(description="0–1 while processing.")
+    policy: str | None
+    callback_url: str | None
+    metadata: dict[str, Any]
+    media_sha256: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    error: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    status_url: str
+    deliveries: list[DeliveryOut] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, job: Job, request: Request, deliveries: list[DeliveryOut] | None = None) -> JobOut:
+        error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
+        return cls(
+            id=job.id,
+            status=job.status,
+            kind=job.kind,
+            progress=job.progress,
+            policy=job.policy,
+            callback_url=job.callback_url,
+            metadata=job.meta or {},
+            media_sha256=job.media_sha256,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            attempts=job.attempts,
+            error=error,
+            result=job.result,
+            status_url=str(request.url_for("get_job", job_id=job.id)),
+            deliveries=deliveries or [],
+        )
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None
+
+
+def _delivery_out(d: Any, history: list[Any] | None = None) -> DeliveryOut:
+    return DeliveryOut(
+        id=d.id,
+        webhook_id=d.webhook_id,
+        event_type=d.event_type,
+        url=d.url,
+        state=d.state,
+        attempts=d.attempts,
+        next_attempt_at=d.next_attempt_at,
+        last_status=d.last_status,
+        last_error=d.last_error,
+        created_at=d.created_at,
+        history=[
+            AttemptOut(
+                attempted_at=a.attempted_at,
+                status_code=a.status_code,
+                latency_ms=a.latency_ms,
+                error=a.error,
+            )
+            for a in history or []
+        ],
+    )
+
+
+def _job_deliveries(svc: Services, tenant_id: str, job_id: str) -> list[DeliveryOut]:
+    from sqlalchemy import select
+
+    from bastion.delivery.models import Delivery
+
+    with svc.db_sessions() as s:
+        rows = list(
+            s.scalars(select(Delivery).where(Delivery.tenant_id == tenant_id).order_by(Delivery.id))
+        )
+        mine = [d for d in rows if (d.payload or {}).get("job_id") == job_id]
+        return [_delivery_out(d, outbox.list_attempts(s, d.id)) for d in mine]
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobOut,
+    summary="Queue an image or video for moderation",
+)
+async def create_job(
+    request: Request,
+    response: Response,
+    who: Moderator,
+    svc: Svc,
+    policy: Annotated[str | None, Query(max_length=64)] = None,
+    callback_url: Annotated[str | None, Query(max_length=2048)] = None,
+    metadata: Annotated[str | None, Query(description="JSON object echoed in webhooks.")] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobOut:
+    meta: dict[str, Any] = {}
+    if metadata:
+        try:
+            meta = json.loads(metadata)
+        except ValueError as exc:
+            raise InputError("metadata must be a JSON object", code="invalid_metadata") from exc
+        if not isinstance(meta, dict):
+            raise InputError("metadata must be a JSON object", code="invalid_metadata")
+    if callback_url:
+        await run_in_threadpool(check_url, callback_url, fetch_policy(svc.settings))
+    async with svc.admission.slot():
+        item = await read_single(
+            request, svc.settings, policy, max_bytes=svc.settings.jobs_max_bytes
+        )
+        await run_in_threadpool(svc.policies.resolve, who.tenant_id, item.policy)
+        job, created = await run_in_threadpool(
+            lambda: svc.jobs.create(
+                who.tenant_id,
+                item.data,
+                content_type=item.content_type,
+                policy=item.policy,
+                callback_url=callback_url,
+                metadata=meta,
+                idempotency_key=idempotency_key,
+            )
+        )
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = str(request.url_for("get_job", job_id=job.id))
+    return JobOut.of(job, request)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, name="get_job")
+async def get_job(job_id: str, request: Request, who: Reader, svc: Svc) -> JobOut:
+    job = await run_in_threadpool(svc.jobs.get, who.tenant_id, job_id)
+    deliveries = await run_in_threadpool(_job_deliveries, svc, who.tenant_id, job_id)
+    return JobOut.of(job, request, deliveries)
+
+
+@router.get("/jobs", response_model=JobList)
+async def list_jobs(
+    request: Request,
+    who: Reader,
+    svc: Svc,
+    status: str | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> JobList:
+    page = await run_in_threadpool(
+        lambda: svc.jobs.list(who.tenant_id, status=status, since=since, limit=limit, cursor=cursor)
+    )
+    return JobList(jobs=[JobOut.of(j, request) for j in page.jobs], next_cursor=page.next_cursor)
+
+
+def _action(name: str) -> Any:
+    async def act(job_id: str, request: Request, who: Moderator, svc: Svc) -> JobOut:
+        job = await run_in_threadpool(getattr(svc.jobs, name), who.tenant_id, job_id)
+        return JobOut.of(job, request)
+
+    act.__name__ = f"{name}_job"
+    return act
+
+
+for _name in ("cancel", "pause", "resume", "retry"):
+    router.add_api_route(
+        f"/jobs/{{job_id}}/{_name}",
+        _action(_name),
+        methods=["POST"],
+        response_model=JobOut,
+        summary=f"{_name.capitalize()} a job",
+    )
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryOut]
+    next_cursor: str | None
+
+
+@router.get("/deliveries", response_model=DeliveryList, tags=["webhooks"])
+async def list_deliveries(
+    who: Reader,
+    svc: Svc,
+    state: str | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> DeliveryList:
+    def run() -> DeliveryList:
+        with svc.db_sessions() as s:
+            page = outbox.list_deliveries(s, who.tenant_id, state, since, limit, cursor)
+            return DeliveryList(
+                deliveries=[_delivery_out(d) for d in page.items], next_cursor=page.next_cursor
+            )
+
+    return await run_in_threadpool(run)
+
+
+class RedriveIn(BaseModel):
+    ids: list[int] | None = None
+    event_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@router.post("/deliveries/{delivery_id}/redrive", tags=["webhooks"])
+async def redrive_one(delivery_id: int, who: Moderator, svc: Svc) -> dict[str, int]:
+    def run() -> int:
+        with svc.db_sessions.begin() as s:
+            return outbox.redrive(s, [delivery_id], tenant_id=who.tenant_id)
+
+    n = await run_in_threadpool(run)
+    if n == 0:
+        raise NotFound(f"no dead delivery {delivery_id}", code="delivery_not_found")
+    return {"redriven": n}
+
+
+@router.post("/deliveries/redrive", tags=["webhooks"], summary="Redrive dead deliveries in bulk")
+async def redrive_many(body: RedriveIn, who: Moderator, svc: Svc) -> dict[str, int]:
+    def run() -> int:
+        with svc.db_sessions.begin() as s:
+            return outbox.redrive(
+                s,
+                body.ids,
+                tenant_id=who.tenant_id,
+                event_type=body.event_type,
+                since=body.since,
+                until=body.until,
+            )
+
+    return {"redriven": await run_in_threadpool(run)}
+
+
+@router.get("/webhooks/secret", tags=["webhooks"], summary="The tenant's signing secret")
+async def webhook_secret(who: Admin, svc: Svc) -> dict[str, str]:
+    def run() -> str:
+        with svc.db_sessions.begin() as s:
+            return signing.get_or_create_secret(s, who.tenant_id)
+
+    return {"secret": await run_in_threadpool(run)}
+
+
+@router.post(
+    "/webhooks/secret/rotate",
+    tags=["webhooks"],
+    summary="Rotate the signing secret (the old one still signs during the grace period)",
+)
+async def rotate_secret(who: Admin, svc: Svc) -> dict[str, str]:
+    def run() -> str:
+        with svc.db_sessions.begin() as s:
+            return signing.rotate(s, who.tenant_id, svc.settings.delivery.secret_grace_s)
+
+    return {"secret": await run_in_threadpool(run)}

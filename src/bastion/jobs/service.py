@@ -1,0 +1,206 @@
+"""The job lifecycle: create, read, list, cancel, pause, resume, retry.
+
+Creating a job stores its media in the content-addressed folder and writes the job row
+and its queue message in one transaction, so an accepted job is never lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bastion.delivery import outbox
+from bastion.errors import InputError, NotFound
+from bastion.jobs.embedded import EmbeddedQueue
+from bastion.jobs.mediastore import MediaStore
+from bastion.jobs.models import FINAL_STATES, JOB_STATES, Job
+from bastion.media.video import is_video
+
+TOPIC = "jobs"
+
+
+def event_payload(job: Job) -> dict[str, Any]:
+    """What a job's webhook carries: its id, status, metadata and result or error."""
+    body: dict[str, Any] = {
+        "job_id": job.id,
+        "status": job.status,
+        "kind": job.kind,
+        "metadata": job.meta or {},
+    }
+    if job.status == "succeeded":
+        body["result"] = job.result
+    if job.error_code:
+        body["error"] = {"code": job.error_code, "message": job.error_message}
+    return body
+
+
+def new_job_id() -> str:
+    return "job_" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+def _cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _uncursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created), str(job_id)
+    except (ValueError, TypeError) as exc:
+        raise InputError("invalid cursor", code="invalid_cursor") from exc
+
+
+class JobService:
+    def __init__(
+        self, sessions: sessionmaker[Session], queue: EmbeddedQueue, media: MediaStore
+    ) -> None:
+        self.sessions = sessions
+        self.queue = queue
+        self.media = media
+
+    def create(
+        self,
+        tenant_id: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        policy: str | None = None,
+        callback_url: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Job, bool]:
+        """The job and whether it was created now (False: same idempotency key seen before)."""
+        if idempotency_key is not None:
+            found = self._by_key(tenant_id, idempotency_key)
+            if found is not None:
+                return found, False
+        sha, _ = self.media.put(data)
+        now = datetime.now(UTC)
+        job = Job(
+            id=new_job_id(),
+            tenant_id=tenant_id,
+            status="queued",
+            kind="video" if is_video(data[:4096]) else "image",
+            media_sha256=sha,
+            media_bytes=len(data),
+            content_type=content_type,
+            policy=policy,
+            callback_url=callback_url,
+            meta=metadata or {},
+            idempotency_key=idempotency_key,
+            progress=0.0,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with self.sessions.begin() as s:
+                s.add(job)
+                self.queue.add(s, TOPIC, {"job_id": job.id})
+        except IntegrityError:
+            # a concurrent request with the same idempotency key won the race
+            if idempotency_key is not None:
+                found = self._by_key(tenant_id, idempotency_key)
+                if found is not None:
+                    return found, False
+            raise
+        return job, True
+
+    def _by_key(self, tenant_id: str, key: str) -> Job | None:
+        with self.sessions() as s:
+            return s.scalars(
+                select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)
+            ).first()
+
+    def get(self, tenant_id: str, job_id: str) -> Job:
+        with self.sessions() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.tenant_id != tenant_id:
+                raise NotFound(f"job {job_id!r} not found", code="job_not_found")
+            return job
+
+    def list(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        if status is not None and status not in JOB_STATES:
+            raise InputError(f"status must be one of {list(JOB_STATES)}", code="invalid_status")
+        q = select(Job).where(Job.tenant_id == tenant_id)
+        if status is not None:
+            q = q.where(Job.status == status)
+        if since is not None:
+            q = q.where(Job.created_at >= since)
+        if cursor is not None:
+            created, job_id = _uncursor(cursor)
+            q = q.where(
+                or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
+            )
+        q = q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+        with self.sessions() as s:
+            rows = list(s.scalars(q))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return JobPage(rows, _cursor(rows[-1]) if more and rows else None)
+
+    def _transition(
+        self,
+        tenant_id: str,
+        job_id: str,
+        allowed: tuple[str, ...],
+        to: str,
+        *,
+        enqueue: bool = False,
+    ) -> Job:
+        with self.sessions.begin() as s:
+            job = s.get(Job, job_id, with_for_update=True)
+            if job is None or job.tenant_id != tenant_id:
+                raise NotFound(f"job {job_id!r} not found", code="job_not_found")
+            if job.status not in allowed:
+                raise InputError(
+                    f"a {job.status} job cannot become {to}", code="invalid_transition", status=409
+                )
+            job.status = to
+            job.updated_at = datetime.now(UTC)
+            if to in FINAL_STATES:
+                job.finished_at = job.updated_at
+            if to == "cancelled" and job.callback_url:
+                outbox.enqueue(
+                    s, job.tenant_id, "job.cancelled", job.callback_url, event_payload(job)
+                )
+            if enqueue:
+                job.error_code = job.error_message = None
+                job.progress, job.attempts, job.finished_at = 0.0, 0, None
+                self.queue.add(s, TOPIC, {"job_id": job.id})
+            return job
+
+    def cancel(self, tenant_id: str, job_id: str) -> Job:
+        return self._transition(tenant_id, job_id, ("queued", "processing", "paused"), "cancelled")
+
+    def pause(self, tenant_id: str, job_id: str) -> Job:
+        return self._transition(tenant_id, job_id, ("queued",), "paused")
+
+    def resume(self, tenant_id: str, job_id: str) -> Job:
+        return self._transition(tenant_id, job_id, ("paused",), "queued", enqueue=True)
+
+    def retry(self, tenant_id: str, job_id: str) -> Job:
+        return self._transition(tenant_id, job_id, ("failed", "cancelled"), "queued", enqueue=True)

@@ -1,0 +1,250 @@
+"""The worker: leases job messages, runs them through the same path as the sync API and
+stores the result, its webhook deliveries and the queue acknowledgement in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+
+from bastion.delivery import outbox
+from bastion.errors import BastionError
+from bastion.jobs.config import JobsConfig
+from bastion.jobs.models import Job
+from bastion.jobs.queue import Leased
+from bastion.jobs.service import TOPIC, JobService, event_payload
+from bastion.pipeline.engine import Engine
+from bastion.pipeline.policies import PolicyBook
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class WorkerStats:
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    skipped: int = 0
+    running: set[str] = field(default_factory=set)
+
+
+class Worker:
+    """Runs jobs until stopped; any number of workers may share one queue and database."""
+
+    def __init__(
+        self, engine: Engine, jobs: JobService, policies: PolicyBook, config: JobsConfig
+    ) -> None:
+        self.engine = engine
+        self.jobs = jobs
+        self.policies = policies
+        self.config = config
+        self.stats = WorkerStats()
+
+    # claiming --------------------------------------------------------------
+    def _claim(self, job_id: str) -> Job | None:
+        """Take the job: queued, or processing under an expired lease (its worker died)."""
+        now = _now()
+        with self.jobs.sessions.begin() as s:
+            res = s.execute(
+                update(Job)
+                .where(
+                    Job.id == job_id,
+                    or_(
+                        Job.status == "queued",
+                        (Job.status == "processing") & (Job.lease_until < now),
+                    ),
+                )
+                .values(
+                    status="processing",
+                    attempts=Job.attempts + 1,
+                    lease_until=now + timedelta(seconds=self.config.lease_s),
+                    started_at=now,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            return s.get(Job, job_id)
+
+    def _heartbeat_sync(self, job_id: str, progress: float | None) -> str | None:
+        """Extend the job's lease (and record progress); returns its status."""
+        with self.jobs.sessions.begin() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                return None
+            if job.status == "processing":
+                job.lease_until = _now() + timedelta(seconds=self.config.lease_s)
+                if progress is not None:
+                    job.progress = round(progress, 4)
+            return job.status
+
+    # finishing -------------------------------------------------------------
+    def _finish(
+        self,
+        msg: Leased,
+        job_id: str,
+        *,
+        result: dict[str, Any] | None = None,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        status = "succeeded" if code is None else "failed"
+        with self.jobs.sessions.begin() as s:
+            job = s.get(Job, job_id)
+            if job is not None and job.status == "processing":
+                now = _now()
+                job.status, job.updated_at, job.finished_at = status, now, now
+                job.lease_until = None
+                if status == "succeeded":
+                    job.result, job.progress = result, 1.0
+                else:
+                    job.error_code, job.error_message = code, message
+                if job.callback_url:
+                    outbox.enqueue(
+                        s, job.tenant_id, f"job.{status}", job.callback_url, event_payload(job)
+                    )
+            self.jobs.queue.ack_in(s, msg)
+
+    # running ---------------------------------------------------------------
+    async def _analyse(self, job: Job, progress: Any) -> dict[str, Any]:
+        policy, lists = await asyncio.to_thread(self.policies.resolve, job.tenant_id, job.policy)
+        path = self.jobs.media.path(job.media_sha256)
+        if job.kind == "video":
+            from bastion.pipeline.video import moderate_video
+
+            video = await moderate_video(
+                self.engine, path, policy, extra_lists=lists, progress=progress
+            )
+            return video.model_dump(mode="json")
+        data = await asyncio.to_thread(path.read_bytes)
+        res = await self.engine.moderate_bytes(
+            data, policy, extra_lists=lists, content_type=job.content_type
+        )
+        return res.model_dump(mode="json")
+
+    async def handle(self, msg: Leased) -> None:
+        job_id = str(msg.body.get("job_id", ""))
+        job = await asyncio.to_thread(self._claim, job_id)
+        if job is None:  # cancelled, paused, finished, or running elsewhere
+            self.stats.skipped += 1
+            await self.jobs.queue.ack(msg)
+            return
+        self.stats.running.add(job_id)
+        latest: list[float | None] = [None]
+        work = asyncio.create_task(self._analyse(job, lambda f: latest.__setitem__(0, f)))
+        beat = asyncio.create_task(self._beat(msg, job_id, latest, work))
+        try:
+            result = await work
+        except asyncio.CancelledError:
+            if beat.done() and beat.result() == "cancelled":
+                await self.jobs.queue.ack(msg)  # cancelled by the API: nothing more to do
+                return
+            raise
+        except BastionError as exc:
+            if exc.status < 500:  # the input is at fault: retrying cannot help
+                await asyncio.to_thread(
+                    self._finish, msg, job_id, code=exc.code, message=exc.message
+                )
+                self.stats.failed += 1
+                return
+            await self._retry(msg, job_id, exc.code, exc.message)
+            return
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            await self._retry(msg, job_id, "internal_error", f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await beat
+            self.stats.running.discard(job_id)
+        await asyncio.to_thread(self._finish, msg, job_id, result=result)
+        self.stats.succeeded += 1
+
+    async def _beat(
+        self, msg: Leased, job_id: str, latest: list[float | None], work: asyncio.Task[Any]
+    ) -> str:
+        interval = max(0.05, min(self.config.lease_s / 3, 5.0))
+        while True:
+            await asyncio.sleep(interval)
+            status = await asyncio.to_thread(self._heartbeat_sync, job_id, latest[0])
+            await self.jobs.queue.extend(msg, lease_s=self.config.lease_s)
+            if status == "cancelled":
+                work.cancel()
+                return "cancelled"
+
+    async def _retry(self, msg: Leased, job_id: str, code: str, message: str) -> None:
+        delay = self.config.retry_delay_s * 2 ** max(0, msg.attempt - 1)
+        outcome = await self.jobs.queue.nack(msg, delay_s=delay, error=f"{code}: {message}")
+        if outcome == "dead" or msg.attempt >= self.config.max_attempts:
+            await asyncio.to_thread(self._fail_for_good, job_id, code, message)
+            self.stats.failed += 1
+        else:
+            await asyncio.to_thread(self._requeue, job_id, message)
+            self.stats.retried += 1
+
+    def _requeue(self, job_id: str, message: str) -> None:
+        with self.jobs.sessions.begin() as s:
+            job = s.get(Job, job_id)
+            if job is not None and job.status == "processing":
+                job.status, job.lease_until = "queued", None
+                job.error_message = f"retrying after: {message}"
+
+    def _fail_for_good(self, job_id: str, code: str, message: str) -> None:
+        with self.jobs.sessions.begin() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.status != "processing":
+                return
+            now = _now()
+            job.status, job.error_code, job.error_message = "failed", code, message
+            job.updated_at = job.finished_at = now
+            job.lease_until = None
+            if job.callback_url:
+                outbox.enqueue(s, job.tenant_id, "job.failed", job.callback_url, event_payload(job))
+
+    # loop ------------------------------------------------------------------
+    async def run_once(self) -> bool:
+        """Lease and run one job; False when the queue had nothing ready."""
+        msg = await self.jobs.queue.lease(TOPIC, lease_s=self.config.lease_s)
+        if msg is None:
+            return False
+        await self.handle(msg)
+        return True
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        slots = asyncio.Semaphore(self.config.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        while not stop.is_set():
+            await slots.acquire()
+            try:
+                msg = await self.jobs.queue.lease(TOPIC, lease_s=self.config.lease_s)
+            except Exception:
+                log.exception("queue lease failed")
+                msg = None
+            if msg is None:
+                slots.release()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.config.poll_s)
+                continue
+            task = asyncio.create_task(self.handle(msg))
+            tasks.add(task)
+
+            def done(t: asyncio.Task[None]) -> None:
+                tasks.discard(t)
+                slots.release()
+
+            task.add_done_callback(done)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,173 @@
+"""Async jobs through the API with the real models: lifecycle, idempotency, signed callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+from standardwebhooks import Webhook
+
+from bastion.api.app import create_app
+from bastion.delivery.schedule import DeliveryConfig
+from bastion.jobs.config import JobsConfig
+from bastion.jobs.worker import Worker
+from bastion.pipeline.engine import Engine
+from tests.conftest import ADMIN_KEY, make_settings
+from tests.samples import benign_photos, encode
+
+pytestmark = pytest.mark.models
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as c:
+            yield c
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(engine: Engine, data_root: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(
+        data_root / "jobs",
+        allow_private_urls=True,
+        jobs=JobsConfig(poll_s=0.05, lease_s=5, retry_delay_s=0.1),
+        delivery=DeliveryConfig(initial_delay_s=0.05, max_delay_s=0.2, poll_interval_s=0.05),
+    )
+    async for c in _client(create_app(settings, engine=engine)):
+        yield c
+
+
+async def wait_for(
+    client: httpx.AsyncClient, job_id: str, states: set[str], timeout: float = 60
+) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        body = (await client.get(f"/v1/jobs/{job_id}", headers=AUTH)).json()
+        if body["status"] in states:
+            return body
+        assert asyncio.get_running_loop().time() < deadline, body
+        await asyncio.sleep(0.1)
+
+
+async def test_image_job_succeeds_and_calls_back_signed(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    data = encode(benign_photos()["skimage-chelsea"])
+    params = {"callback_url": receiver.url, "metadata": json.dumps({"post": 42})}
+    headers = {**AUTH, "Content-Type": "image/jpeg", "Idempotency-Key": "upload-1"}
+    r = await client.post("/v1/jobs", content=data, params=params, headers=headers)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] in {"queued", "processing"} and job["status_url"].endswith(job["id"])
+    again = await client.post("/v1/jobs", content=data, params=params, headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == job["id"]
+
+    done = await wait_for(client, job["id"], {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done
+    assert done["result"]["decision"] == "allow" and done["progress"] == 1.0
+    for _ in range(100):
+        if any(json.loads(b)["data"]["job_id"] == job["id"] for _, b in receiver.requests):
+            break
+        await asyncio.sleep(0.1)
+    hdrs, body = next(
+        (h, b) for h, b in receiver.requests if json.loads(b)["data"]["job_id"] == job["id"]
+    )
+    secret = (await client.get("/v1/webhooks/secret", headers=AUTH)).json()["secret"]
+    event = Webhook(secret).verify(body, hdrs)
+    assert event["type"] == "job.succeeded"
+    assert event["data"]["metadata"] == {"post": 42}
+    assert event["data"]["result"]["decision"] == "allow"
+    detail = (await client.get(f"/v1/jobs/{job['id']}", headers=AUTH)).json()
+    assert detail["deliveries"][0]["state"] == "delivered"
+    assert detail["deliveries"][0]["history"][0]["status_code"] == 200
+
+
+async def test_bad_media_fails_with_a_stable_code(client: httpx.AsyncClient) -> None:
+    data = encode(benign_photos()["skimage-coffee"])[:400]
+    r = await client.post("/v1/jobs", content=data, headers={**AUTH, "Content-Type": "image/jpeg"})
+    assert r.status_code == 202
+    done = await wait_for(client, r.json()["id"], {"succeeded", "failed"})
+    assert done["status"] == "failed" and done["error"]["code"] == "corrupt_media"
+    listed = (await client.get("/v1/jobs?status=failed", headers=AUTH)).json()
+    assert r.json()["id"] in {j["id"] for j in listed["jobs"]}
+
+
+async def test_private_callback_refused_unless_allowed(engine: Engine, data_root: Path) -> None:
+    settings = make_settings(data_root / "jobs-ssrf", jobs=JobsConfig(run_worker=False))
+    async for c in _client(create_app(settings, engine=engine)):
+        r = await c.post(
+            "/v1/jobs",
+            content=b"x",
+            params={"callback_url": "http://127.0.0.1/x"},
+            headers={**AUTH, "Content-Type": "image/jpeg"},
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "url_rejected"
+
+
+async def test_pause_resume_cancel_retry(engine: Engine, data_root: Path) -> None:
+    settings = make_settings(data_root / "jobs-manual", jobs=JobsConfig(run_worker=False))
+    app = create_app(settings, engine=engine)
+    async for c in _client(app):
+        data = encode(benign_photos()["skimage-rocket"])
+        hdr = {**AUTH, "Content-Type": "image/jpeg"}
+        job = (await c.post("/v1/jobs", content=data, headers=hdr)).json()
+        jid = job["id"]
+        assert (await c.post(f"/v1/jobs/{jid}/pause", headers=AUTH)).json()["status"] == "paused"
+        r = await c.post(f"/v1/jobs/{jid}/pause", headers=AUTH)
+        assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_transition"
+        svc = app.state.services
+        worker = Worker(engine, svc.jobs, svc.policies, settings.jobs)
+        assert await worker.run_once()  # the message of a paused job is dropped
+        assert worker.stats.skipped == 1
+        assert (await c.get(f"/v1/jobs/{jid}", headers=AUTH)).json()["status"] == "paused"
+        assert (await c.post(f"/v1/jobs/{jid}/resume", headers=AUTH)).json()["status"] == "queued"
+        assert await worker.run_once()
+        assert (await c.get(f"/v1/jobs/{jid}", headers=AUTH)).json()["status"] == "succeeded"
+
+        other = (await c.post("/v1/jobs", content=data + b"\0", headers=hdr)).json()["id"]
+        r = await c.post(f"/v1/jobs/{other}/cancel", headers=AUTH)
+        assert r.json()["status"] == "cancelled"
+        assert await worker.run_once() and worker.stats.skipped == 2
+        r = await c.post(f"/v1/jobs/{other}/retry", headers=AUTH)
+        assert r.json()["status"] == "queued"
+        assert await worker.run_once()
+        assert (await c.get(f"/v1/jobs/{other}", headers=AUTH)).json()["status"] == "succeeded"
+        assert not await worker.run_once()
+        assert (await c.get("/v1/jobs/job_nope", headers=AUTH)).status_code == 404
