@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.table import Table
 
 from bastion.config import Settings, load_settings
 from bastion.errors import BastionError
+
+if TYPE_CHECKING:
+    from bastion.media.video import VideoSampling
 
 app = typer.Typer(
     help="Bastion: self-hosted content moderation.", no_args_is_help=True, add_completion=False
@@ -38,6 +41,11 @@ DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Data folder.", envvar="BASTION_DATA_DIR")
 ]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"}
+# Folder expansion only: a file given by name is routed by its bytes, whatever its suffix.
+VIDEO_SUFFIXES = {
+    ".mp4", ".m4v", ".mov", ".qt", ".3gp", ".3g2", ".mkv", ".webm", ".avi", ".flv", ".wmv",
+    ".asf", ".mpg", ".mpeg", ".m2ts", ".mts", ".ogv",
+}  # fmt: skip
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
@@ -90,13 +98,15 @@ def up(
 
 
 def expand_paths(paths: list[str]) -> Iterator[Path]:
-    """Files, folders (recursively, image files only) and glob patterns."""
+    """Files, folders (recursively, image and video files only) and glob patterns."""
     for raw in paths:
         matches = [Path(p) for p in sorted(glob.glob(raw, recursive=True))] or [Path(raw)]
         for p in matches:
             if p.is_dir():
                 yield from sorted(
-                    f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                    f
+                    for f in p.rglob("*")
+                    if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
                 )
             else:
                 yield p
@@ -111,6 +121,18 @@ def _table(rows: list[dict[str, Any]]) -> Table:
             t.add_row(r["file"], "[red]error[/red]", r["error"]["code"], r["error"]["message"], "")
             continue
         res = r["result"]
+        if r.get("kind") == "video":
+            labels = ", ".join(
+                f"{lab['name']} {lab['max_confidence']:.0f}" for lab in res["labels"][:3]
+            )
+            spans = ", ".join(
+                f"{seg['start_ms'] / 1000:.1f}–{seg['end_ms'] / 1000:.1f} s {seg['decision']}"
+                for seg in res["segments"][:3]
+            )
+            t.add_row(
+                r["file"], res["decision"], labels, spans, f"{res['timings']['total_ms']:.0f}"
+            )
+            continue
         labels = ", ".join(f"{lab['name']} {lab['confidence']:.0f}" for lab in res["labels"][:3])
         text = " / ".join(line["text"] for line in res["text"][:2])[:40]
         t.add_row(r["file"], res["decision"], labels, text, f"{res['total_ms']:.0f}")
@@ -123,9 +145,12 @@ async def _scan(
     policy_ref: str | None,
     concurrency: int,
     show_progress: bool,
+    sampling: VideoSampling | None = None,
 ) -> list[dict[str, Any]]:
+    from bastion.media.video import is_video
     from bastion.pipeline.engine import Engine
     from bastion.pipeline.policies import PolicyBook
+    from bastion.pipeline.video import moderate_video
     from bastion.policy.loader import parse_policy
 
     if policy_ref and Path(policy_ref).is_file():
@@ -134,23 +159,48 @@ async def _scan(
         policy, _ = PolicyBook(None, settings.policies_dir).resolve(None, policy_ref)
     engine = Engine(settings)
     sem = asyncio.Semaphore(concurrency)
+    one_video = asyncio.Semaphore(1)  # a video already moderates several frames at once
     results: list[dict[str, Any]] = [{} for _ in files]
+    video_bars = sys.stderr.isatty()
     progress = Progress(
-        TextColumn("scanning"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err,
-        disable=not show_progress,
+        disable=not (show_progress or video_bars),
     )
+
+    def read_head(path: Path) -> bytes:
+        with path.open("rb") as fh:
+            return fh.read(8192)
+
+    async def video(path: Path) -> dict[str, Any]:
+        async with one_video:
+            bar = progress.add_task(f"{path.name} (%)", total=100, visible=video_bars)
+            try:
+                res = await moderate_video(
+                    engine,
+                    path,
+                    policy,
+                    sampling,
+                    progress=lambda done: progress.update(bar, completed=round(done * 100)),
+                )
+            finally:
+                progress.remove_task(bar)
+        return res.model_dump(mode="json")
 
     async def one(i: int, path: Path, task: Any) -> None:
         async with sem:
             row: dict[str, Any] = {"file": str(path)}
             try:
-                data = await asyncio.to_thread(path.read_bytes)
-                res = await engine.moderate_bytes(data, policy)
-                row["result"] = res.model_dump(mode="json")
+                if is_video(await asyncio.to_thread(read_head, path)):
+                    row["kind"] = "video"
+                    row["result"] = await video(path)
+                else:
+                    data = await asyncio.to_thread(path.read_bytes)
+                    res = await engine.moderate_bytes(data, policy)
+                    row["result"] = res.model_dump(mode="json")
             except BastionError as exc:
                 row["error"] = exc.to_dict()
             except OSError as exc:
@@ -159,7 +209,7 @@ async def _scan(
             progress.advance(task)
 
     with progress:
-        task = progress.add_task("scan", total=len(files))
+        task = progress.add_task("scanning", total=len(files), visible=show_progress)
         await asyncio.to_thread(engine.load_all, policy.analyzers)
         await asyncio.gather(*(one(i, p, task) for i, p in enumerate(files)))
     await engine.close()
@@ -173,12 +223,43 @@ def scan(
     fmt: Annotated[str, typer.Option("--format", help="jsonl or table.")] = "jsonl",
     fail_on_block: Annotated[bool, typer.Option(help="Exit 1 when any file is blocked.")] = True,
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="Files in flight.")] = 8,
+    sample_every: Annotated[
+        float | None,
+        typer.Option(
+            "--sample-every",
+            min=0.01,
+            max=3600,
+            metavar="SECONDS",
+            help="Videos: analyse one frame every SECONDS (default 1).",
+        ),
+    ] = None,
+    keyframes: Annotated[
+        bool,
+        typer.Option(
+            "--keyframes",
+            help="Videos: analyse only keyframes, decoding nothing else (fastest; their "
+            "spacing is the encoder's, often 1–10 s).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Moderate images locally, without a server: one JSON line per file."""
+    """Moderate images and videos locally, without a server: one JSON line per file.
+
+    Files are told apart by their bytes; a video gives one line (decision, segments, frames).
+    """
     if fmt not in {"jsonl", "table"}:
         err.print("--format must be jsonl or table")
         raise typer.Exit(2)
+    if keyframes and sample_every is not None:
+        err.print("--keyframes and --sample-every exclude each other")
+        raise typer.Exit(2)
+    from bastion.media.video import VideoSampling
+
+    sampling = (
+        VideoSampling(mode="keyframes")
+        if keyframes
+        else VideoSampling(interval_s=sample_every or 1.0)
+    )
     logging.basicConfig(level=logging.WARNING)
     settings = _settings(config, preload=False)
     files = list(expand_paths(paths))
@@ -187,7 +268,7 @@ def scan(
         raise typer.Exit(2)
     show = (len(files) > 1 and sys.stderr.isatty()) or len(files) > 20
     try:
-        rows = asyncio.run(_scan(files, settings, policy, concurrency, show))
+        rows = asyncio.run(_scan(files, settings, policy, concurrency, show, sampling))
     except BastionError as exc:
         err.print(f"[red]{exc.code}:[/red] {exc.message}")
         raise typer.Exit(2) from exc

@@ -1,0 +1,546 @@
+"""Video moderation: sampled frames go through the image path, results are merged over time.
+
+Every sampled frame becomes a one-frame :class:`DecodedImage` (its ``sha256`` is that
+of the frame's RGB pixels and shape) and is moderated by
+:meth:`Engine.moderate_decoded`, exactly like an uploaded image: preprocessing in the
+engine's worker pool, model calls through each analyzer's batcher (so frames in
+flight are batched together), the result cache (identical frames are analysed
+once) and the policy. Decoding runs in a thread of its own while up to
+``concurrency`` frames are being moderated; a bounded queue between the two keeps
+memory flat whatever the length of the video.
+
+The per-frame decisions are then merged: the video's decision is the strictest
+frame decision, flagged frames (decision other than allow) close together in time
+form violation segments, and every label is summarised with where it was seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import itertools
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.media.types import DecodedImage, Frame
+from bastion.media.video import (
+    FrameSampler,
+    VideoLimits,
+    VideoSampling,
+    VideoSource,
+    sample_frames,
+)
+from bastion.pipeline.engine import Engine
+from bastion.policy.model import Lists, Policy
+from bastion.results import Decision, ModerationResult, Reason
+
+__all__ = [
+    "FrameLabel",
+    "FrameResult",
+    "LabelSummary",
+    "Segment",
+    "VideoMedia",
+    "VideoResult",
+    "VideoTimings",
+    "moderate_video",
+]
+
+_SEVERITY: dict[str, int] = {"allow": 0, "review": 1, "block": 2}
+_THUMBNAIL_SIDE = 320
+_HASH_CHUNK = 1024 * 1024
+
+
+class FrameLabel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    parent: str | None
+    confidence: float
+    analyzer: str
+
+
+class FrameResult(BaseModel):
+    """One analysed frame, compact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(description="Frame number in the stream (time × frame rate).")
+    timestamp_ms: int
+    decision: Decision
+    reasons: list[Reason] = Field(default_factory=list)
+    labels: list[FrameLabel] = Field(default_factory=list)
+    text: list[str] = Field(default_factory=list, description="OCR lines.")
+    codes: list[str] = Field(default_factory=list, description="QR/barcode payloads.")
+    urls: list[str] = Field(default_factory=list)
+    thumbnail: str | None = Field(None, description="JPEG of a flagged frame, when requested.")
+    cached: bool = Field(False, description="The same pixels had been analysed before.")
+
+
+class Segment(BaseModel):
+    """Flagged frames close together in time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_ms: int = Field(description="Time of the first flagged frame.")
+    end_ms: int = Field(
+        description="Time of the last flagged frame; the content may last until the next "
+        "analysed frame."
+    )
+    decision: Decision
+    labels: list[str] = Field(description="Labels that made the frames flagged.")
+    max_confidence: float
+    frames: int
+
+
+class LabelSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    parent: str | None
+    max_confidence: float
+    first_seen_ms: int
+    last_seen_ms: int
+    frames: int
+
+
+class VideoMedia(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: str
+    container: str
+    codec: str | None
+    width: int
+    height: int
+    rotation: int = Field(0, description="Degrees the frames were turned to be upright.")
+    fps: float | None
+    duration_ms: int | None
+    has_audio: bool
+    bytes: int
+    frames_decoded: int
+    frames_sampled: int
+    frames_analyzed: int
+    seeks: int
+    warnings: list[str] = Field(default_factory=list)
+
+
+class VideoTimings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decode_ms: float = Field(description="Time spent decoding and converting frames.")
+    total_ms: float = Field(description="Wall time of the whole moderation.")
+    frames_per_s: float = Field(description="Frames analysed per second of wall time.")
+    realtime_factor: float | None = Field(
+        description="Seconds of video covered per second of wall time."
+    )
+
+
+class VideoResult(BaseModel):
+    """The whole answer for one video."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Decision = Field(description="The strictest decision of any analysed frame.")
+    reasons: list[Reason] = Field(description="Each rule that fired, at its highest confidence.")
+    segments: list[Segment]
+    labels: list[LabelSummary]
+    tags: list[str] = Field(description="Descriptive tags seen, strongest first.")
+    frames: list[FrameResult]
+    stopped_early: bool = Field(description="Analysis stopped at the first blocked frame.")
+    media: VideoMedia
+    sampling: VideoSampling
+    hashes: dict[str, str]
+    policy: str
+    policy_version: str
+    versions: dict[str, str]
+    undetectable: list[str] = Field(default_factory=list)
+    errors: list[dict[str, str]] = Field(default_factory=list)
+    timings: VideoTimings
+
+
+@dataclass(slots=True)
+class _Item:
+    frame: Frame
+    decoded: DecodedImage
+
+
+@dataclass(slots=True)
+class _Done:
+    frame: Frame
+    result: ModerationResult
+    thumbnail: str | None
+
+
+def _frame_image(frame: Frame, codec: str | None) -> DecodedImage:
+    rgb = frame.rgb
+    digest = hashlib.sha256(f"rgb24:{rgb.shape[1]}x{rgb.shape[0]}:".encode())
+    digest.update(np.ascontiguousarray(rgb).data)
+    return DecodedImage(
+        frames=(frame,),
+        format=f"video frame ({codec or 'unknown codec'})",
+        mode="RGB",
+        width=frame.width,
+        height=frame.height,
+        sha256=digest.hexdigest(),
+        byte_size=int(rgb.nbytes),
+    )
+
+
+def _next_item(sampler: FrameSampler) -> _Item | None:
+    frame = next(sampler, None)
+    if frame is None:
+        return None
+    return _Item(frame, _frame_image(frame, sampler.info.codec))
+
+
+def _source_sha256(source: VideoSource) -> str:
+    digest = hashlib.sha256()
+    if isinstance(source, bytes | bytearray | memoryview):
+        digest.update(source)
+        return digest.hexdigest()
+    with open(source, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_thumbnail(rgb: np.ndarray, directory: Path) -> str:
+    img = Image.fromarray(rgb)
+    img.thumbnail((_THUMBNAIL_SIDE, _THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    data = buf.getvalue()
+    path = directory / f"{hashlib.sha256(data).hexdigest()[:32]}.jpg"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    return str(path)
+
+
+def _strictest(decisions: Iterable[Decision]) -> Decision:
+    out: Decision = "allow"
+    for d in decisions:
+        if _SEVERITY[d] > _SEVERITY[out]:
+            out = d
+    return out
+
+
+def _frame_result(done: _Done) -> FrameResult:
+    res, frame = done.result, done.frame
+    return FrameResult(
+        index=frame.index,
+        timestamp_ms=frame.timestamp_ms or 0,
+        decision=res.decision,
+        reasons=res.reasons,
+        labels=[
+            FrameLabel(
+                name=lab.name,
+                parent=lab.parent,
+                confidence=lab.confidence,
+                analyzer=lab.analyzer,
+            )
+            for lab in res.labels
+        ],
+        text=[line.text for line in res.text],
+        codes=[code.text for code in res.codes],
+        urls=res.urls,
+        thumbnail=done.thumbnail,
+        cached=res.cached,
+    )
+
+
+def _reasons(frames: list[FrameResult]) -> list[Reason]:
+    best: dict[tuple[str, str, str], Reason] = {}
+    for fr in frames:
+        for r in fr.reasons:
+            key = (r.rule, r.label, r.action)
+            if key not in best or r.confidence > best[key].confidence:
+                best[key] = r
+    return sorted(best.values(), key=lambda r: (-_SEVERITY[r.action], -r.confidence))
+
+
+def default_segment_gap_ms(frames: list[FrameResult]) -> int:
+    """Twice the usual spacing of analysed frames, at least two seconds."""
+    stamps = [f.timestamp_ms for f in frames]
+    gaps = [b - a for a, b in itertools.pairwise(stamps) if b > a]
+    usual = statistics.median(gaps) if gaps else 0
+    return max(2000, round(2 * usual))
+
+
+def _segments(frames: list[FrameResult], max_gap_ms: int) -> list[Segment]:
+    out: list[Segment] = []
+    group: list[FrameResult] = []
+
+    def close() -> None:
+        if not group:
+            return
+        conf: dict[str, float] = {}
+        for fr in group:
+            for r in fr.reasons:
+                conf[r.label] = max(conf.get(r.label, 0.0), r.confidence)
+        out.append(
+            Segment(
+                start_ms=group[0].timestamp_ms,
+                end_ms=group[-1].timestamp_ms,
+                decision=_strictest(fr.decision for fr in group),
+                labels=sorted(conf, key=lambda name: -conf[name]),
+                max_confidence=max(conf.values(), default=0.0),
+                frames=len(group),
+            )
+        )
+        group.clear()
+
+    for fr in frames:
+        if fr.decision == "allow":
+            continue
+        if group and fr.timestamp_ms - group[-1].timestamp_ms > max_gap_ms:
+            close()
+        group.append(fr)
+    close()
+    return out
+
+
+def _label_summary(frames: list[FrameResult]) -> list[LabelSummary]:
+    seen: dict[str, LabelSummary] = {}
+    for fr in frames:
+        strongest: dict[str, FrameLabel] = {}
+        for lab in fr.labels:
+            if lab.name not in strongest or lab.confidence > strongest[lab.name].confidence:
+                strongest[lab.name] = lab
+        for name, lab in strongest.items():
+            best = lab.confidence
+            found = seen.get(name)
+            if found is None:
+                seen[name] = LabelSummary(
+                    name=name,
+                    parent=lab.parent,
+                    max_confidence=best,
+                    first_seen_ms=fr.timestamp_ms,
+                    last_seen_ms=fr.timestamp_ms,
+                    frames=1,
+                )
+                continue
+            found.max_confidence = max(found.max_confidence, best)
+            found.first_seen_ms = min(found.first_seen_ms, fr.timestamp_ms)
+            found.last_seen_ms = max(found.last_seen_ms, fr.timestamp_ms)
+            found.frames += 1
+    return sorted(seen.values(), key=lambda s: (-s.max_confidence, s.name))
+
+
+def _tags(results: Iterable[ModerationResult], min_confidence: float) -> list[str]:
+    best: dict[str, float] = {}
+    for res in results:
+        for tag in res.tags:
+            if tag.confidence >= min_confidence:
+                best[tag.name] = max(best.get(tag.name, 0.0), tag.confidence)
+    return sorted(best, key=lambda name: -best[name])
+
+
+def _errors(results: Iterable[ModerationResult]) -> list[dict[str, str]]:
+    seen: dict[tuple[str, ...], dict[str, str]] = {}
+    for res in results:
+        for err in res.errors:
+            key = tuple(f"{k}={v}" for k, v in sorted(err.items()))
+            seen.setdefault(key, err)
+    return list(seen.values())
+
+
+class _Progress:
+    """Reports the furthest analysed time as a fraction of the duration, never going back."""
+
+    def __init__(self, callback: Callable[[float], None] | None, duration_s: float | None):
+        self._callback = callback
+        self._duration_ms = duration_s * 1000 if duration_s else None
+        self._last = 0.0
+
+    def frame_done(self, timestamp_ms: int) -> None:
+        if self._callback is None or not self._duration_ms:
+            return
+        fraction = min(0.999, timestamp_ms / self._duration_ms)
+        if fraction > self._last:
+            self._last = fraction
+            self._callback(fraction)
+
+    def finished(self) -> None:
+        if self._callback is not None:
+            self._callback(1.0)
+
+
+async def moderate_video(
+    engine: Engine,
+    source: VideoSource,
+    policy: Policy,
+    sampling: VideoSampling | None = None,
+    *,
+    extra_lists: Lists | None = None,
+    early_stop_on_block: bool = False,
+    progress: Callable[[float], None] | None = None,
+    thumbnails_dir: str | os.PathLike[str] | None = None,
+    limits: VideoLimits | None = None,
+    concurrency: int = 8,
+    segment_gap_ms: int | None = None,
+    tag_min_confidence: float = 25.0,
+) -> VideoResult:
+    """Moderate a video (file path or bytes) frame by frame under ``policy``.
+
+    ``sampling`` picks the frames (default: one per second). With
+    ``early_stop_on_block`` no new frame is started once one is blocked (frames
+    already in flight finish). ``progress`` is called on the event loop with the
+    fraction 0–1 of the video analysed so far. With ``thumbnails_dir``, a small JPEG
+    of each flagged frame is written there under a content-addressed name.
+    ``segment_gap_ms`` is the largest gap between flagged frames of one segment
+    (default: twice the usual spacing of analysed frames, at least 2 s).
+
+    Raises the media errors of :func:`bastion.media.video.probe` for bad input.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    sampling = sampling or VideoSampling()
+    started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    decoder = ThreadPoolExecutor(1, thread_name_prefix="video-decode")
+    sampler: FrameSampler | None = None
+    tasks: list[asyncio.Future[Any]] = []
+    try:
+        sampler = await loop.run_in_executor(decoder, sample_frames, source, sampling, limits)
+        hashing = asyncio.ensure_future(asyncio.to_thread(_source_sha256, source))
+        tasks.append(hashing)
+        thumbs = Path(thumbnails_dir) if thumbnails_dir is not None else None
+        reporter = _Progress(progress, sampler.info.duration_s)
+        queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency)
+        stop = asyncio.Event()
+        done: list[_Done] = []
+        active = sampler
+
+        async def produce() -> None:
+            while not stop.is_set():
+                item = await loop.run_in_executor(decoder, _next_item, active)
+                if item is None:
+                    break
+                await queue.put(item)
+            for _ in range(concurrency):
+                await queue.put(None)
+
+        async def work() -> None:
+            while (item := await queue.get()) is not None:
+                if stop.is_set():
+                    continue
+                res = await engine.moderate_decoded(item.decoded, policy, extra_lists=extra_lists)
+                thumb = None
+                if thumbs is not None and res.decision != "allow":
+                    thumb = await asyncio.to_thread(_write_thumbnail, item.frame.rgb, thumbs)
+                done.append(_Done(item.frame, res, thumb))
+                reporter.frame_done(item.frame.timestamp_ms or 0)
+                if early_stop_on_block and res.decision == "block":
+                    stop.set()
+
+        tasks.append(asyncio.ensure_future(produce()))
+        tasks.extend(asyncio.ensure_future(work()) for _ in range(concurrency))
+        finished, _ = await asyncio.wait(tasks[1:], return_when=asyncio.FIRST_EXCEPTION)
+        for task in finished:
+            failure = task.exception()
+            if failure is not None:
+                raise failure
+        sha256 = await hashing
+        reporter.finished()
+        return _assemble(
+            sampler,
+            done,
+            policy,
+            sampling,
+            stopped_early=stop.is_set(),
+            sha256=sha256,
+            segment_gap_ms=segment_gap_ms,
+            tag_min_confidence=tag_min_confidence,
+            wall_s=time.perf_counter() - started,
+        )
+    finally:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if sampler is not None:
+            decoder.submit(sampler.close)
+        decoder.shutdown(wait=False)
+
+
+def _assemble(
+    sampler: FrameSampler,
+    done: list[_Done],
+    policy: Policy,
+    sampling: VideoSampling,
+    *,
+    stopped_early: bool,
+    sha256: str,
+    segment_gap_ms: int | None,
+    tag_min_confidence: float,
+    wall_s: float,
+) -> VideoResult:
+    done.sort(key=lambda d: (d.frame.timestamp_ms or 0, d.frame.index))
+    frames = [_frame_result(d) for d in done]
+    results = [d.result for d in done]
+    info = sampler.info
+    gap = segment_gap_ms if segment_gap_ms is not None else default_segment_gap_ms(frames)
+    duration_ms = round(info.duration_s * 1000) if info.duration_s is not None else None
+    covered_ms = duration_ms if sampler.complete and not stopped_early else None
+    if covered_ms is None and frames:
+        covered_ms = frames[-1].timestamp_ms
+    first = results[0] if results else None
+    return VideoResult(
+        decision=_strictest(f.decision for f in frames),
+        reasons=_reasons(frames),
+        segments=_segments(frames, gap),
+        labels=_label_summary(frames),
+        tags=_tags(results, tag_min_confidence),
+        frames=frames,
+        stopped_early=stopped_early,
+        media=VideoMedia(
+            format=info.format,
+            container=info.container,
+            codec=info.codec,
+            width=info.width,
+            height=info.height,
+            rotation=sampler.rotation,
+            fps=round(info.fps, 3) if info.fps else None,
+            duration_ms=duration_ms,
+            has_audio=info.has_audio,
+            bytes=info.byte_size,
+            frames_decoded=sampler.frames_decoded,
+            frames_sampled=sampler.frames_sampled,
+            frames_analyzed=len(frames),
+            seeks=sampler.seeks,
+            warnings=list(sampler.warnings),
+        ),
+        sampling=sampling,
+        hashes={"sha256": sha256},
+        policy=policy.name,
+        policy_version=policy.version,
+        versions=first.versions if first else {},
+        undetectable=first.undetectable if first else [],
+        errors=_errors(results),
+        timings=VideoTimings(
+            decode_ms=round(sampler.decode_seconds * 1000, 2),
+            total_ms=round(wall_s * 1000, 2),
+            frames_per_s=round(len(frames) / wall_s, 2) if wall_s > 0 else 0.0,
+            realtime_factor=(
+                round(covered_ms / 1000 / wall_s, 2)
+                if covered_ms is not None and wall_s > 0 and math.isfinite(wall_s)
+                else None
+            ),
+        ),
+    )
