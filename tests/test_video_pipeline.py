@@ -46,6 +46,8 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "qr": write_video(d / "qr.mp4", qr_frames(10, 3, 6), fps=5),
         # 30 s; the QR code appears at 5 s and stays
         "qr_long": write_video(d / "qr_long.mp4", qr_frames(30, 5, 30), fps=5),
+        # 6 s; the QR code is on the last second only
+        "qr_end": write_video(d / "qr_end.mp4", qr_frames(6, 5, 6), fps=5),
         "audio": audio_only_mp4(d / "audio.mp4"),
     }
 
@@ -122,6 +124,11 @@ async def test_early_stop_on_block(
     assert stopped.stopped_early and stopped.decision == "block"
     assert [f.timestamp_ms for f in stopped.frames] == list(range(0, 6000, 1000))
     assert stopped.segments[0].start_ms == 5000
+    # blocked on the last frame: nothing was left out
+    last = await moderate_video(
+        engine, videos["qr_end"], codes_policy, early_stop_on_block=True, concurrency=1
+    )
+    assert last.decision == "block" and not last.stopped_early and len(last.frames) == 6
 
 
 @pytest.mark.models

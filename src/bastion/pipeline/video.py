@@ -158,7 +158,9 @@ class VideoResult(BaseModel):
     labels: list[LabelSummary]
     tags: list[str] = Field(description="Descriptive tags seen, strongest first.")
     frames: list[FrameResult]
-    stopped_early: bool = Field(description="Analysis stopped at the first blocked frame.")
+    stopped_early: bool = Field(
+        description="Frames after a blocked one were left out (early_stop_on_block)."
+    )
     media: VideoMedia
     sampling: VideoSampling
     hashes: dict[str, str]
@@ -425,6 +427,7 @@ async def moderate_video(
         queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency)
         stop = asyncio.Event()
         done: list[_Done] = []
+        skipped = 0
         active = sampler
 
         async def produce() -> None:
@@ -437,8 +440,10 @@ async def moderate_video(
                 await queue.put(None)
 
         async def work() -> None:
+            nonlocal skipped
             while (item := await queue.get()) is not None:
                 if stop.is_set():
+                    skipped += 1
                     continue
                 res = await engine.moderate_decoded(item.decoded, policy, extra_lists=extra_lists)
                 thumb = None
@@ -463,7 +468,7 @@ async def moderate_video(
             done,
             policy,
             sampling,
-            stopped_early=stop.is_set(),
+            stopped_early=stop.is_set() and (skipped > 0 or not sampler.complete),
             sha256=sha256,
             segment_gap_ms=segment_gap_ms,
             tag_min_confidence=tag_min_confidence,
