@@ -9,11 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from bastion.api.auth import Admin, Moderator, Reader
 from bastion.api.inputs import fetch_policy, read_single
 from bastion.api.services import Services, services
 from bastion.delivery import outbox, signing
+from bastion.delivery.models import Delivery
 from bastion.errors import InputError, NotFound
 from bastion.jobs.models import Job
 from bastion.media.fetch import check_url
@@ -114,16 +116,13 @@ def _delivery_out(d: Any, history: list[Any] | None = None) -> DeliveryOut:
 
 
 def _job_deliveries(svc: Services, tenant_id: str, job_id: str) -> list[DeliveryOut]:
-    from sqlalchemy import select
-
-    from bastion.delivery.models import Delivery
-
     with svc.db_sessions() as s:
-        rows = list(
-            s.scalars(select(Delivery).where(Delivery.tenant_id == tenant_id).order_by(Delivery.id))
+        rows = s.scalars(
+            select(Delivery)
+            .where(Delivery.tenant_id == tenant_id, Delivery.subject_id == job_id)
+            .order_by(Delivery.id)
         )
-        mine = [d for d in rows if (d.payload or {}).get("job_id") == job_id]
-        return [_delivery_out(d, outbox.list_attempts(s, d.id)) for d in mine]
+        return [_delivery_out(d, outbox.list_attempts(s, d.id)) for d in rows]
 
 
 @router.post(

@@ -94,6 +94,7 @@ def enqueue(
     url: str,
     payload: dict[str, Any],
     *,
+    subject_id: str | None = None,
     now: datetime | None = None,
 ) -> Delivery:
     """Add a pending delivery to the caller's transaction and return it (flushed).
@@ -117,6 +118,7 @@ def enqueue(
         webhook_id=new_webhook_id(),
         url=url,
         payload=payload,
+        subject_id=subject_id,
         state=PENDING,
         attempts=0,
         next_attempt_at=at,

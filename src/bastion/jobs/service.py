@@ -185,7 +185,12 @@ class JobService:
                 job.finished_at = job.updated_at
             if to == "cancelled" and job.callback_url:
                 outbox.enqueue(
-                    s, job.tenant_id, "job.cancelled", job.callback_url, event_payload(job)
+                    s,
+                    job.tenant_id,
+                    "job.cancelled",
+                    job.callback_url,
+                    event_payload(job),
+                    subject_id=job.id,
                 )
             if enqueue:
                 job.error_code = job.error_message = None

@@ -112,7 +112,12 @@ class Worker:
                     job.error_code, job.error_message = code, message
                 if job.callback_url:
                     outbox.enqueue(
-                        s, job.tenant_id, f"job.{status}", job.callback_url, event_payload(job)
+                        s,
+                        job.tenant_id,
+                        f"job.{status}",
+                        job.callback_url,
+                        event_payload(job),
+                        subject_id=job.id,
                     )
             self.jobs.queue.ack_in(s, msg)
 
@@ -211,7 +216,14 @@ class Worker:
             job.updated_at = job.finished_at = now
             job.lease_until = None
             if job.callback_url:
-                outbox.enqueue(s, job.tenant_id, "job.failed", job.callback_url, event_payload(job))
+                outbox.enqueue(
+                    s,
+                    job.tenant_id,
+                    "job.failed",
+                    job.callback_url,
+                    event_payload(job),
+                    subject_id=job.id,
+                )
 
     # loop ------------------------------------------------------------------
     async def run_once(self) -> bool:

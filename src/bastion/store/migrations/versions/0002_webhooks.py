@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("webhook_id", sa.String(64), nullable=False, unique=True),
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("subject_id", sa.String(64), nullable=True),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
@@ -68,6 +69,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_deliveries_due", "deliveries", ["state", "next_attempt_at"])
     op.create_index("ix_deliveries_tenant_id", "deliveries", ["tenant_id", "id"])
+    op.create_index("ix_deliveries_subject", "deliveries", ["tenant_id", "subject_id"])
     op.create_table(
         "delivery_attempts",
         sa.Column("id", _BigId, primary_key=True, autoincrement=True),
