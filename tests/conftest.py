@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 
 from bastion.config import Settings
+from bastion.jobs.config import JobsConfig, RabbitConfig
 from bastion.pipeline.engine import Engine
+from tests.services import (
+    AMQP_URL,
+    delete_rabbit_queues,
+    pg_available,
+    pg_schema,
+    rabbit_available,
+    unavailable,
+)
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 
@@ -30,3 +45,54 @@ async def engine(data_root: Path) -> AsyncIterator[Engine]:
     assert not errors, errors
     yield eng
     await eng.close()
+
+
+@dataclass
+class JobBackend:
+    """Where jobs live in a test: the embedded queue on SQLite, or RabbitMQ + PostgreSQL.
+
+    On RabbitMQ + PostgreSQL every app gets a database schema and a queue prefix of its
+    own (removed when the module ends), as every data dir gets its own SQLite file.
+    """
+
+    name: str
+    cleanup: ExitStack = field(default_factory=ExitStack)
+    prefixes: list[str] = field(default_factory=list)
+
+    @property
+    def external(self) -> bool:
+        return self.name != "embedded"
+
+    def jobs(self, prefix: str | None = None, **kw: Any) -> JobsConfig:
+        if prefix is None:
+            return JobsConfig(**kw)
+        rabbit = RabbitConfig(
+            url=SecretStr(AMQP_URL),
+            prefix=prefix,
+            retry_delays_s=[0.1, 0.5, 2.0],
+            relay_poll_s=0.2,
+        )
+        return JobsConfig(queue="rabbitmq", rabbitmq=rabbit, **kw)
+
+    def settings(
+        self, data_dir: Path, *, jobs: dict[str, Any] | None = None, **kw: Any
+    ) -> Settings:
+        """Settings for an app of its own on this backend."""
+        prefix = None
+        if self.external:
+            kw.setdefault("database_url", self.cleanup.enter_context(pg_schema()))
+            prefix = f"t{uuid.uuid4().hex[:10]}"
+            self.prefixes.append(prefix)
+        return make_settings(data_dir, jobs=self.jobs(prefix, **(jobs or {})), **kw)
+
+
+@pytest.fixture(scope="module", params=["embedded", "rabbitmq+postgres"])
+def job_backend(request: pytest.FixtureRequest) -> Iterator[JobBackend]:
+    """Runs a module's job tests once per backend; both must pass the same tests."""
+    if request.param != "embedded" and not (pg_available() and rabbit_available()):
+        unavailable("PostgreSQL or RabbitMQ")
+    backend = JobBackend(request.param)
+    with backend.cleanup:
+        yield backend
+    for prefix in backend.prefixes:
+        asyncio.run(delete_rabbit_queues(prefix))

@@ -15,7 +15,6 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from bastion.media.fetch import FetchPolicy
 from bastion.store.db import make_engine, migrate, session_factory
 from bastion.store.models import Base
 from bastion.store.repo import Repo
+from tests.services import pg_available, pg_schema, unavailable
 
 PG_URL = os.environ.get("BASTION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1/test")
 OUR_TABLES = {"webhook_secrets", "deliveries", "delivery_attempts"}
@@ -190,23 +190,10 @@ class Db:
 
 
 def _postgres_url() -> Iterator[str]:
-    admin = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect():
-            pass
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}")
-    schema = f"bastion_test_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    if not pg_available():
+        unavailable("PostgreSQL")
+    with pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -18,10 +18,9 @@ from standardwebhooks import Webhook
 
 from bastion.api.app import create_app
 from bastion.delivery.schedule import DeliveryConfig
-from bastion.jobs.config import JobsConfig
 from bastion.jobs.worker import Worker
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, make_settings
+from tests.conftest import ADMIN_KEY, JobBackend
 from tests.samples import benign_photos, encode
 
 pytestmark = pytest.mark.models
@@ -63,11 +62,13 @@ async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(engine: Engine, data_root: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = make_settings(
-        data_root / "jobs",
+async def client(
+    engine: Engine, data_root: Path, job_backend: JobBackend
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = job_backend.settings(
+        data_root / f"jobs-{job_backend.name}",
         allow_private_urls=True,
-        jobs=JobsConfig(poll_s=0.05, lease_s=5, retry_delay_s=0.1),
+        jobs={"poll_s": 0.05, "lease_s": 5, "retry_delay_s": 0.1},
         delivery=DeliveryConfig(initial_delay_s=0.05, max_delay_s=0.2, poll_interval_s=0.05),
     )
     async for c in _client(create_app(settings, engine=engine)):
@@ -79,7 +80,7 @@ async def wait_for(
 ) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        body = (await client.get(f"/v1/jobs/{job_id}", headers=AUTH)).json()
+        body: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}", headers=AUTH)).json()
         if body["status"] in states:
             return body
         assert asyncio.get_running_loop().time() < deadline, body
@@ -129,8 +130,12 @@ async def test_bad_media_fails_with_a_stable_code(client: httpx.AsyncClient) -> 
     assert r.json()["id"] in {j["id"] for j in listed["jobs"]}
 
 
-async def test_private_callback_refused_unless_allowed(engine: Engine, data_root: Path) -> None:
-    settings = make_settings(data_root / "jobs-ssrf", jobs=JobsConfig(run_worker=False))
+async def test_private_callback_refused_unless_allowed(
+    engine: Engine, data_root: Path, job_backend: JobBackend
+) -> None:
+    settings = job_backend.settings(
+        data_root / f"jobs-ssrf-{job_backend.name}", jobs={"run_worker": False}
+    )
     async for c in _client(create_app(settings, engine=engine)):
         r = await c.post(
             "/v1/jobs",
@@ -141,8 +146,12 @@ async def test_private_callback_refused_unless_allowed(engine: Engine, data_root
         assert r.status_code == 400 and r.json()["error"]["code"] == "url_rejected"
 
 
-async def test_pause_resume_cancel_retry(engine: Engine, data_root: Path) -> None:
-    settings = make_settings(data_root / "jobs-manual", jobs=JobsConfig(run_worker=False))
+async def test_pause_resume_cancel_retry(
+    engine: Engine, data_root: Path, job_backend: JobBackend
+) -> None:
+    settings = job_backend.settings(
+        data_root / f"jobs-manual-{job_backend.name}", jobs={"run_worker": False}
+    )
     app = create_app(settings, engine=engine)
     async for c in _client(app):
         data = encode(benign_photos()["skimage-rocket"])
@@ -154,20 +163,20 @@ async def test_pause_resume_cancel_retry(engine: Engine, data_root: Path) -> Non
         assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_transition"
         svc = app.state.services
         worker = Worker(engine, svc.jobs, svc.policies, settings.jobs)
-        assert await worker.run_once()  # the message of a paused job is dropped
+        assert await worker.run_once(wait_s=5)  # the message of a paused job is dropped
         assert worker.stats.skipped == 1
         assert (await c.get(f"/v1/jobs/{jid}", headers=AUTH)).json()["status"] == "paused"
         assert (await c.post(f"/v1/jobs/{jid}/resume", headers=AUTH)).json()["status"] == "queued"
-        assert await worker.run_once()
+        assert await worker.run_once(wait_s=5)
         assert (await c.get(f"/v1/jobs/{jid}", headers=AUTH)).json()["status"] == "succeeded"
 
         other = (await c.post("/v1/jobs", content=data + b"\0", headers=hdr)).json()["id"]
         r = await c.post(f"/v1/jobs/{other}/cancel", headers=AUTH)
         assert r.json()["status"] == "cancelled"
-        assert await worker.run_once() and worker.stats.skipped == 2
+        assert await worker.run_once(wait_s=5) and worker.stats.skipped == 2
         r = await c.post(f"/v1/jobs/{other}/retry", headers=AUTH)
         assert r.json()["status"] == "queued"
-        assert await worker.run_once()
+        assert await worker.run_once(wait_s=5)
         assert (await c.get(f"/v1/jobs/{other}", headers=AUTH)).json()["status"] == "succeeded"
         assert not await worker.run_once()
         assert (await c.get("/v1/jobs/job_nope", headers=AUTH)).status_code == 404

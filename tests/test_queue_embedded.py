@@ -7,30 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from bastion.jobs.embedded import EmbeddedQueue
 from bastion.store.db import make_engine, migrate, session_factory
-
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_available() -> bool:
-    try:
-        import psycopg  # noqa: F401
-
-        engine = make_engine(PG_URL)
-        with engine.connect() as c:
-            c.execute(text("SELECT 1"))
-        engine.dispose()
-        return True
-    except Exception:
-        return False
+from tests.services import pg_available, pg_schema, unavailable
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -41,19 +25,13 @@ def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmbeddedQu
         yield EmbeddedQueue(session_factory(engine), max_attempts=3)
         engine.dispose()
         return
-    if not _pg_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as c:
-        c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(PG_URL + f"?options=-csearch_path%3D{schema}")
-    migrate(engine)
-    yield EmbeddedQueue(session_factory(engine), max_attempts=3)
-    engine.dispose()
-    with admin.begin() as c:
-        c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    if not pg_available():
+        unavailable("PostgreSQL")
+    with pg_schema() as url:
+        engine = make_engine(url)
+        migrate(engine)
+        yield EmbeddedQueue(session_factory(engine), max_attempts=3)
+        engine.dispose()
 
 
 async def test_publish_lease_ack(queue: EmbeddedQueue) -> None:

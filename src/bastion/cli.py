@@ -20,7 +20,7 @@ from bastion.config import Settings, load_settings
 from bastion.errors import BastionError
 
 if TYPE_CHECKING:
-    from bastion.media.video import VideoSampling
+    from bastion.media.video_config import VideoOptions
 
 app = typer.Typer(
     help="Bastion: self-hosted content moderation.", no_args_is_help=True, add_completion=False
@@ -97,6 +97,43 @@ def up(
     )
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=256, help="Jobs run at once (jobs.concurrency).")
+    ] = None,
+    dispatch: Annotated[bool, typer.Option(help="Also deliver webhooks from this process.")] = True,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run job workers (and the webhook dispatcher) without the API, until SIGINT/SIGTERM.
+
+    Start as many as you like, on as many machines, against one database and queue
+    (`jobs.queue: rabbitmq` with PostgreSQL for several machines).
+    """
+    import signal
+
+    from bastion.jobs.runner import WorkerOptions, run_worker_process
+
+    settings = _settings(config, data_dir=data_dir)
+    if concurrency is not None:
+        settings = settings.model_copy(
+            update={"jobs": settings.jobs.model_copy(update={"concurrency": concurrency})}
+        )
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker_process(settings, stop, options=WorkerOptions(dispatch=dispatch))
+
+    asyncio.run(main())
+
+
 def expand_paths(paths: list[str]) -> Iterator[Path]:
     """Files, folders (recursively, image and video files only) and glob patterns."""
     for raw in paths:
@@ -145,9 +182,10 @@ async def _scan(
     policy_ref: str | None,
     concurrency: int,
     show_progress: bool,
-    sampling: VideoSampling | None = None,
+    video_options: VideoOptions | None = None,
 ) -> list[dict[str, Any]]:
     from bastion.media.video import is_video
+    from bastion.media.video_config import VideoOptions
     from bastion.pipeline.engine import Engine
     from bastion.pipeline.policies import PolicyBook
     from bastion.pipeline.video import moderate_video
@@ -158,6 +196,9 @@ async def _scan(
     else:
         policy, _ = PolicyBook(None, settings.policies_dir).resolve(None, policy_ref)
     engine = Engine(settings)
+    video_config = settings.video
+    options = video_options or VideoOptions()
+    sampling = options.sampling(video_config)
     sem = asyncio.Semaphore(concurrency)
     one_video = asyncio.Semaphore(1)  # a video already moderates several frames at once
     results: list[dict[str, Any]] = [{} for _ in files]
@@ -184,7 +225,10 @@ async def _scan(
                     path,
                     policy,
                     sampling,
+                    early_stop_on_block=options.early_stop(video_config),
                     progress=lambda done: progress.update(bar, completed=round(done * 100)),
+                    limits=video_config.limits,
+                    concurrency=video_config.concurrency,
                 )
             finally:
                 progress.remove_task(bar)
@@ -230,7 +274,7 @@ def scan(
             min=0.01,
             max=3600,
             metavar="SECONDS",
-            help="Videos: analyse one frame every SECONDS (default 1).",
+            help="Videos: analyse one frame every SECONDS (default: video.sampling).",
         ),
     ] = None,
     keyframes: Annotated[
@@ -241,6 +285,22 @@ def scan(
             "spacing is the encoder's, often 1–10 s).",
         ),
     ] = False,
+    max_frames: Annotated[
+        int | None,
+        typer.Option(
+            "--max-frames",
+            min=1,
+            help="Videos: most frames analysed (default and maximum: video.sampling.max_frames).",
+        ),
+    ] = None,
+    stop_on_block: Annotated[
+        bool | None,
+        typer.Option(
+            "--stop-on-block/--no-stop-on-block",
+            help="Videos: stop at the first blocked frame (default: video.early_stop_on_block).",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Moderate images and videos locally, without a server: one JSON line per file.
@@ -253,22 +313,30 @@ def scan(
     if keyframes and sample_every is not None:
         err.print("--keyframes and --sample-every exclude each other")
         raise typer.Exit(2)
-    from bastion.media.video import VideoSampling
+    from bastion.media.video_config import VideoOptions
 
-    sampling = (
-        VideoSampling(mode="keyframes")
-        if keyframes
-        else VideoSampling(interval_s=sample_every or 1.0)
-    )
     logging.basicConfig(level=logging.WARNING)
     settings = _settings(config, preload=False)
+    try:
+        video_options = VideoOptions.parse(
+            {
+                "sample_every": sample_every,
+                "keyframes_only": keyframes or None,
+                "max_frames": max_frames,
+                "stop_on_block": stop_on_block,
+            }
+        )
+        video_options.check(settings.video)
+    except BastionError as exc:
+        err.print(f"[red]{exc.code}:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
     files = list(expand_paths(paths))
     if not files:
         err.print("no files to scan")
         raise typer.Exit(2)
     show = (len(files) > 1 and sys.stderr.isatty()) or len(files) > 20
     try:
-        rows = asyncio.run(_scan(files, settings, policy, concurrency, show, sampling))
+        rows = asyncio.run(_scan(files, settings, policy, concurrency, show, video_options))
     except BastionError as exc:
         err.print(f"[red]{exc.code}:[/red] {exc.message}")
         raise typer.Exit(2) from exc

@@ -15,9 +15,11 @@ from pydantic_settings import (
 )
 
 from bastion.analyzers.base import AnalyzerConfig
+from bastion.dedup.config import DedupConfig
 from bastion.delivery.schedule import DeliveryConfig
 from bastion.jobs.config import JobsConfig
 from bastion.media.types import MediaLimits
+from bastion.media.video_config import VideoConfig
 from bastion.runtime.config import RuntimeConfig
 
 DEFAULT_ANALYZERS = ("nsfw", "labels", "ocr", "codes", "faces", "hashes")
@@ -105,6 +107,10 @@ class Settings(BaseSettings):
         "more get 503 `overloaded`. Memory stays below about max_queued × limits.max_bytes.",
     )
     jobs: JobsConfig = Field(default_factory=JobsConfig, description="Async jobs and workers.")
+    video: VideoConfig = Field(
+        default_factory=VideoConfig,
+        description="Video limits and default frame sampling (video jobs and `bastion scan`).",
+    )
     delivery: DeliveryConfig = Field(
         default_factory=DeliveryConfig, description="Webhook delivery: retries, timeouts."
     )
@@ -118,6 +124,10 @@ class Settings(BaseSettings):
     )
     result_cache_size: int = Field(
         4096, ge=0, description="Results kept in memory by content hash (0 disables)."
+    )
+    dedup: DedupConfig = Field(
+        default_factory=DedupConfig,
+        description="Stored results reused across requests and restarts; near duplicates.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
     preload: bool = Field(

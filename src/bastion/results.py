@@ -132,6 +132,17 @@ class MediaInfo(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class NearDuplicate(BaseModel):
+    """The stored image whose result was reused for a near-duplicate request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(description="sha256 of the stored image's bytes.")
+    distance: int = Field(
+        ge=0, le=256, description="Bits (of 256) in which the two images' PDQ hashes differ."
+    )
+
+
 class ModerationResult(BaseModel):
     """The whole answer for one image."""
 
@@ -159,3 +170,8 @@ class ModerationResult(BaseModel):
     )
     errors: list[dict[str, str]] = Field(default_factory=list)
     cached: bool = False
+    near_duplicate_of: NearDuplicate | None = Field(
+        None,
+        description="Set when the result was reused from a near-duplicate image (cached is "
+        "then true): the findings are that image's, media and hashes this one's.",
+    )

@@ -18,9 +18,10 @@ from bastion.api.limits import Admission, BodyLimitMiddleware
 from bastion.api.services import Services
 from bastion.bootstrap import Bootstrap, bootstrap
 from bastion.config import Settings
+from bastion.dedup.service import Dedup
 from bastion.delivery.dispatcher import Dispatcher
-from bastion.jobs.embedded import EmbeddedQueue
-from bastion.jobs.mediastore import MediaStore
+from bastion.jobs.backend import make_queue
+from bastion.jobs.retention import MediaRetention
 from bastion.jobs.service import JobService
 from bastion.jobs.worker import Worker
 from bastion.pipeline.engine import Engine
@@ -48,9 +49,12 @@ def create_app(
         if settings.preload:
             await run_in_threadpool(eng.load_all)
         sessions = session_factory(boot.db)
-        queue = EmbeddedQueue(sessions, max_attempts=settings.jobs.max_attempts)
-        job_service = JobService(sessions, queue, MediaStore(settings.data_dir / "media"))
+        queue = make_queue(settings.jobs, sessions)
+        await queue.start()
+        job_service = JobService.from_settings(settings, sessions, queue)
         policies = PolicyBook(boot.repo, settings.policies_dir)
+        dedup = Dedup(eng, sessions, settings.dedup)
+        await run_in_threadpool(dedup.start)
         app.state.services = Services(
             settings=settings,
             metrics=eng.metrics,
@@ -62,20 +66,26 @@ def create_app(
             admission=Admission(settings.max_queued),
             db_sessions=sessions,
             jobs=job_service,
+            dedup=dedup,
         )
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
+        background.append(asyncio.create_task(dedup.run_forever(stop), name="dedup-purge"))
         dispatcher = Dispatcher(sessions, settings.delivery, url_policy=fetch_policy(settings))
         if settings.jobs.run_worker:
-            worker = Worker(eng, job_service, policies, settings.jobs)
+            worker = Worker(eng, job_service, policies, settings.jobs, dedup=dedup)
+            worker.on_outcome = dispatcher.wake
             background.append(asyncio.create_task(worker.run_forever(stop), name="worker"))
             background.append(asyncio.create_task(dispatcher.run_forever(stop), name="dispatcher"))
+            retention = MediaRetention(job_service, settings.jobs)
+            background.append(asyncio.create_task(retention.run_forever(stop), name="retention"))
         try:
             yield
         finally:
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
             await dispatcher.aclose()
+            await queue.close()
             if engine is None:
                 await eng.close()
             boot.db.dispose()

@@ -8,17 +8,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from bastion.api.auth import Admin, Moderator, Reader
-from bastion.api.inputs import fetch_policy, read_single
+from bastion.api.inputs import fetch_policy
+from bastion.api.job_upload import receive_job_media
 from bastion.api.services import Services, services
 from bastion.delivery import outbox, signing
 from bastion.delivery.models import Delivery
-from bastion.errors import InputError, NotFound
+from bastion.errors import BastionError, InputError, NotFound
 from bastion.jobs.models import Job
 from bastion.media.fetch import check_url
+from bastion.media.video_config import VideoOptions
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 Svc = Annotated[Services, Depends(services)]
@@ -60,6 +63,12 @@ class JobOut(BaseModel):
     attempts: int
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
+    options: dict[str, Any] | None = Field(
+        None, description="What the request chose beyond the defaults (video sampling)."
+    )
+    media_purged_at: datetime | None = Field(
+        None, description="When retention deleted the media; the job can no longer be retried."
+    )
     status_url: str
     deliveries: list[DeliveryOut] = Field(default_factory=list)
 
@@ -81,6 +90,8 @@ class JobOut(BaseModel):
             attempts=job.attempts,
             error=error,
             result=job.result,
+            options=job.options,
+            media_purged_at=job.media_purged_at,
             status_url=str(request.url_for("get_job", job_id=job.id)),
             deliveries=deliveries or [],
         )
@@ -139,8 +150,24 @@ async def create_job(
     policy: Annotated[str | None, Query(max_length=64)] = None,
     callback_url: Annotated[str | None, Query(max_length=2048)] = None,
     metadata: Annotated[str | None, Query(description="JSON object echoed in webhooks.")] = None,
+    sample_every: Annotated[
+        float | None, Query(description="Videos: analyse one frame every this many seconds.")
+    ] = None,
+    keyframes_only: Annotated[
+        bool | None, Query(description="Videos: analyse keyframes only (fastest).")
+    ] = None,
+    max_frames: Annotated[
+        int | None,
+        Query(description="Videos: most frames analysed (at most the configured maximum)."),
+    ] = None,
+    stop_on_block: Annotated[
+        bool | None, Query(description="Videos: stop at the first blocked frame.")
+    ] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
+    """The media is the raw body, a multipart ``file`` or a URL (JSON ``url`` or a form
+    field); it is streamed to disk, at most ``jobs_max_bytes``. Video options override
+    the configured sampling for this job."""
     meta: dict[str, Any] = {}
     if metadata:
         try:
@@ -149,22 +176,41 @@ async def create_job(
             raise InputError("metadata must be a JSON object", code="invalid_metadata") from exc
         if not isinstance(meta, dict):
             raise InputError("metadata must be a JSON object", code="invalid_metadata")
+    video = VideoOptions.parse(
+        {
+            "sample_every": sample_every,
+            "keyframes_only": keyframes_only,
+            "max_frames": max_frames,
+            "stop_on_block": stop_on_block,
+        }
+    )
+    video.check(svc.settings.video)
+    options = None if video.is_empty() else {"video": video.model_dump(exclude_none=True)}
     if callback_url:
         await run_in_threadpool(check_url, callback_url, fetch_policy(svc.settings))
-    async with svc.admission.slot():
-        item = await read_single(
-            request, svc.settings, policy, max_bytes=svc.settings.jobs_max_bytes
-        )
+    if idempotency_key is not None:  # a repeated request: answer without reading its body
+        found = await run_in_threadpool(svc.jobs.find_by_key, who.tenant_id, idempotency_key)
+        if found is not None:
+            response.status_code = 200
+            response.headers["Location"] = str(request.url_for("get_job", job_id=found.id))
+            return JobOut.of(found, request)
+    async with (
+        svc.admission.slot(),
+        receive_job_media(request, svc.settings, svc.jobs.media, policy) as item,
+    ):
         await run_in_threadpool(svc.policies.resolve, who.tenant_id, item.policy)
+        stored = await item.commit()
         job, created = await run_in_threadpool(
-            lambda: svc.jobs.create(
+            lambda: svc.jobs.create_stored(
                 who.tenant_id,
-                item.data,
+                stored,
+                kind=item.kind,
                 content_type=item.content_type,
                 policy=item.policy,
                 callback_url=callback_url,
                 metadata=meta,
                 idempotency_key=idempotency_key,
+                options=options,
             )
         )
     if not created:
@@ -178,6 +224,28 @@ async def get_job(job_id: str, request: Request, who: Reader, svc: Svc) -> JobOu
     job = await run_in_threadpool(svc.jobs.get, who.tenant_id, job_id)
     deliveries = await run_in_threadpool(_job_deliveries, svc, who.tenant_id, job_id)
     return JobOut.of(job, request, deliveries)
+
+
+@router.get(
+    "/jobs/{job_id}/thumbnails/{name}",
+    response_class=FileResponse,
+    summary="A JPEG thumbnail of a flagged video frame (linked from the job's result)",
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+async def get_thumbnail(job_id: str, name: str, who: Reader, svc: Svc) -> FileResponse:
+    job = await run_in_threadpool(svc.jobs.get, who.tenant_id, job_id)
+    path = svc.jobs.thumbnails.path(job.id, name)
+    if path is None or not await run_in_threadpool(path.is_file):
+        if job.media_purged_at is not None:
+            raise BastionError(
+                f"the thumbnails of job {job_id} were deleted after the retention period",
+                code="media_expired",
+                status=410,
+            )
+        raise NotFound(f"job {job_id} has no thumbnail {name!r}", code="thumbnail_not_found")
+    return FileResponse(
+        path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
+    )
 
 
 @router.get("/jobs", response_model=JobList)

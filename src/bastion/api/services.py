@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.api.limits import Admission
 from bastion.config import Settings
+from bastion.dedup.service import Dedup
 from bastion.jobs.service import JobService
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
@@ -33,6 +34,7 @@ class Services:
     admission: Admission
     db_sessions: sessionmaker[Session]
     jobs: JobService
+    dedup: Dedup
     started_at: float = field(default_factory=time.time)
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 

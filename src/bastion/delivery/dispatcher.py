@@ -101,6 +101,7 @@ class Dispatcher:
         self.url_policy = url_policy or FetchPolicy()
         self.stats = DispatcherStats()
         self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.config.request_timeout_s),
             follow_redirects=False,
@@ -134,6 +135,11 @@ class Dispatcher:
         await asyncio.gather(*(self._deliver(job) for job in jobs))
         return len(jobs)
 
+    def wake(self) -> None:
+        """New deliveries were committed in this process: look now, not at the next poll.
+        (Call from the event loop's thread.)"""
+        self._wake.set()
+
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Keep up to ``concurrency`` attempts in flight until ``stop`` is set.
 
@@ -142,21 +148,26 @@ class Dispatcher:
         """
         inflight: set[asyncio.Task[None]] = set()
         stopping = asyncio.create_task(stop.wait())
+        waking = asyncio.create_task(self._wake.wait())
         try:
             while not stop.is_set():
                 free = self.config.concurrency - len(inflight)
                 for job in await self._claim(free):
                     inflight.add(asyncio.create_task(self._deliver(job)))
                 done, _ = await asyncio.wait(
-                    {*inflight, stopping},
+                    {*inflight, stopping, waking},
                     timeout=self.config.poll_interval_s,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if waking in done:
+                    self._wake.clear()
+                    waking = asyncio.create_task(self._wake.wait())
                 inflight -= done
         finally:
-            stopping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stopping
+            for waiter in (stopping, waking):
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
             if inflight:
                 await asyncio.gather(*inflight, return_exceptions=True)
 

@@ -61,9 +61,12 @@ def _aware(value: datetime) -> datetime:
 class EmbeddedQueue(Queue):
     """A durable queue in a SQL table, with leases that expire when a worker dies."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, max_attempts: int = 5) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], *, max_attempts: int = 5, poll_s: float = 0.1
+    ) -> None:
         self.sessions = sessions
         self.max_attempts = max_attempts
+        self.poll_s = poll_s
 
     # publishing ------------------------------------------------------------
     def add(
@@ -130,8 +133,15 @@ class EmbeddedQueue(Queue):
                         return Leased(row.id, row.topic, dict(row.body), row.attempts, token)
         return None
 
-    async def lease(self, topic: str, *, lease_s: float) -> Leased | None:
-        return await asyncio.to_thread(self._lease_sync, topic, lease_s)
+    async def lease(self, topic: str, *, lease_s: float, wait_s: float = 0.0) -> Leased | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            msg = await asyncio.to_thread(self._lease_sync, topic, lease_s)
+            left = deadline - loop.time()
+            if msg is not None or left <= 0:
+                return msg
+            await asyncio.sleep(min(self.poll_s, left))
 
     def _owned(self, msg: Leased) -> Any:
         return and_(
@@ -164,6 +174,24 @@ class EmbeddedQueue(Queue):
         def run() -> bool:
             with self.sessions.begin() as s:
                 return self.ack_in(s, msg)
+
+        return await asyncio.to_thread(run)
+
+    async def defer(self, msg: Leased, *, delay_s: float) -> bool:
+        def run() -> bool:
+            with self.sessions.begin() as s:
+                res = s.execute(
+                    update(QueueMessage)
+                    .where(self._owned(msg))
+                    .values(
+                        state="ready",
+                        lease_token=None,
+                        lease_until=None,
+                        attempts=QueueMessage.attempts - 1,
+                        available_at=_now() + timedelta(seconds=delay_s),
+                    )
+                )
+                return bool(res.rowcount == 1)  # type: ignore[attr-defined]
 
         return await asyncio.to_thread(run)
 

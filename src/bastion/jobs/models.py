@@ -26,7 +26,7 @@ class Job(Base):
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # image | video
-    media_sha256: Mapped[str] = mapped_column(String(64))
+    media_sha256: Mapped[str] = mapped_column(String(64), index=True)
     media_bytes: Mapped[int] = mapped_column(Integer)
     content_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
     policy: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -45,3 +45,7 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """What the request asked for beyond the defaults, e.g. ``{"video": {"max_frames": 50}}``."""
+    media_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When retention deleted the job's media (it can no longer be retried)."""

@@ -11,18 +11,23 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.delivery import outbox
-from bastion.errors import InputError, NotFound
-from bastion.jobs.embedded import EmbeddedQueue
-from bastion.jobs.mediastore import MediaStore
+from bastion.errors import BastionError, InputError, NotFound
+from bastion.jobs.mediastore import MediaStore, StoredMedia
 from bastion.jobs.models import FINAL_STATES, JOB_STATES, Job
+from bastion.jobs.queue import Queue
+from bastion.jobs.thumbnails import ThumbnailStore
 from bastion.media.video import is_video
+from bastion.media.video_config import VideoConfig
+
+if TYPE_CHECKING:
+    from bastion.config import Settings
 
 TOPIC = "jobs"
 
@@ -67,11 +72,32 @@ def _uncursor(cursor: str) -> tuple[datetime, str]:
 
 class JobService:
     def __init__(
-        self, sessions: sessionmaker[Session], queue: EmbeddedQueue, media: MediaStore
+        self,
+        sessions: sessionmaker[Session],
+        queue: Queue,
+        media: MediaStore,
+        *,
+        thumbnails: ThumbnailStore | None = None,
+        video: VideoConfig | None = None,
     ) -> None:
         self.sessions = sessions
         self.queue = queue
         self.media = media
+        self.thumbnails = thumbnails or ThumbnailStore(media.root.parent / "thumbnails")
+        self.video = video or VideoConfig()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, sessions: sessionmaker[Session], queue: Queue
+    ) -> JobService:
+        """Media and thumbnails under the data folder, the configured video settings."""
+        return cls(
+            sessions,
+            queue,
+            MediaStore(settings.data_dir / "media"),
+            thumbnails=ThumbnailStore(settings.data_dir / "thumbnails"),
+            video=settings.video,
+        )
 
     def create(
         self,
@@ -89,20 +115,50 @@ class JobService:
             found = self._by_key(tenant_id, idempotency_key)
             if found is not None:
                 return found, False
-        sha, _ = self.media.put(data)
+        stored = self.media.store(data)
+        return self.create_stored(
+            tenant_id,
+            stored,
+            kind="video" if is_video(stored.head) else "image",
+            content_type=content_type,
+            policy=policy,
+            callback_url=callback_url,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+        )
+
+    def create_stored(
+        self,
+        tenant_id: str,
+        media: StoredMedia,
+        *,
+        kind: str,
+        content_type: str | None = None,
+        policy: str | None = None,
+        callback_url: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[Job, bool]:
+        """A job for media already in the store (streamed there by the API)."""
+        if idempotency_key is not None:
+            found = self._by_key(tenant_id, idempotency_key)
+            if found is not None:
+                return found, False
         now = datetime.now(UTC)
         job = Job(
             id=new_job_id(),
             tenant_id=tenant_id,
             status="queued",
-            kind="video" if is_video(data[:4096]) else "image",
-            media_sha256=sha,
-            media_bytes=len(data),
+            kind=kind,
+            media_sha256=media.sha256,
+            media_bytes=media.size,
             content_type=content_type,
             policy=policy,
             callback_url=callback_url,
             meta=metadata or {},
             idempotency_key=idempotency_key,
+            options=options or None,
             progress=0.0,
             attempts=0,
             created_at=now,
@@ -120,6 +176,10 @@ class JobService:
                     return found, False
             raise
         return job, True
+
+    def find_by_key(self, tenant_id: str, key: str) -> Job | None:
+        """The tenant's job created with this idempotency key, if any."""
+        return self._by_key(tenant_id, key)
 
     def _by_key(self, tenant_id: str, key: str) -> Job | None:
         with self.sessions() as s:
@@ -178,6 +238,15 @@ class JobService:
             if job.status not in allowed:
                 raise InputError(
                     f"a {job.status} job cannot become {to}", code="invalid_transition", status=409
+                )
+            if enqueue and (
+                job.media_purged_at is not None or not self.media.exists(job.media_sha256)
+            ):
+                raise BastionError(
+                    f"the media of job {job_id} was deleted after the retention period; "
+                    "submit it again as a new job",
+                    code="media_expired",
+                    status=410,
                 )
             job.status = to
             job.updated_at = datetime.now(UTC)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, update
 
+from bastion.dedup.service import Dedup
 from bastion.delivery import outbox
 from bastion.errors import BastionError
 from bastion.jobs.config import JobsConfig
@@ -42,17 +44,31 @@ class Worker:
     """Runs jobs until stopped; any number of workers may share one queue and database."""
 
     def __init__(
-        self, engine: Engine, jobs: JobService, policies: PolicyBook, config: JobsConfig
+        self,
+        engine: Engine,
+        jobs: JobService,
+        policies: PolicyBook,
+        config: JobsConfig,
+        *,
+        dedup: Dedup | None = None,
     ) -> None:
         self.engine = engine
         self.jobs = jobs
         self.policies = policies
         self.config = config
+        self.dedup = dedup  # images reuse stored results through it when given
         self.stats = WorkerStats()
+        self.on_outcome: Callable[[], None] | None = None
+        """Called (on the event loop) after a job's outcome and webhooks were committed:
+        the in-process dispatcher uses it to deliver at once."""
 
     # claiming --------------------------------------------------------------
-    def _claim(self, job_id: str) -> Job | None:
-        """Take the job: queued, or processing under an expired lease (its worker died)."""
+    def _claim(self, job_id: str) -> tuple[Job | None, float | None]:
+        """Take the job: queued, or processing under an expired lease (its worker died).
+
+        Returns the job, or None and how long until the lease of the worker holding it
+        ends (None when there is nothing to run: cancelled, paused, finished, unknown).
+        """
         now = _now()
         with self.jobs.sessions.begin() as s:
             res = s.execute(
@@ -73,9 +89,14 @@ class Worker:
                 )
                 .execution_options(synchronize_session=False)
             )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            return s.get(Job, job_id)
+            if res.rowcount == 1:  # type: ignore[attr-defined]
+                return s.get(Job, job_id), None
+            job = s.get(Job, job_id)
+            if job is not None and job.status == "processing" and job.lease_until is not None:
+                until = job.lease_until
+                until = until if until.tzinfo else until.replace(tzinfo=UTC)
+                return None, max(0.0, (until - now).total_seconds())
+            return None, None
 
     def _heartbeat_sync(self, job_id: str, progress: float | None) -> str | None:
         """Extend the job's lease (and record progress); returns its status."""
@@ -98,7 +119,9 @@ class Worker:
         result: dict[str, Any] | None = None,
         code: str | None = None,
         message: str | None = None,
-    ) -> None:
+    ) -> bool:
+        """Store the outcome (and its webhooks); True when the queue message was
+        acknowledged in the same transaction."""
         status = "succeeded" if code is None else "failed"
         with self.jobs.sessions.begin() as s:
             job = s.get(Job, job_id)
@@ -119,31 +142,56 @@ class Worker:
                         event_payload(job),
                         subject_id=job.id,
                     )
-            self.jobs.queue.ack_in(s, msg)
+            return self.jobs.queue.ack_in(s, msg)
+
+    async def _finish_and_ack(self, msg: Leased, job_id: str, **outcome: Any) -> None:
+        if not await asyncio.to_thread(self._finish, msg, job_id, **outcome):
+            await self.jobs.queue.ack(msg)  # after the commit: a crash here only redelivers
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome()
 
     # running ---------------------------------------------------------------
     async def _analyse(self, job: Job, progress: Any) -> dict[str, Any]:
         policy, lists = await asyncio.to_thread(self.policies.resolve, job.tenant_id, job.policy)
         path = self.jobs.media.path(job.media_sha256)
         if job.kind == "video":
-            from bastion.pipeline.video import moderate_video
+            from bastion.jobs.video_job import moderate_video_job
 
-            video = await moderate_video(
-                self.engine, path, policy, extra_lists=lists, progress=progress
-            )
-            return video.model_dump(mode="json")
-        data = await asyncio.to_thread(path.read_bytes)
-        res = await self.engine.moderate_bytes(
-            data, policy, extra_lists=lists, content_type=job.content_type
-        )
+            return await moderate_video_job(self.engine, self.jobs, job, policy, lists, progress)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError as exc:
+            raise BastionError(
+                f"the media of job {job.id} is no longer stored (retention)",
+                code="media_expired",
+                status=410,
+            ) from exc
+        moderate = self.dedup.moderate_bytes if self.dedup else self.engine.moderate_bytes
+        res = await moderate(data, policy, extra_lists=lists, content_type=job.content_type)
         return res.model_dump(mode="json")
 
     async def handle(self, msg: Leased) -> None:
         job_id = str(msg.body.get("job_id", ""))
-        job = await asyncio.to_thread(self._claim, job_id)
-        if job is None:  # cancelled, paused, finished, or running elsewhere
+        job, busy_for = await asyncio.to_thread(self._claim, job_id)
+        if job is None:
+            if busy_for is not None:  # another worker holds it: look again when its lease ends
+                await self.jobs.queue.defer(msg, delay_s=busy_for + 0.5)
+            else:  # cancelled, paused or finished
+                await self.jobs.queue.ack(msg)
             self.stats.skipped += 1
+            return
+        if job.attempts > self.config.max_attempts:  # its runs keep dying with their worker
+            await asyncio.to_thread(
+                self._fail_for_good,
+                job_id,
+                "attempts_exhausted",
+                f"the job was started {job.attempts - 1} times and never finished",
+            )
             await self.jobs.queue.ack(msg)
+            self.stats.failed += 1
             return
         self.stats.running.add(job_id)
         latest: list[float | None] = [None]
@@ -152,15 +200,15 @@ class Worker:
         try:
             result = await work
         except asyncio.CancelledError:
-            if beat.done() and beat.result() == "cancelled":
+            if beat.done() and not beat.cancelled() and beat.result() == "cancelled":
                 await self.jobs.queue.ack(msg)  # cancelled by the API: nothing more to do
                 return
+            # the worker is stopping: hand the job back at once rather than at lease end
+            await asyncio.shield(self._hand_back(msg, job_id))
             raise
         except BastionError as exc:
             if exc.status < 500:  # the input is at fault: retrying cannot help
-                await asyncio.to_thread(
-                    self._finish, msg, job_id, code=exc.code, message=exc.message
-                )
+                await self._finish_and_ack(msg, job_id, code=exc.code, message=exc.message)
                 self.stats.failed += 1
                 return
             await self._retry(msg, job_id, exc.code, exc.message)
@@ -174,8 +222,22 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await beat
             self.stats.running.discard(job_id)
-        await asyncio.to_thread(self._finish, msg, job_id, result=result)
+        await self._finish_and_ack(msg, job_id, result=result)
         self.stats.succeeded += 1
+
+    async def _hand_back(self, msg: Leased, job_id: str) -> None:
+        def release() -> None:
+            with self.jobs.sessions.begin() as s:
+                job = s.get(Job, job_id)
+                if job is not None and job.status == "processing":
+                    job.status, job.lease_until = "queued", None
+                    job.attempts = max(0, job.attempts - 1)
+
+        try:
+            await asyncio.to_thread(release)
+            await self.jobs.queue.defer(msg, delay_s=0.0)
+        except Exception:  # the lease runs out instead
+            log.warning("could not hand job %s back", job_id, exc_info=True)
 
     async def _beat(
         self, msg: Leased, job_id: str, latest: list[float | None], work: asyncio.Task[Any]
@@ -194,6 +256,7 @@ class Worker:
         outcome = await self.jobs.queue.nack(msg, delay_s=delay, error=f"{code}: {message}")
         if outcome == "dead" or msg.attempt >= self.config.max_attempts:
             await asyncio.to_thread(self._fail_for_good, job_id, code, message)
+            self._notify()
             self.stats.failed += 1
         else:
             await asyncio.to_thread(self._requeue, job_id, message)
@@ -226,9 +289,9 @@ class Worker:
                 )
 
     # loop ------------------------------------------------------------------
-    async def run_once(self) -> bool:
+    async def run_once(self, wait_s: float = 0.0) -> bool:
         """Lease and run one job; False when the queue had nothing ready."""
-        msg = await self.jobs.queue.lease(TOPIC, lease_s=self.config.lease_s)
+        msg = await self.jobs.queue.lease(TOPIC, lease_s=self.config.lease_s, wait_s=wait_s)
         if msg is None:
             return False
         await self.handle(msg)
@@ -240,14 +303,16 @@ class Worker:
         while not stop.is_set():
             await slots.acquire()
             try:
-                msg = await self.jobs.queue.lease(TOPIC, lease_s=self.config.lease_s)
+                msg = await self.jobs.queue.lease(
+                    TOPIC, lease_s=self.config.lease_s, wait_s=self.config.poll_s
+                )
             except Exception:
                 log.exception("queue lease failed")
                 msg = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(1.0, self.config.poll_s))
             if msg is None:
                 slots.release()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.config.poll_s)
                 continue
             task = asyncio.create_task(self.handle(msg))
             tasks.add(task)

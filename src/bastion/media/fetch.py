@@ -30,6 +30,7 @@ import ipaddress
 import socket
 import ssl
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -92,6 +93,8 @@ _BLOCKED_V6: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
 )
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _SCHEMES: tuple[Literal["http", "https"], ...] = ("http", "https")
+
+Sink = Callable[[bytes], Awaitable[None]]
 
 
 class FetchPolicy(BaseModel):
@@ -375,7 +378,9 @@ def _declared_length(response: httpx.Response) -> int | None:
         return None
 
 
-async def _read(response: httpx.Response, checked: CheckedUrl, policy: FetchPolicy) -> bytes:
+async def _read(
+    response: httpx.Response, checked: CheckedUrl, policy: FetchPolicy, sink: Sink | None
+) -> bytes:
     length = _declared_length(response)
     if length is not None and length > policy.max_bytes:
         raise MediaTooLarge(
@@ -385,12 +390,16 @@ async def _read(response: httpx.Response, checked: CheckedUrl, policy: FetchPoli
     inflater = _Inflater(response.headers.get("content-encoding", ""), policy.max_bytes)
     chunks: list[bytes] = []
     async for chunk in response.aiter_raw():
-        chunks.append(inflater.feed(chunk))
+        data = inflater.feed(chunk)
+        if sink is None:
+            chunks.append(data)
+        elif data:
+            await sink(data)
     return b"".join(chunks)
 
 
 async def _exchange(
-    client: httpx.AsyncClient, checked: CheckedUrl, policy: FetchPolicy
+    client: httpx.AsyncClient, checked: CheckedUrl, policy: FetchPolicy, sink: Sink | None
 ) -> FetchedMedia | _Redirect:
     logical = httpx.URL(checked.url)
     extensions = {"sni_hostname": checked.host} if checked.scheme == "https" else {}
@@ -423,7 +432,7 @@ async def _exchange(
                     f"{checked.url} answered HTTP {status}",
                     details={"status": status, "url": checked.url, "reason": "http_status"},
                 )
-            data = await _read(response, checked, policy)
+            data = await _read(response, checked, policy, sink)
             return FetchedMedia(
                 data=data, url=checked.url, content_type=response.headers.get("content-type")
             )
@@ -435,7 +444,9 @@ async def _exchange(
     )
 
 
-async def _fetch(url: str, policy: FetchPolicy, ssl_context: ssl.SSLContext | None) -> FetchedMedia:
+async def _fetch(
+    url: str, policy: FetchPolicy, ssl_context: ssl.SSLContext | None, sink: Sink | None
+) -> FetchedMedia:
     timeout = httpx.Timeout(
         connect=policy.connect_timeout_s,
         read=policy.read_timeout_s,
@@ -460,7 +471,7 @@ async def _fetch(url: str, policy: FetchPolicy, ssl_context: ssl.SSLContext | No
         for _hop in range(policy.max_redirects + 1):
             checked = await _check_url_async(current, policy)
             try:
-                outcome = await _exchange(client, checked, policy)
+                outcome = await _exchange(client, checked, policy, sink)
             except httpx.TimeoutException as exc:
                 raise UrlFetchFailed(
                     f"{checked.url} timed out ({type(exc).__name__})",
@@ -487,16 +498,22 @@ async def _fetch(url: str, policy: FetchPolicy, ssl_context: ssl.SSLContext | No
 
 
 async def fetch_url(
-    url: str, policy: FetchPolicy, *, ssl_context: ssl.SSLContext | None = None
+    url: str,
+    policy: FetchPolicy,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    sink: Sink | None = None,
 ) -> FetchedMedia:
     """Download ``url`` under ``policy``.
 
-    ``ssl_context`` replaces the default certificate store (for a private CA).
+    ``ssl_context`` replaces the default certificate store (for a private CA). With
+    ``sink``, the body is not kept: each chunk is awaited into it as it arrives (after
+    the size checks) and the returned ``data`` is empty.
     Raises :class:`UrlRejected`, :class:`UrlFetchFailed` or :class:`MediaTooLarge`.
     """
     try:
         with anyio.fail_after(policy.total_timeout_s):
-            return await _fetch(url, policy, ssl_context)
+            return await _fetch(url, policy, ssl_context, sink)
     except TimeoutError as exc:
         raise UrlFetchFailed(
             f"fetching {url} took longer than {policy.total_timeout_s:g} s",

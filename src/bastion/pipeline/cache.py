@@ -1,6 +1,7 @@
 """Result cache by content: identical bytes under the same policy are analysed once.
 
-Concurrent requests for the same key coalesce onto the one analysis in flight.
+Concurrent requests for the same key coalesce onto the one analysis in flight, also
+with a capacity of 0 (which keeps no finished results).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ class ResultCache(Generic[V]):
 
     async def get_or_compute(self, key: str, compute: Callable[[], Awaitable[V]]) -> tuple[V, bool]:
         """The cached value and True, or the computed value and False."""
-        if self.capacity <= 0:
-            return await compute(), False
         if key in self._done:
             self._done.move_to_end(key)
             self.hits += 1
@@ -50,9 +49,10 @@ class ResultCache(Generic[V]):
         finally:
             self._inflight.pop(key, None)
         fut.set_result(value)
-        self._done[key] = value
-        if len(self._done) > self.capacity:
-            self._done.popitem(last=False)
+        if self.capacity > 0:
+            self._done[key] = value
+            if len(self._done) > self.capacity:
+                self._done.popitem(last=False)
         return value, False
 
     def clear(self) -> None:

@@ -12,10 +12,10 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bastion.analyzers import Analyzer, RuntimeContext, registry
 from bastion.analyzers.base import AnalyzerConfig, AnalyzerInfo
@@ -48,6 +48,25 @@ def build_analyzers(
         analyzer = kinds[cfg.type](cfg, context)
         out[analyzer.name] = analyzer
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFrameImage(DecodedImage):
+    """A frame sampled from a video: its results are cached apart from images' results."""
+
+
+class PersistentResults(Protocol):
+    """A cache level behind the in-memory one, e.g. :class:`bastion.dedup.service.Dedup`."""
+
+    async def fetch_or_analyse(
+        self,
+        decoded: DecodedImage,
+        policy: Policy,
+        lists: CompiledLists,
+        analyse: Callable[[], Awaitable[ModerationResult]],
+    ) -> ModerationResult:
+        """A stored result (``cached`` set), or ``analyse()``'s, stored for next time."""
+        ...
 
 
 @dataclass
@@ -86,6 +105,10 @@ class Engine:
         }
         self._lists: dict[str, CompiledLists] = {}
         self.cache: ResultCache[ModerationResult] = ResultCache(settings.result_cache_size)
+        # video frames have a cache of their own: a long video must not evict images
+        self.frame_cache: ResultCache[ModerationResult] = ResultCache(
+            settings.dedup.frame_cache_size
+        )
         self._load_errors: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------
@@ -189,13 +212,28 @@ class Engine:
         return hashlib.sha256(raw.encode()).hexdigest()
 
     async def moderate_decoded(
-        self, decoded: DecodedImage, policy: Policy, *, extra_lists: Lists | None = None
+        self,
+        decoded: DecodedImage,
+        policy: Policy,
+        *,
+        extra_lists: Lists | None = None,
+        store: PersistentResults | None = None,
     ) -> ModerationResult:
+        """Moderate a decoded image: in-memory cache (concurrent duplicates share one
+        analysis), then ``store`` when given, then the analyzers."""
         lists = self.compiled_lists(policy.lists.merged(extra_lists or Lists()))
         key = self._cache_key(decoded, policy, lists)
-        result, cached = await self.cache.get_or_compute(
-            key, lambda: self._analyse(decoded, policy, lists)
-        )
+        cache = self.frame_cache if isinstance(decoded, VideoFrameImage) else self.cache
+
+        def analyse() -> Awaitable[ModerationResult]:
+            return self._analyse(decoded, policy, lists)
+
+        def compute() -> Awaitable[ModerationResult]:
+            if store is None:
+                return analyse()
+            return store.fetch_or_analyse(decoded, policy, lists, analyse)
+
+        result, cached = await cache.get_or_compute(key, compute)
         if cached:
             result = result.model_copy(update={"cached": True})
         self.metrics.decisions.labels(result.decision).inc()

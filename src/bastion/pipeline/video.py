@@ -4,10 +4,10 @@ Every sampled frame becomes a one-frame :class:`DecodedImage` (its ``sha256`` is
 of the frame's RGB pixels and shape) and is moderated by
 :meth:`Engine.moderate_decoded`, exactly like an uploaded image: preprocessing in the
 engine's worker pool, model calls through each analyzer's batcher (so frames in
-flight are batched together), the result cache (identical frames are analysed
-once) and the policy. Decoding runs in a thread of its own while up to
-``concurrency`` frames are being moderated; a bounded queue between the two keeps
-memory flat whatever the length of the video.
+flight are batched together), a result cache of their own (identical frames are
+analysed once; frames never evict image results) and the policy. Decoding runs in
+a thread of its own while up to ``concurrency`` frames are being moderated; a
+bounded queue between the two keeps memory flat whatever the length of the video.
 
 The per-frame decisions are then merged: the video's decision is the strictest
 frame decision, flagged frames (decision other than allow) close together in time
@@ -43,7 +43,7 @@ from bastion.media.video import (
     VideoSource,
     sample_frames,
 )
-from bastion.pipeline.engine import Engine
+from bastion.pipeline.engine import Engine, VideoFrameImage
 from bastion.policy.model import Lists, Policy
 from bastion.results import Decision, ModerationResult, Reason
 
@@ -189,7 +189,7 @@ def _frame_image(frame: Frame, codec: str | None) -> DecodedImage:
     rgb = frame.rgb
     digest = hashlib.sha256(f"rgb24:{rgb.shape[1]}x{rgb.shape[0]}:".encode())
     digest.update(np.ascontiguousarray(rgb).data)
-    return DecodedImage(
+    return VideoFrameImage(
         frames=(frame,),
         format=f"video frame ({codec or 'unknown codec'})",
         mode="RGB",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import bastion.dedup.models
 import bastion.delivery.models
 import bastion.jobs.embedded
 import bastion.jobs.models  # noqa: F401

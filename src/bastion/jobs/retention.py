@@ -1,0 +1,126 @@
+"""Media retention: job media and thumbnails are deleted once no longer wanted.
+
+A stored file is deleted when it has not been wanted (uploaded again) for
+``jobs.media_retention_s`` and no job using it is queued, processing or paused or
+was created within that time; the jobs that used it are marked
+(``media_purged_at``), and retrying one of them fails with ``media_expired``. A
+job's thumbnail folder goes when it is that old and the job is not active. Files
+left in ``.incoming/`` by uploads that died are deleted after an hour.
+
+Every step is safe with several processes sweeping at once and with uploads and
+retries happening meanwhile (see :meth:`bastion.jobs.mediastore.MediaStore.remove`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+
+from bastion.jobs.config import JobsConfig
+from bastion.jobs.models import FINAL_STATES, Job
+from bastion.jobs.service import JobService
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = ("queued", "processing", "paused")
+INCOMING_GRACE_S = 3600.0
+
+
+@dataclass
+class SweepReport:
+    """What one sweep deleted."""
+
+    media_removed: int = 0
+    jobs_marked: int = 0
+    thumbnails_removed: int = 0
+    incoming_removed: int = 0
+
+    def __bool__(self) -> bool:
+        return any(
+            (self.media_removed, self.jobs_marked, self.thumbnails_removed, self.incoming_removed)
+        )
+
+
+class MediaRetention:
+    """Deletes expired job media and thumbnails; :meth:`run_forever` sweeps periodically."""
+
+    def __init__(self, jobs: JobService, config: JobsConfig) -> None:
+        self.jobs = jobs
+        self.config = config
+
+    def sweep(self) -> SweepReport:
+        retention = self.config.media_retention_s
+        cutoff_ts = time.time() - retention
+        cutoff = datetime.fromtimestamp(cutoff_ts, UTC)
+        report = SweepReport()
+        media = self.jobs.media
+        for sha, mtime in list(media.stored()):
+            if mtime >= cutoff_ts:
+                continue
+            if media.remove(
+                sha, older_than_s=retention, in_use=lambda d: self._media_in_use(d, cutoff)
+            ):
+                report.media_removed += 1
+                report.jobs_marked += self._mark_purged(sha)
+        for job_id, folder in list(self.jobs.thumbnails.folders()):
+            try:
+                if folder.stat().st_mtime >= cutoff_ts:
+                    continue
+            except FileNotFoundError:
+                continue
+            if not self._job_active(job_id) and self.jobs.thumbnails.remove(job_id):
+                report.thumbnails_removed += 1
+        report.incoming_removed = media.remove_stale_incoming(INCOMING_GRACE_S)
+        return report
+
+    def _media_in_use(self, sha256: str, cutoff: datetime) -> bool:
+        # Lock every job using the media: a retry in flight is waited for and then seen.
+        with self.jobs.sessions.begin() as s:
+            rows = s.execute(
+                select(Job.status, Job.created_at)
+                .where(Job.media_sha256 == sha256)
+                .with_for_update()
+            ).all()
+        return any(status in ACTIVE_STATES or _aware(created) >= cutoff for status, created in rows)
+
+    def _mark_purged(self, sha256: str) -> int:
+        with self.jobs.sessions.begin() as s:
+            res = s.execute(
+                update(Job)
+                .where(
+                    Job.media_sha256 == sha256,
+                    Job.media_purged_at.is_(None),
+                    Job.status.in_(FINAL_STATES),
+                )
+                .values(media_purged_at=datetime.now(UTC))
+                .execution_options(synchronize_session=False)
+            )
+            return int(res.rowcount)  # type: ignore[attr-defined]
+
+    def _job_active(self, job_id: str) -> bool:
+        with self.jobs.sessions() as s:
+            status = s.scalar(select(Job.status).where(Job.id == job_id))
+        return status in ACTIVE_STATES
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Sweep every ``jobs.media_sweep_s`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                report = await asyncio.to_thread(self.sweep)
+                if report:
+                    log.info("media retention: %s", report)
+            except Exception:
+                log.exception("media retention sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.media_sweep_s)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything here is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,56 @@
+"""A video job: the configured limits and sampling, the job's overrides, linked thumbnails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bastion.errors import BastionError
+from bastion.jobs.models import Job
+from bastion.jobs.service import JobService
+from bastion.media.video_config import VideoOptions
+from bastion.pipeline.engine import Engine
+from bastion.pipeline.video import moderate_video
+from bastion.policy.model import Lists, Policy
+
+
+def job_video_options(job: Job) -> VideoOptions:
+    """The overrides stored on the job (none: the configured defaults)."""
+    return VideoOptions.model_validate((job.options or {}).get("video") or {})
+
+
+async def moderate_video_job(
+    engine: Engine,
+    jobs: JobService,
+    job: Job,
+    policy: Policy,
+    lists: Lists | None,
+    progress: Callable[[float], None] | None,
+) -> dict[str, Any]:
+    """The job's result: the video result with each thumbnail as its API path."""
+    config = jobs.video
+    options = job_video_options(job)
+    path = jobs.media.path(job.media_sha256)
+    if not path.is_file():
+        raise BastionError(
+            f"the media of job {job.id} is no longer stored (retention)",
+            code="media_expired",
+            status=410,
+        )
+    thumbs = jobs.thumbnails.folder(job.id) if config.thumbnails else None
+    video = await moderate_video(
+        engine,
+        path,
+        policy,
+        options.sampling(config),
+        extra_lists=lists,
+        early_stop_on_block=options.early_stop(config),
+        progress=progress,
+        thumbnails_dir=thumbs,
+        limits=config.limits,
+        concurrency=config.concurrency,
+    )
+    for frame in video.frames:
+        if frame.thumbnail is not None:
+            frame.thumbnail = jobs.thumbnails.url(job.id, frame.thumbnail)
+    return video.model_dump(mode="json")

@@ -1,0 +1,419 @@
+"""De-duplication: stored results reused across requests, workers and restarts; near duplicates.
+
+Runs the API with the real models on SQLite and, when reachable, on the PostgreSQL
+server on this machine (a schema per test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import pytest_asyncio
+from PIL import Image
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from bastion.analyzers.hashes import hamming
+from bastion.api.app import create_app
+from bastion.api.services import Services
+from bastion.config import Settings
+from bastion.dedup.config import DedupConfig
+from bastion.dedup.models import DedupBand, DedupEntry
+from bastion.dedup.pdqindex import BANDS, MAX_DISTANCE, PdqHash, band_codes, probe_codes
+from bastion.dedup.store import ResultStore
+from bastion.jobs.config import JobsConfig
+from bastion.pipeline.cache import ResultCache
+from bastion.pipeline.engine import Engine
+from bastion.pipeline.video import moderate_video
+from bastion.policy.loader import default_policy, parse_policy
+from bastion.results import ModerationResult
+from bastion.store.db import make_engine, migrate, session_factory
+from tests.conftest import ADMIN_KEY, make_settings
+from tests.samples import benign_photos, encode
+from tests.test_media_video import noise_frames, write_video
+
+pytestmark = pytest.mark.models
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+JPEG = {**AUTH, "Content-Type": "image/jpeg"}
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+NSFW_ONLY = """name: nsfw-only
+description: the nsfw analyzer alone
+analyzers: [nsfw, hashes]
+rules:
+  - categories: [Explicit Nudity]
+    block: 85
+"""
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg  # noqa: F401
+
+        engine = make_engine(PG_URL)
+        with engine.connect() as c:
+            c.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (SQLite in the data dir) or a PostgreSQL URL on a schema of its own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    if not _pg_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield PG_URL + f"?options=-csearch_path%3D{schema}"
+    with admin.begin() as c:
+        c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def settings_for(data_dir: Path, database_url: str | None = None, **kw: Any) -> Settings:
+    kw.setdefault("jobs", JobsConfig(run_worker=False))
+    return make_settings(data_dir, database_url=database_url, **kw)
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings, engine: Engine
+) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    """The app on ``settings`` sharing the session's loaded models; a new one is a restart."""
+    app = create_app(settings, engine=engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as c:
+            yield c, app.state.services
+
+
+def unique(data: bytes) -> bytes:
+    """The same JPEG pixels with bytes of their own (data after the end marker is ignored)."""
+    return data + uuid.uuid4().bytes
+
+
+def jpeg(name: str, quality: int = 90, scale: float = 1.0) -> bytes:
+    img = Image.fromarray(benign_photos()[name])
+    if scale != 1.0:
+        size = (round(img.width * scale), round(img.height * scale))
+        img = img.resize(size, Image.Resampling.LANCZOS)
+    return unique(encode(np.asarray(img), "JPEG", quality=quality))
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def without_cached(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != "cached"}
+
+
+async def moderate(c: httpx.AsyncClient, data: bytes, **params: str) -> dict[str, Any]:
+    r = await c.post("/v1/moderate", content=data, headers=JPEG, params=params)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def rows(svc: Services, sha256: str | None = None) -> list[DedupEntry]:
+    with svc.db_sessions() as s:
+        q = select(DedupEntry)
+        if sha256 is not None:
+            q = q.where(DedupEntry.sha256 == sha256)
+        return list(s.execute(q).scalars())
+
+
+# ---- through the API --------------------------------------------------------------------
+
+
+async def test_duplicate_is_reused_and_survives_a_restart(
+    engine: Engine, tmp_path: Path, database_url: str | None
+) -> None:
+    settings = settings_for(tmp_path / "data", database_url)
+    data = jpeg("skimage-chelsea")
+    async with running(settings, engine) as (c, svc):
+        first = await moderate(c, data)
+        second = await moderate(c, data)
+        assert first["cached"] is False and second["cached"] is True
+        assert without_cached(second) == without_cached(first)
+        stored = rows(svc, sha(data))
+        assert len(stored) == 1 and stored[0].pdq == first["hashes"]["pdq"]
+    engine.cache.clear()  # what a new process starts with
+    async with running(settings, engine) as (c, svc):
+        third = await moderate(c, data)
+        assert third["cached"] is True and third["decision"] == first["decision"]
+        assert without_cached(third) == without_cached(first)
+        assert svc.dedup.stats.stored_hits == 1 and svc.dedup.stats.analysed == 0
+        assert rows(svc, sha(data))[0].hits == 1
+
+
+async def test_other_policy_or_lists_miss(engine: Engine, tmp_path: Path) -> None:
+    data = jpeg("skimage-coffee")
+    async with running(settings_for(tmp_path / "data"), engine) as (c, svc):
+        r = await c.put(
+            "/v1/policies/nsfw-only",
+            content=NSFW_ONLY,
+            headers={**AUTH, "Content-Type": "application/yaml"},
+        )
+        assert r.status_code == 200, r.text
+        assert (await moderate(c, data))["cached"] is False
+        own = await moderate(c, data, policy="nsfw-only")
+        assert own["cached"] is False and own["policy"] == "nsfw-only"
+        assert (await moderate(c, data, policy="nsfw-only"))["cached"] is True
+        r = await c.put("/v1/lists", json={"blocked_words": ["espresso"]}, headers=AUTH)
+        assert r.status_code == 200
+        assert (await moderate(c, data, policy="nsfw-only"))["cached"] is False
+        assert len(rows(svc, sha(data))) == 3
+        engine.cache.clear()
+        assert (await moderate(c, data, policy="nsfw-only"))["cached"] is True
+
+
+async def test_model_change_misses_and_purges_old_results(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(tmp_path / "data")
+    data = jpeg("skimage-rocket")
+    async with running(settings, engine) as (c, svc):
+        assert (await moderate(c, data))["cached"] is False
+        old_fp = svc.dedup.model_fingerprint
+        assert [r.model_fp for r in rows(svc)] == [old_fp]
+    monkeypatch.setattr(engine.analyzers["hashes"], "_version", "pdqhash-0.0.0+other")
+    async with running(settings, engine) as (c, svc):
+        assert svc.dedup.model_fingerprint != old_fp
+        assert rows(svc) == [] and svc.dedup.stats.purged == 1  # purged at start-up
+        again = await moderate(c, data)
+        assert again["cached"] is False
+        assert again["versions"]["hashes"] == "pdqhash-0.0.0+other"
+        assert [r.model_fp for r in rows(svc)] == [svc.dedup.model_fingerprint]
+
+
+async def test_concurrent_duplicates_are_analysed_once(engine: Engine, tmp_path: Path) -> None:
+    data = jpeg("sklearn-flower")
+    async with running(settings_for(tmp_path / "data"), engine) as (c, svc):
+        bodies = await asyncio.gather(*(moderate(c, data) for _ in range(6)))
+        assert sorted(b["cached"] for b in bodies) == [False] + [True] * 5
+        assert svc.dedup.stats.analysed == 1 and svc.dedup.stats.stored == 1
+        assert len(rows(svc, sha(data))) == 1
+        assert len({b["decision"] for b in bodies}) == 1
+
+
+async def test_memory_cache_of_size_zero_still_coalesces_duplicates() -> None:
+    cache: ResultCache[int] = ResultCache(0)
+    calls = 0
+
+    async def compute() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return 7
+
+    got = await asyncio.gather(*(cache.get_or_compute("k", compute) for _ in range(5)))
+    assert calls == 1 and sorted(cached for _, cached in got) == [False] + [True] * 4
+    assert await cache.get_or_compute("k", compute) == (7, False)  # nothing kept
+    assert calls == 2 and len(cache) == 0
+
+
+async def test_near_duplicate_reuse(engine: Engine, tmp_path: Path) -> None:
+    original = jpeg("skimage-astronaut", 90)
+    resized = jpeg("skimage-astronaut", 75, scale=0.8)  # 410 px wide, re-encoded
+    other = jpeg("sklearn-china", 90)
+    dedup = DedupConfig(near_duplicate_max_distance=8)
+    async with running(settings_for(tmp_path / "on", dedup=dedup), engine) as (c, svc):
+        first = await moderate(c, original)
+        assert first["cached"] is False and first["near_duplicate_of"] is None
+        near = await moderate(c, resized)
+        assert near["cached"] is True
+        assert near["near_duplicate_of"]["sha256"] == sha(original)
+        assert 0 < near["near_duplicate_of"]["distance"] <= 8
+        assert near["near_duplicate_of"]["distance"] == hamming(
+            near["hashes"]["pdq"], first["hashes"]["pdq"]
+        )
+        assert near["hashes"]["sha256"] == sha(resized)
+        assert near["media"]["width"] == 410 and near["media"]["bytes"] == len(resized)
+        assert near["decision"] == first["decision"]
+        assert [lab["name"] for lab in near["labels"]] == [lab["name"] for lab in first["labels"]]
+        assert first["faces"]
+        scale = 410 / first["media"]["width"]
+        for a, b in zip(first["faces"], near["faces"], strict=True):  # boxes follow the size
+            assert b["box"]["width"] == pytest.approx(a["box"]["width"] * scale, abs=0.01)
+        assert svc.dedup.stats.near_hits == 1
+        far = await moderate(c, other)
+        assert far["cached"] is False and far["near_duplicate_of"] is None
+        assert hamming(far["hashes"]["pdq"], first["hashes"]["pdq"]) > 8
+
+    # off (the default): the resized copy is analysed
+    async with running(settings_for(tmp_path / "off"), engine) as (c, svc):
+        assert (await moderate(c, unique(original)))["cached"] is False
+        off = await moderate(c, unique(resized))
+        assert off["cached"] is False and off["near_duplicate_of"] is None
+        assert svc.dedup.stats.near_hits == 0
+
+
+async def test_flat_images_never_match_as_near_duplicates(engine: Engine, tmp_path: Path) -> None:
+    flat = np.full((240, 320, 3), 127, np.uint8)
+    a, b = encode(flat, "PNG", compress_level=1), encode(flat, "PNG", compress_level=9)
+    assert a != b
+    dedup = DedupConfig(near_duplicate_max_distance=MAX_DISTANCE)
+    async with running(settings_for(tmp_path / "data", dedup=dedup), engine) as (c, svc):
+        first, second = await moderate(c, a), await moderate(c, b)
+        assert first["hashes"]["pdq"] == second["hashes"]["pdq"]  # same pixels, same hash
+        assert first["hashes"]["pdq_quality"] < 50
+        assert second["cached"] is False and second["near_duplicate_of"] is None
+        assert svc.dedup.stats.near_hits == 0
+
+
+async def test_job_reuses_the_sync_result(engine: Engine, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "data", jobs=JobsConfig(poll_s=0.05, lease_s=5))
+    data = jpeg("skimage-motorcycle")
+    async with running(settings, engine) as (c, svc):
+        sync = await moderate(c, data)
+        engine.cache.clear()  # the worker must find it in the store
+        r = await c.post("/v1/jobs", content=data, headers=JPEG)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        for _ in range(300):
+            job = (await c.get(f"/v1/jobs/{job_id}", headers=AUTH)).json()
+            if job["status"] in {"succeeded", "failed"}:
+                break
+            await asyncio.sleep(0.1)
+        assert job["status"] == "succeeded", job
+        assert job["result"]["cached"] is True
+        assert without_cached(job["result"]) == without_cached(sync)
+        assert svc.dedup.stats.stored_hits == 1
+
+
+async def test_video_frames_do_not_evict_images(engine: Engine, tmp_path: Path) -> None:
+    policy = parse_policy("name: codes-only\nanalyzers: [codes]\n")
+    video = write_video(tmp_path / "noise.mp4", noise_frames(15), fps=5)
+    images, frames = len(engine.cache), len(engine.frame_cache)
+    res = await moderate_video(engine, video, policy)
+    assert len(res.frames) == 3
+    assert len(engine.cache) == images
+    assert len(engine.frame_cache) == frames + 3
+
+
+# ---- the store on its own ---------------------------------------------------------------
+
+
+@pytest.fixture
+def store_sessions(tmp_path: Path, database_url: str | None) -> Iterator[sessionmaker[Session]]:
+    db = make_engine(database_url or f"sqlite:///{tmp_path / 'dedup.db'}")
+    migrate(db)
+    yield session_factory(db)
+    db.dispose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stored_result(engine: Engine) -> ModerationResult:
+    """A real result to store (the store tests need only some result)."""
+    return await engine.moderate_bytes(jpeg("skimage-camera"), parse_policy(NSFW_ONLY))
+
+
+def flipped(pdq_hex: str, bits: list[int]) -> str:
+    value = int(pdq_hex, 16)
+    for b in bits:
+        value ^= 1 << b
+    return f"{value:064x}"
+
+
+def test_probe_codes_cover_the_pigeonhole() -> None:
+    base = "f" * 16 + "0" * 16 + "a5" * 16
+    assert len(band_codes(base)) == BANDS
+    assert len(probe_codes(base, 8)) == BANDS  # exact band values below BANDS bits
+    assert len(probe_codes(base, MAX_DISTANCE)) == BANDS * 17  # and one bit off each
+    with pytest.raises(ValueError):
+        probe_codes(base, MAX_DISTANCE + 1)
+    with pytest.raises(ValueError):
+        band_codes("abc")
+
+
+async def test_store_near_lookup_uses_the_band_index(
+    store_sessions: sessionmaker[Session], stored_result: ModerationResult
+) -> None:
+    store = ResultStore(store_sessions, DedupConfig(near_duplicate_max_distance=8))
+    rng = np.random.default_rng(3)
+    base = "".join(f"{b:02x}" for b in rng.integers(0, 256, 32))
+    assert store.put("a" * 64, "scope1", "m1", stored_result, PdqHash(base, 90), index_pdq=True)
+    assert not store.put("a" * 64, "scope1", "m1", stored_result, None, index_pdq=False)
+    eight = flipped(base, [0, 17, 40, 70, 100, 130, 200, 255])
+    found = store.nearest(PdqHash(eight, 90), "scope1", 8)
+    assert found is not None and found.sha256 == "a" * 64 and found.distance == 8
+    nine = flipped(base, [0, 17, 40, 70, 100, 130, 200, 250, 255])
+    assert store.nearest(PdqHash(nine, 90), "scope1", 8) is None
+    assert store.nearest(PdqHash(eight, 90), "scope2", 8) is None  # other policy or models
+    assert store.nearest(PdqHash(base, 30), "scope1", 8) is None  # low quality query
+    # 16 bands each one bit off, plus 4: found only by probing one-bit neighbours
+    spread = flipped(base, [i * 16 + 3 for i in range(16)] + [1, 2, 4, 5])
+    assert store.nearest(PdqHash(spread, 90), "scope1", 20) is not None
+    assert store.nearest(PdqHash(spread, 90), "scope1", 19) is None
+    # no band rows, no match: the lookup goes by the index, never by scanning hashes
+    assert store.put("b" * 64, "scope3", "m1", stored_result, PdqHash(base, 90), index_pdq=False)
+    assert store.put("c" * 64, "scope4", "m1", stored_result, PdqHash(base, 20), index_pdq=True)
+    assert store.nearest(PdqHash(base, 90), "scope3", 8) is None
+    assert store.nearest(PdqHash(base, 90), "scope4", 8) is None  # low quality not indexed
+    assert store.get("b" * 64, "scope3") is not None
+
+
+async def test_store_purges_other_models_old_and_surplus(
+    store_sessions: sessionmaker[Session], stored_result: ModerationResult
+) -> None:
+    config = DedupConfig(max_entries=3, max_age_s=3600, near_duplicate_max_distance=8)
+    store = ResultStore(store_sessions, config)
+    pdq = PdqHash("0f" * 32, 90)
+    for i in range(6):
+        store.put(f"{i:064x}", "s", "m1" if i else "m0", stored_result, pdq, index_pdq=True)
+    with store_sessions.begin() as s:  # entry 1 is two hours old, entry 2 recently used
+        s.execute(
+            update(DedupEntry)
+            .where(DedupEntry.sha256 == f"{1:064x}")
+            .values(created_at=datetime.now(UTC) - timedelta(hours=2))
+        )
+    assert store.get(f"{2:064x}", "s") is not None
+    assert store.get(f"{1:064x}", "s") is None  # too old to be used
+    stats = store.purge("m1")
+    assert (stats.other_model, stats.expired, stats.evicted) == (1, 0, 1)
+    with store_sessions() as s:
+        left = sorted(s.execute(select(DedupEntry.sha256)).scalars())
+        bands = s.execute(select(func.count()).select_from(DedupBand)).scalar_one()
+    assert left == [f"{i:064x}" for i in (2, 4, 5)]  # 3 was the least recently used
+    assert bands == 3 * BANDS  # band rows went with their entries
+
+
+def test_store_drops_results_that_no_longer_validate(
+    store_sessions: sessionmaker[Session], stored_result: ModerationResult
+) -> None:
+    store = ResultStore(store_sessions, DedupConfig())
+    assert store.put("d" * 64, "s", "m", stored_result, None, index_pdq=False)
+    with store_sessions.begin() as s:
+        s.execute(update(DedupEntry).values(result={"decision": "maybe"}))
+    assert store.get("d" * 64, "s") is None
+    assert store.count() == 0
+
+
+def test_default_policy_is_reused_across_tenants_by_content() -> None:
+    from bastion.dedup import fingerprint
+    from bastion.policy.lists import CompiledLists
+    from bastion.policy.model import Lists
+
+    lists = CompiledLists(Lists(), "none")
+    one, two = default_policy(), default_policy()
+    assert fingerprint.scope(one, lists, "m") == fingerprint.scope(two, lists, "m")
+    other = parse_policy(NSFW_ONLY)
+    assert fingerprint.scope(one, lists, "m") != fingerprint.scope(other, lists, "m")
+    assert fingerprint.scope(one, lists, "m") != fingerprint.scope(one, lists, "n")
