@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import pytest
 from sqlalchemy import text
@@ -20,10 +21,17 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
-def unavailable(what: str) -> None:
+def unavailable(what: str) -> NoReturn:
     """Skip a test whose service is not running here; fail it where the services are
     required (CI sets REQUIRE_TEST_SERVICES=1 after starting them)."""
     message = f"{what} is not reachable on loopback"
+    if os.environ.get("REQUIRE_TEST_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def missing_tool(message: str) -> NoReturn:
+    """Skip a test whose program (nginx, ffmpeg) is not installed; fail it in CI."""
     if os.environ.get("REQUIRE_TEST_SERVICES") == "1":
         pytest.fail(message)
     pytest.skip(message)

@@ -18,6 +18,7 @@ from bastion.analyzers.base import AnalyzerConfig
 from bastion.dedup.config import DedupConfig
 from bastion.delivery.schedule import DeliveryConfig
 from bastion.jobs.config import JobsConfig
+from bastion.live.settings import LiveConfig
 from bastion.media.types import MediaLimits
 from bastion.media.video_config import VideoConfig
 from bastion.runtime.config import RuntimeConfig
@@ -128,6 +129,10 @@ class Settings(BaseSettings):
     dedup: DedupConfig = Field(
         default_factory=DedupConfig,
         description="Stored results reused across requests and restarts; near duplicates.",
+    )
+    live: LiveConfig = Field(
+        default_factory=LiveConfig,
+        description="Live streams: readers, workers' claims, stop hook, alert webhooks.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
     preload: bool = Field(

@@ -12,7 +12,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from bastion import __version__
-from bastion.api import admin, errors, jobs, moderate, system
+from bastion.api import admin, alerts, errors, jobs, moderate, streams, system
+from bastion.api import rules as rules_api
 from bastion.api.inputs import fetch_policy
 from bastion.api.limits import Admission, BodyLimitMiddleware
 from bastion.api.services import Services
@@ -24,8 +25,11 @@ from bastion.jobs.backend import make_queue
 from bastion.jobs.retention import MediaRetention
 from bastion.jobs.service import JobService
 from bastion.jobs.worker import Worker
+from bastion.live.feed import AlertFeed
+from bastion.live.runtime import build_live
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
+from bastion.rules.book import RuleBook
 from bastion.runtime.metrics import Metrics
 from bastion.store.db import session_factory
 
@@ -55,6 +59,10 @@ def create_app(
         policies = PolicyBook(boot.repo, settings.policies_dir)
         dedup = Dedup(eng, sessions, settings.dedup)
         await run_in_threadpool(dedup.start)
+        rules = RuleBook(sessions)
+        live = build_live(settings, sessions, eng, policies, rules, fetch_policy(settings))
+        thumbs = live.thumbnails
+        feed = AlertFeed(sessions)
         app.state.services = Services(
             settings=settings,
             metrics=eng.metrics,
@@ -67,10 +75,20 @@ def create_app(
             db_sessions=sessions,
             jobs=job_service,
             dedup=dedup,
+            rules=rules,
+            streams=live.streams,
+            alerts=live.alerts,
+            live_thumbnails=thumbs,
+            feed=feed,
+            pushed_frames=live.pushed,
         )
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
         background.append(asyncio.create_task(dedup.run_forever(stop), name="dedup-purge"))
+        background.append(asyncio.create_task(feed.run_forever(stop), name="alert-feed"))
+        if settings.live.run_sessions:
+            sessions_task = live.supervisor.run_forever(stop)
+            background.append(asyncio.create_task(sessions_task, name="stream-sessions"))
         dispatcher = Dispatcher(sessions, settings.delivery, url_policy=fetch_policy(settings))
         if settings.jobs.run_worker:
             worker = Worker(eng, job_service, policies, settings.jobs, dedup=dedup)
@@ -79,6 +97,8 @@ def create_app(
             background.append(asyncio.create_task(dispatcher.run_forever(stop), name="dispatcher"))
             retention = MediaRetention(job_service, settings.jobs)
             background.append(asyncio.create_task(retention.run_forever(stop), name="retention"))
+            purge = thumbs.run_forever(stop, settings.jobs.media_sweep_s)
+            background.append(asyncio.create_task(purge, name="live-thumbnails"))
         try:
             yield
         finally:
@@ -103,6 +123,9 @@ def create_app(
     app.include_router(moderate.router)
     app.include_router(admin.router)
     app.include_router(jobs.router)
+    app.include_router(rules_api.router)
+    app.include_router(alerts.router)
+    app.include_router(streams.router)
 
     @app.middleware("http")
     async def _metrics(

@@ -14,8 +14,14 @@ from bastion.api.limits import Admission
 from bastion.config import Settings
 from bastion.dedup.service import Dedup
 from bastion.jobs.service import JobService
+from bastion.live.alerts import AlertService
+from bastion.live.feed import AlertFeed
+from bastion.live.push import PushedFrames
+from bastion.live.streams import StreamService
+from bastion.live.thumbnails import LiveThumbnails
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
+from bastion.rules.book import RuleBook
 from bastion.runtime.metrics import Metrics
 from bastion.store.repo import Principal, Repo
 
@@ -35,6 +41,12 @@ class Services:
     db_sessions: sessionmaker[Session]
     jobs: JobService
     dedup: Dedup
+    rules: RuleBook
+    streams: StreamService
+    alerts: AlertService
+    live_thumbnails: LiveThumbnails
+    feed: AlertFeed
+    pushed_frames: PushedFrames
     started_at: float = field(default_factory=time.time)
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 

@@ -19,8 +19,10 @@ from bastion.jobs.backend import make_queue
 from bastion.jobs.retention import MediaRetention
 from bastion.jobs.service import JobService
 from bastion.jobs.worker import Worker
+from bastion.live.runtime import build_live
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
+from bastion.rules import RuleBook
 from bastion.store.db import make_engine, migrate, session_factory
 from bastion.store.repo import Repo
 
@@ -65,11 +67,14 @@ async def run_worker_process(
     if options.dispatch:
         worker.on_outcome = dispatcher.wake
     retention = MediaRetention(jobs, settings.jobs)
+    live = build_live(settings, sessions, eng, policies, RuleBook(sessions), fetch_policy(settings))
     tasks = [
         asyncio.create_task(worker.run_forever(stop), name="worker"),
         asyncio.create_task(retention.run_forever(stop), name="retention"),
         asyncio.create_task(dedup.run_forever(stop), name="dedup-purge"),
     ]
+    if settings.live.run_sessions:
+        tasks.append(asyncio.create_task(live.supervisor.run_forever(stop), name="stream-sessions"))
     if options.dispatch:
         tasks.append(asyncio.create_task(dispatcher.run_forever(stop), name="dispatcher"))
     if on_ready is not None:

@@ -185,7 +185,8 @@ class _Done:
     thumbnail: str | None
 
 
-def _frame_image(frame: Frame, codec: str | None) -> DecodedImage:
+def frame_image(frame: Frame, codec: str | None) -> DecodedImage:
+    """A decoded video (or live) frame as the engine takes it, cached apart from images."""
     rgb = frame.rgb
     digest = hashlib.sha256(f"rgb24:{rgb.shape[1]}x{rgb.shape[0]}:".encode())
     digest.update(np.ascontiguousarray(rgb).data)
@@ -204,7 +205,7 @@ def _next_item(sampler: FrameSampler) -> _Item | None:
     frame = next(sampler, None)
     if frame is None:
         return None
-    return _Item(frame, _frame_image(frame, sampler.info.codec))
+    return _Item(frame, frame_image(frame, sampler.info.codec))
 
 
 def _source_sha256(source: VideoSource) -> str:

@@ -8,7 +8,9 @@ from sqlalchemy import create_engine
 import bastion.dedup.models
 import bastion.delivery.models
 import bastion.jobs.embedded
-import bastion.jobs.models  # noqa: F401
+import bastion.jobs.models
+import bastion.live.models
+import bastion.rules.models  # noqa: F401
 from bastion.store.models import Base
 
 config = context.config

@@ -1,0 +1,107 @@
+"""What the rules API needs from the rest of Bastion: the request body as rule text,
+and whether a rule set's rules can fire under its analysis policy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import Request
+
+from bastion.api.services import Services
+from bastion.errors import EmptyInput, InputError, NotFound
+from bastion.rules.checks import Capabilities, feasibility_issues
+from bastion.rules.errors import Issue, Path
+from bastion.rules.loader import Format
+from bastion.rules.spec import RuleSetSpec, RuleSpec
+
+MAX_RULES_BYTES = 1 << 20
+
+RULES_BODY = {
+    "requestBody": {
+        "description": "Rules as YAML (application/yaml, text/plain) or JSON (application/json).",
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+def sniff(text: str) -> Format:
+    return "json" if text.lstrip().startswith("{") else "yaml"
+
+
+def decode_rules(data: bytes, ctype: str | None = None) -> tuple[str, Format]:
+    """Rule text from bytes; JSON by content type (or, with none, by its first brace)."""
+    if not data.strip():
+        raise EmptyInput("empty body: send rules as YAML or JSON")
+    if len(data) > MAX_RULES_BYTES:
+        raise InputError(
+            f"rules are over the limit of {MAX_RULES_BYTES} bytes",
+            code="rules_too_large",
+            status=413,
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"rules are not UTF-8: {exc}", code="invalid_encoding") from exc
+    if ctype is None:
+        return text, sniff(text)
+    return text, "json" if ctype == "application/json" or ctype.endswith("+json") else "yaml"
+
+
+async def rules_text(request: Request) -> tuple[str, Format]:
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        raise InputError(
+            "send rules as the body (YAML or JSON), not as a form",
+            code="unsupported_media_type",
+            status=415,
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_RULES_BYTES:
+            break
+    return decode_rules(bytes(body), ctype or None)
+
+
+def capabilities(svc: Services, tenant_id: str, policy_name: str | None) -> Capabilities | None:
+    """What the policy a rule set names (None: the tenant's default) can find; None
+    when there is no such policy."""
+    try:
+        policy, _ = svc.policies.resolve(tenant_id, policy_name)
+    except NotFound:
+        return None
+    infos = {info.name: info for info in svc.engine.infos()}
+    emits: set[str] = set()
+    for name in policy.analyzers:
+        if name in infos:
+            emits.update(infos[name].emits)
+    return Capabilities(
+        policy=policy.name,
+        categories=frozenset(svc.engine.detectable(policy.analyzers)),
+        emits=frozenset(emits),
+    )
+
+
+def feasibility(
+    svc: Services,
+    tenant_id: str,
+    policy: str | None,
+    rules: Sequence[RuleSpec],
+    prefix: Path = (),
+) -> list[Issue]:
+    """Problems that would keep rules from ever firing under ``policy``."""
+    caps = capabilities(svc, tenant_id, policy)
+    if caps is None:
+        what = repr(policy) if policy is not None else "the tenant's default policy"
+        return [Issue((*prefix, "policy"), f"policy {what} not found")]
+    return [issue.under(prefix) for issue in feasibility_issues(rules, caps)]
+
+
+def rule_set_feasibility(
+    svc: Services, tenant_id: str, spec: RuleSetSpec, prefix: Path = ()
+) -> list[Issue]:
+    return feasibility(svc, tenant_id, spec.policy, spec.rules, prefix)

@@ -1,0 +1,127 @@
+"""One analysed frame of a stream: moderate it, apply the stream's rules, raise alerts,
+auto-stop. Shared by stream sessions (frames read from a source) and by frames pushed
+through the API, so both behave the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from bastion.live.alerts import AlertService
+from bastion.live.models import Stream
+from bastion.live.streams import StreamService
+from bastion.live.thumbnails import LiveThumbnails
+from bastion.media.types import DecodedImage
+from bastion.pipeline.engine import Engine
+from bastion.pipeline.policies import PolicyBook
+from bastion.results import ModerationResult
+from bastion.rules import ResolvedRules, RuleBook, RuleMatch, evaluate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameOutcome:
+    """What one analysed frame led to."""
+
+    result: ModerationResult
+    matches: list[RuleMatch]
+    alert_ids: list[str] = field(default_factory=list)
+    stopped: bool = False
+    thumbnail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRef:
+    """The facts about a stream a frame needs (a snapshot of its row)."""
+
+    pk: str
+    tenant_id: str
+    stream_id: str
+    channel: str
+    tier: str
+
+    @classmethod
+    def of(cls, row: Stream) -> StreamRef:
+        return cls(row.id, row.tenant_id, row.stream_id, row.channel, row.streamer_tier)
+
+
+class FrameProcessor:
+    def __init__(
+        self,
+        engine: Engine,
+        policies: PolicyBook,
+        rules: RuleBook,
+        streams: StreamService,
+        alerts: AlertService,
+        thumbnails: LiveThumbnails | None,
+    ) -> None:
+        self.engine = engine
+        self.policies = policies
+        self.rules = rules
+        self.streams = streams
+        self.alerts = alerts
+        self.thumbnails = thumbnails
+
+    async def resolve(self, stream: StreamRef) -> ResolvedRules | None:
+        return await asyncio.to_thread(
+            self.rules.resolve, stream.tenant_id, stream.channel, stream.tier
+        )
+
+    async def process(
+        self,
+        stream: StreamRef,
+        resolved: ResolvedRules | None,
+        decoded: DecodedImage,
+        *,
+        frame_ms: int | None,
+    ) -> FrameOutcome:
+        """Moderate ``decoded`` under the rule set's policy and act on the rules that fire."""
+        policy_name = resolved.policy if resolved is not None else None
+        policy, lists = await asyncio.to_thread(
+            self.policies.resolve, stream.tenant_id, policy_name
+        )
+        result = await self.engine.moderate_decoded(decoded, policy, extra_lists=lists)
+        matches = evaluate(resolved, result, lists) if resolved is not None else []
+        outcome = FrameOutcome(result=result, matches=matches)
+        if not matches:
+            return outcome
+        rgb = decoded.frames[0].rgb
+        if self.thumbnails is not None:
+            outcome.thumbnail = await asyncio.to_thread(self.thumbnails.save, stream.pk, rgb)
+        await asyncio.to_thread(self._act, stream, resolved, outcome, frame_ms)
+        return outcome
+
+    def _act(
+        self,
+        stream: StreamRef,
+        resolved: ResolvedRules | None,
+        outcome: FrameOutcome,
+        frame_ms: int | None,
+    ) -> None:
+        """Alerts and the auto-stop, in one transaction."""
+        with self.streams.sessions.begin() as s:
+            row = s.get(Stream, stream.pk, with_for_update=True)
+            if row is None or row.desired != "running":
+                return
+            stop: tuple[RuleMatch, str] | None = None
+            for match in outcome.matches:
+                alert, _ = self.alerts.raise_in(
+                    s,
+                    row,
+                    match,
+                    rule_set=resolved.name if resolved is not None else None,
+                    thumbnail=outcome.thumbnail,
+                    frame_ms=frame_ms,
+                )
+                outcome.alert_ids.append(alert.id)
+                if match.action == "auto_stop" and stop is None:
+                    stop = (match, alert.id)
+            if stop is not None:
+                match, alert_id = stop
+                s.flush()
+                outcome.stopped = self.alerts.stop_stream_in(
+                    s, row, by=f"rule:{match.rule}", reason=match.reason, alert_id=alert_id
+                )

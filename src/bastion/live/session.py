@@ -1,0 +1,205 @@
+"""A stream session: reads one stream in a worker, samples it as its rules say, sends the
+sampled frames down the image path and acts on the rules that fire.
+
+The rule set is looked up again every ``RULES_REFRESH_S``: a changed interval or
+similarity threshold applies to the running reader within seconds. Status and counters
+go back to the stream's row at least every ``REPORT_S`` and at every status change;
+a row that is no longer ours (stopped, deleted, taken over) ends the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from bastion.live.config import LiveSampling
+from bastion.live.models import Stream
+from bastion.live.processor import FrameProcessor, StreamRef
+from bastion.live.reader import StreamReader
+from bastion.live.sampler import StreamSampler
+from bastion.live.settings import LiveConfig
+from bastion.live.status import LiveFrame, StreamState, StreamStatus
+from bastion.live.streams import StreamReport, StreamService
+from bastion.pipeline.video import frame_image
+from bastion.rules import ResolvedRules
+
+log = logging.getLogger(__name__)
+
+RULES_REFRESH_S = 2.0
+REPORT_S = 1.0
+
+# reader states → what the stream shows; ``ended`` (a finite source ran out) is offline
+_SHOWN: dict[StreamState, str] = {
+    StreamState.STARTING: "starting",
+    StreamState.LIVE: "live",
+    StreamState.RECONNECTING: "reconnecting",
+    StreamState.OFFLINE: "offline",
+    StreamState.ERROR: "error",
+    StreamState.ENDED: "offline",
+}
+
+
+def sampling_for(resolved: ResolvedRules | None, config: LiveConfig) -> LiveSampling:
+    if resolved is None:
+        return LiveSampling(interval_s=config.default_interval_s)
+    hash_kind = "dhash" if resolved.similarity_hash == "dhash" else "pdq"
+    return LiveSampling(
+        interval_s=resolved.sample_interval_s,
+        similarity_threshold=resolved.similarity_threshold,
+        hash=hash_kind,
+    )
+
+
+class StreamSession:
+    def __init__(
+        self,
+        stream: Stream,
+        *,
+        owner: str,
+        processor: FrameProcessor,
+        streams: StreamService,
+        config: LiveConfig,
+    ) -> None:
+        self.ref = StreamRef.of(stream)
+        self.source = stream.source_url or ""
+        self.owner = owner
+        self.processor = processor
+        self.streams = streams
+        self.config = config
+        self.counters: dict[str, int] = {
+            "frames_decoded": 0,
+            "frames_sampled": 0,
+            "frames_skipped_similar": 0,
+            "frames_analysed": 0,
+            "alerts": 0,
+            "frames_dropped": 0,
+            "reconnects": 0,
+            "analysis_errors": 0,
+        }
+        self.status = StreamStatus(state=StreamState.STARTING, at=datetime.now(UTC).timestamp())
+        self.last_frame: tuple[datetime, int, str | None] | None = None
+        self._changed = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._reader: StreamReader | None = None
+        self.resolved: ResolvedRules | None = None
+
+    # ---- status ---------------------------------------------------------------
+    def _on_status(self, status: StreamStatus) -> None:
+        self.status = status
+        self._changed.set()
+
+    def _report(self) -> StreamReport:
+        reader = self._reader
+        if reader is not None:
+            stats = reader.stats
+            self.counters["frames_decoded"] = stats.frames_decoded
+            self.counters["frames_sampled"] = stats.frames_sampled
+            self.counters["frames_skipped_similar"] = stats.frames_similar
+            self.counters["frames_dropped"] = stats.frames_dropped
+            self.counters["reconnects"] = stats.reconnects
+        # closed by us (the worker stops, or the stream was stopped): say nothing of it
+        state = None if self.status.state == StreamState.STOPPED else _SHOWN[self.status.state]
+        reason = self.status.message
+        if self.status.state == StreamState.ENDED:
+            reason = "the source ended"
+        last = self.last_frame
+        return StreamReport(
+            status=state,
+            reason=reason,
+            code=self.status.code,
+            counters=dict(self.counters),
+            last_frame_at=last[0] if last else None,
+            last_frame_ms=last[1] if last else None,
+            last_thumbnail=last[2] if last else None,
+        )
+
+    async def _reporter(self) -> None:
+        while not self._ended.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), REPORT_S)
+            self._changed.clear()
+            ours = await asyncio.to_thread(
+                self.streams.report, self.ref.pk, self.owner, self._report()
+            )
+            if not ours:  # stopped, ended or taken over: let go
+                log.info("stream %s is no longer ours; closing", self.ref.stream_id)
+                await self.close()
+                return
+
+    async def _rules_refresher(self, sampler: StreamSampler) -> None:
+        while not self._ended.is_set():
+            await asyncio.sleep(RULES_REFRESH_S)
+            try:
+                resolved = await self.processor.resolve(self.ref)
+            except Exception:
+                log.exception("rules of stream %s could not be read", self.ref.stream_id)
+                continue
+            self.resolved = resolved
+            wanted = sampling_for(resolved, self.config)
+            if wanted != sampler.sampling:
+                sampler.update(wanted)
+
+    # ---- running --------------------------------------------------------------
+    async def close(self) -> None:
+        self._ended.set()
+        if self._reader is not None:
+            await self._reader.close()
+
+    async def run(self) -> None:
+        """Read until the stream stops, is taken from us, or its reader gives up."""
+        self.resolved = await self.processor.resolve(self.ref)
+        sampler = StreamSampler(sampling_for(self.resolved, self.config))
+        reader = StreamReader(
+            self.source, self.config.reader, sampler=sampler, on_status=self._on_status
+        )
+        self._reader = reader
+        reporter = asyncio.create_task(self._reporter())
+        refresher = asyncio.create_task(self._rules_refresher(sampler))
+        try:
+            async with reader:
+                async for live in reader:
+                    if self._ended.is_set():
+                        break
+                    if await self._analyse(live):
+                        break  # auto-stopped
+        finally:
+            self._ended.set()
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await reader.close()
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            with contextlib.suppress(Exception):
+                # final counters, and the final state (offline, error) unless we closed it
+                await asyncio.to_thread(
+                    self.streams.report, self.ref.pk, self.owner, self._report()
+                )
+
+    async def _analyse(self, live: LiveFrame) -> bool:
+        """One sampled frame; True when the stream was stopped by a rule."""
+        frame_ms = live.frame.timestamp_ms
+        try:
+            outcome = await self.processor.process(
+                self.ref,
+                self.resolved,
+                frame_image(live.frame, None),
+                frame_ms=frame_ms,
+            )
+        except Exception:
+            self.counters["analysis_errors"] += 1
+            log.exception("a frame of stream %s could not be analysed", self.ref.stream_id)
+            return False
+        self.counters["frames_analysed"] += 1
+        self.counters["alerts"] += len(outcome.alert_ids)
+        self.last_frame = (
+            datetime.fromtimestamp(live.received_at, UTC),
+            int(frame_ms or 0),
+            outcome.thumbnail,
+        )
+        if outcome.alert_ids:
+            self._changed.set()
+        return outcome.stopped

@@ -1,0 +1,49 @@
+"""Settings of live-stream moderation (``Settings.live``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.live.config import StreamReaderConfig
+
+
+class LiveConfig(BaseModel):
+    """How streams are read, spread over workers, and how their alerts and stops go out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reader: StreamReaderConfig = Field(
+        default_factory=StreamReaderConfig, description="Connecting, decoding, reconnecting."
+    )
+    run_sessions: bool = Field(
+        True, description="Run stream sessions in this process (`bastion up` and `bastion worker`)."
+    )
+    max_streams: int = Field(
+        200, ge=0, le=100_000, description="Streams one process holds at most."
+    )
+    lease_s: float = Field(
+        15.0,
+        gt=0,
+        description="A worker's claim on a stream; renewed while it runs, and taken over by "
+        "another worker when it lapses (the worker died).",
+    )
+    claim_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often a worker looks for streams without a worker."
+    )
+    default_interval_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Sampling interval of a stream no rule set applies to.",
+    )
+    stop_hook_url: str | None = Field(
+        None,
+        description="The platform's endpoint that ends a broadcast: called (signed like "
+        "webhooks, retried) when a stream is stopped by a rule or a moderator.",
+    )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="Where alert events (alert.created, alert.updated) are delivered as "
+        "signed webhooks, retried like job callbacks.",
+    )
+    thumbnails: bool = Field(True, description="Keep a JPEG of the frames alerts are about.")

@@ -1,0 +1,134 @@
+"""Small JPEGs of stream frames: the frames alerts are about and a stream's latest frame.
+
+One folder per stream (``<root>/<stream pk>/<name>.jpg``). A name is the first 32 hex
+digits of the JPEG's sha256, so saving the same frame twice writes one file. Files are
+written to a temporary name and renamed, so a reader never sees half a JPEG. Both the
+stream's key and the name are checked against their exact shape before a path is
+built, so a request cannot reach outside the folder. :meth:`LiveThumbnails.purge`
+deletes the files older than the retention period (a file saved again counts as new).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bastion.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+MAX_SIDE = 480
+"""Longest side of a thumbnail, in pixels."""
+JPEG_QUALITY = 80
+DEFAULT_RETENTION_S = 7 * 24 * 3600.0
+_STREAM_PK = re.compile(r"str_[0-9a-f]{32}")
+_NAME = re.compile(r"[0-9a-f]{32}\.jpg")
+_TMP_PREFIX = ".tmp-"
+
+
+def encode_thumbnail(rgb: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
+    """A JPEG of an RGB (or grey) frame whose longest side is at most ``max_side``."""
+    if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3) or (rgb.ndim == 3 and rgb.shape[2] != 3):
+        raise ValueError(f"not an RGB frame: shape {rgb.shape}, dtype {rgb.dtype}")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError("an empty frame has no thumbnail")
+    image = Image.fromarray(np.ascontiguousarray(rgb)).convert("RGB")
+    image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return out.getvalue()
+
+
+class LiveThumbnails:
+    def __init__(
+        self, root: Path, *, retention_s: float = DEFAULT_RETENTION_S, max_side: int = MAX_SIDE
+    ) -> None:
+        self.root = root
+        self.retention_s = retention_s
+        self.max_side = max_side
+
+    @classmethod
+    def under(cls, data_dir: Path, *, retention_s: float = DEFAULT_RETENTION_S) -> LiveThumbnails:
+        """The store every process of an installation uses: ``<data dir>/live-thumbnails``."""
+        return cls(data_dir / "live-thumbnails", retention_s=retention_s)
+
+    def folder(self, stream_pk: str) -> Path:
+        if not _STREAM_PK.fullmatch(stream_pk):
+            raise ValueError(f"not a stream key: {stream_pk!r}")
+        return self.root / stream_pk
+
+    def save(self, stream_pk: str, rgb: np.ndarray) -> str:
+        """Store a thumbnail of ``rgb``; returns its name."""
+        folder = self.folder(stream_pk)
+        data = encode_thumbnail(rgb, self.max_side)
+        name = hashlib.sha256(data).hexdigest()[:32] + ".jpg"
+        target = folder / name
+        if target.is_file():
+            with contextlib.suppress(OSError):
+                os.utime(target)  # wanted again: the retention period starts over
+                return name
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".jpg", dir=folder)
+        except FileNotFoundError:  # a new stream, or a purge just removed the empty folder
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".jpg", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return name
+
+    def path(self, stream_pk: str, name: str) -> Path:
+        """The file of one thumbnail (it may not exist); 404 for what cannot be one."""
+        if not _STREAM_PK.fullmatch(stream_pk) or not _NAME.fullmatch(name):
+            raise NotFound(f"no thumbnail {name!r}", code="thumbnail_not_found")
+        return self.root / stream_pk / name
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete thumbnails older than the retention period, and emptied folders."""
+        if not self.root.is_dir():
+            return 0
+        cutoff = (time.time() if now is None else now) - self.retention_s
+        removed = 0
+        for folder in self.root.iterdir():
+            if not folder.is_dir() or not _STREAM_PK.fullmatch(folder.name):
+                continue
+            for file in folder.iterdir():
+                if not (_NAME.fullmatch(file.name) or file.name.startswith(_TMP_PREFIX)):
+                    continue
+                try:
+                    if file.stat().st_mtime < cutoff:
+                        file.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+        return removed
+
+    async def run_forever(self, stop: asyncio.Event, every_s: float) -> None:
+        """Purge every ``every_s`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                removed = await asyncio.to_thread(self.purge)
+                if removed:
+                    log.info("deleted %d live thumbnails past retention", removed)
+            except OSError:
+                log.exception("purging live thumbnails failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)

@@ -1,0 +1,297 @@
+"""Live-stream rule sets as configuration: what a tenant writes in YAML or JSON.
+
+A rule set applies to one channel (``channel``, an exact name) or, as a global rule
+set, to every channel whose name a regular expression finds a match in
+(``channel_pattern``, e.g. ``.*`` or ``^test-``). It says how often frames are sampled,
+whether frames similar to the last analysed one are skipped, which analysis policy
+runs, and its rules. A rule fires when a label of one of its ``categories`` reaches
+``min_confidence`` and every other condition it has (OCR text, URLs, the tenant's
+lists) holds.
+
+Field checks (ranges, names, regular expressions, categories) point at the item;
+checks across fields run in :mod:`bastion.rules.checks` and are reported through the
+``rule_checks`` error type with a path of their own.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+import idna
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from bastion.policy import taxonomy
+from bastion.rules.checks import (
+    document_issues,
+    rule_issues,
+    rule_set_issues,
+    similarity_issues,
+)
+from bastion.rules.errors import Issue, dotted
+
+Action = Literal["alert", "auto_stop"]
+HashKind = Literal["pdq", "dhash"]
+UrlSource = Literal["codes", "text"]
+ListName = Literal["blocked_words", "blocked_domains"]
+_ALL_SOURCES: tuple[UrlSource, ...] = ("codes", "text")
+
+DEFAULT_TIERS: dict[str, float] = {"trusted": 3.0, "standard": 1.0, "new": 0.5}
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+def check_regex(pattern: str) -> str:
+    """A regular expression that compiles; the error says where it does not."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        pos = exc.pos if exc.pos is not None else 0
+        raise PydanticCustomError(
+            "bad_regex",
+            "bad regular expression at position {position}: {error}",
+            {"position": pos, "error": exc.msg},
+        ) from None
+    return pattern
+
+
+def check_category(name: str) -> str:
+    """A taxonomy name (L1 or L2) or ``*``; close names are suggested for typos."""
+    if name == "*" or name in taxonomy.CATEGORIES:
+        return name
+    folded = {c.casefold(): c for c in taxonomy.CATEGORIES}
+    close = difflib.get_close_matches(name, list(taxonomy.CATEGORIES), n=3, cutoff=0.6)
+    if name.casefold() in folded:
+        close = [folded[name.casefold()]]
+    if close:
+        hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    else:
+        hint = "L1 categories are " + ", ".join(taxonomy.L1) + " (or '*' for all)"
+    raise PydanticCustomError(
+        "unknown_category", "unknown category {name}; {hint}", {"name": repr(name), "hint": hint}
+    )
+
+
+def check_domain(value: str) -> str:
+    """A bare domain (``spam.example``), stored lower-case and in ASCII (punycode)."""
+    domain = value.strip().strip(".")
+    if not domain or any(ch in domain for ch in "/:@ \t") or "://" in value:
+        raise PydanticCustomError(
+            "bad_domain",
+            "{value} is not a domain: give a bare name such as 'spam.example'",
+            {"value": repr(value)},
+        )
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise PydanticCustomError(
+            "bad_domain",
+            "{value} is not a valid domain: {error}",
+            {"value": repr(value), "error": str(exc)},
+        ) from None
+
+
+Regex = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(check_regex)]
+CategoryName = Annotated[str, AfterValidator(check_category)]
+Domain = Annotated[str, Field(max_length=253), AfterValidator(check_domain)]
+Name = Annotated[str, Field(pattern=_NAME)]
+TierName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_\-]{0,31}$")]
+Multiplier = Annotated[float, Field(gt=0, le=100)]
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class TextCondition(BaseModel):
+    """Holds when the OCR text of the frame matches a regex or contains a word.
+
+    With neither ``regex`` nor ``words`` it holds whenever the frame has any text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    regex: list[Regex] = Field(
+        default_factory=list,
+        description="Regular expressions (Python syntax) searched in each text line and in "
+        "all lines joined by newlines; one string or a list.",
+    )
+    words: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list,
+        description="Words or phrases, matched as whole words after Unicode NFKC folding and "
+        "case folding (substrings for scripts without spaces).",
+    )
+    ignore_case: bool = Field(True, description="Match the regular expressions ignoring case.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_regex(cls, data: object) -> object:
+        if isinstance(data, dict) and "regex" in data:
+            data = {**data, "regex": _as_list(data["regex"])}
+        return data
+
+
+class UrlCondition(BaseModel):
+    """Holds when a URL found in the frame (in a QR code/barcode or in the OCR text) is on
+    one of ``domains`` or matches a regex; with neither, whenever there is any URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domains: list[Domain] = Field(
+        default_factory=list,
+        description="Domains; a URL on the domain or any subdomain of it matches.",
+    )
+    regex: list[Regex] = Field(
+        default_factory=list,
+        description="Regular expressions searched in each normalised URL; one string or a list.",
+    )
+    sources: list[UrlSource] = Field(
+        default_factory=lambda: list(_ALL_SOURCES),
+        min_length=1,
+        description="Where URLs count from: decoded codes, OCR text, or both.",
+    )
+    ignore_case: bool = Field(True, description="Match the regular expressions ignoring case.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_regex(cls, data: object) -> object:
+        if isinstance(data, dict) and "regex" in data:
+            data = {**data, "regex": _as_list(data["regex"])}
+        return data
+
+
+class RuleSpec(BaseModel):
+    """One rule: categories at a confidence, optional conditions, and what to do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="Rule name, unique in its rule set; shown in alerts.")
+    enabled: bool = Field(True, description="A disabled rule is kept but never evaluated.")
+    categories: list[CategoryName] = Field(
+        default_factory=list,
+        description="Taxonomy labels (an L1 covers its L2 labels) or '*' for any label. "
+        "Empty: the rule is decided by its other conditions alone.",
+    )
+    min_confidence: float = Field(
+        50.0, ge=0, le=100, description="Confidence (0-100) a label must reach."
+    )
+    action: Action = Field(
+        "alert", description="'alert' tells moderators; 'auto_stop' also stops the stream."
+    )
+    text: TextCondition | None = Field(None, description="A condition on the frame's OCR text.")
+    urls: UrlCondition | None = Field(None, description="A condition on URLs found in the frame.")
+    lists: list[ListName] | None = Field(
+        None,
+        min_length=1,
+        description="Holds when the frame hits any of these tenant lists: 'blocked_words' "
+        "(OCR or code text) or 'blocked_domains' (a URL found in the frame).",
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> RuleSpec:
+        raise_issues(rule_issues(self))
+        return self
+
+
+class IgnoreSimilar(BaseModel):
+    """Skip a frame whose perceptual hash is close to the last analysed frame's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Skip similar frames.")
+    hash: HashKind = Field("pdq", description="'pdq' (256 bits) or 'dhash' (64 bits).")
+    threshold: int = Field(
+        31,
+        ge=0,
+        le=255,
+        description="Most bits in which two hashes may differ for the frames to count as "
+        "similar; must be below the hash's size.",
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> IgnoreSimilar:
+        raise_issues(similarity_issues(self))
+        return self
+
+
+class RuleSetSpec(BaseModel):
+    """A rule set for one channel, or for every channel a pattern matches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="Rule set name, unique per tenant.")
+    description: str = Field("", max_length=1000, description="What the rule set is for.")
+    enabled: bool = Field(True, description="A disabled rule set never applies.")
+    channel: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="The exact channel name this rule set is for; it overrides global ones.",
+    )
+    channel_pattern: Regex | None = Field(
+        None,
+        description="A global rule set: applies to channels in whose name this regular "
+        "expression finds a match ('.*' all, '^test-' names starting with 'test-').",
+    )
+    priority: int = Field(
+        100,
+        ge=0,
+        le=1_000_000,
+        description="Among global rule sets matching a channel the lowest number wins "
+        "(ties: the first name in order).",
+    )
+    sample_interval_s: float = Field(
+        10.0, gt=0, le=86_400, description="Seconds between sampled frames (standard tier)."
+    )
+    ignore_similar: IgnoreSimilar = Field(
+        default_factory=IgnoreSimilar, description="Skip frames similar to the last one."
+    )
+    policy: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
+        description="The analysis policy whose analyzers run on frames; none: the tenant's "
+        "default policy.",
+    )
+    tiers: dict[TierName, Multiplier] = Field(
+        default_factory=lambda: dict(DEFAULT_TIERS),
+        description="Streamer reputation tiers and the factor each multiplies the sampling "
+        "interval by (trusted streamers sampled less often, new ones more); a tier not "
+        "listed gets 1.",
+    )
+    rules: list[RuleSpec] = Field(min_length=1, description="The rules, evaluated on every frame.")
+
+    @model_validator(mode="after")
+    def _checks(self) -> RuleSetSpec:
+        raise_issues(rule_set_issues(self))
+        return self
+
+    @property
+    def scope(self) -> Literal["channel", "global"]:
+        return "channel" if self.channel is not None else "global"
+
+
+class RulesDocument(BaseModel):
+    """Every rule set of a tenant, as exported and imported."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule_sets: list[RuleSetSpec] = Field(
+        default_factory=list, description="The rule sets; names and channels unique."
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> RulesDocument:
+        raise_issues(document_issues(self))
+        return self
+
+
+def raise_issues(issues: Sequence[Issue]) -> None:
+    """Report checks across fields as one ``rule_checks`` error carrying every issue;
+    :mod:`bastion.rules.loader` unpacks them, each with its own path."""
+    if issues:
+        first = issues[0]
+        summary = f"{dotted(first.path)}: {first.message}" if first.path else first.message
+        raise PydanticCustomError(
+            "rule_checks", "{summary}", {"summary": summary, "issues": list(issues)}
+        )

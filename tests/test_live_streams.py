@@ -1,0 +1,452 @@
+"""Live streams end to end, with real parts: nginx-rtmp on loopback, ffmpeg pushing a stream
+whose picture changes half-way, the real models, the alert WebSocket, the stop hook.
+
+Also: HLS from the same nginx, frames pushed through the API, a source that drops and
+comes back, one that never connects, garbage instead of a stream, and a `bastion worker`
+killed while it holds a stream (the stream resumes in another worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+import websockets
+import yaml
+from fastapi import FastAPI
+from PIL import Image
+from standardwebhooks import Webhook
+
+from bastion.api.app import create_app
+from bastion.config import Settings
+from bastion.delivery.schedule import DeliveryConfig
+from bastion.live.config import StreamReaderConfig
+from bastion.live.settings import LiveConfig
+from bastion.pipeline.engine import Engine
+from tests.conftest import ADMIN_KEY, make_settings
+from tests.live_server import LiveServer, Publisher, free_port, live_server, still_then, write_clip
+from tests.rules_support import BLOCKED_DOMAIN, BLOCKED_WORD
+from tests.samples import benign_photos, encode
+from tests.test_jobs import Receiver
+from tests.textimages import banner
+
+pytestmark = [pytest.mark.models, pytest.mark.server]
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+LIVE_POLICY = """name: live-codes
+description: codes and text on live frames
+analyzers: [codes, ocr, hashes]
+rules: []
+"""
+
+RULES = f"""\
+name: games
+channel_pattern: "^game-"
+priority: 10
+sample_interval_s: 1
+ignore_similar: {{enabled: true, hash: pdq, threshold: 24}}
+policy: live-codes
+tiers: {{trusted: 4.0, standard: 1.0}}
+rules:
+  - name: spam-domain
+    urls: {{domains: [{BLOCKED_DOMAIN}]}}
+    action: auto_stop
+  - name: casino-ad
+    text: {{words: [{BLOCKED_WORD}]}}
+    action: alert
+"""
+
+
+def qr_frame(size: tuple[int, int] = (480, 360)) -> tuple[np.ndarray, np.ndarray]:
+    import qrcode
+
+    base = Image.fromarray(benign_photos()["skimage-coffee"]).convert("RGB").resize(size)
+    still = np.asarray(base)
+    changed = base.copy()
+    code = qrcode.make(f"https://{BLOCKED_DOMAIN}/promo").get_image().convert("RGB")
+    changed.paste(code.resize((220, 220)), (20, 20))
+    return still, np.asarray(changed)
+
+
+def settings_for(tmp: Path, receiver: Receiver, **live: Any) -> Settings:
+    policies = tmp / "policies"
+    policies.mkdir(exist_ok=True)
+    (policies / "live-codes.yaml").write_text(LIVE_POLICY)
+    reader = StreamReaderConfig(
+        open_timeout_s=3, read_timeout_s=3, backoff_min_s=0.2, backoff_max_s=1.0
+    )
+    live_config = {
+        "reader": reader,
+        "lease_s": 3.0,
+        "claim_interval_s": 0.3,
+        "stop_hook_url": receiver.url + "/stop",
+        "alert_webhook_url": receiver.url + "/alerts",
+        **live,
+    }
+    return make_settings(
+        tmp / "data",
+        allow_private_urls=True,
+        policies_dir=policies,
+        live=LiveConfig.model_validate(live_config),
+        delivery=DeliveryConfig(initial_delay_s=0.05, max_delay_s=0.2, poll_interval_s=0.05),
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    """The app on a real uvicorn server on loopback (WebSockets need one)."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert not task.done(), "the server did not start"
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=30) as client:
+            yield base, client
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 60)
+
+
+async def add_rules(client: httpx.AsyncClient, text: str = RULES) -> None:
+    r = await client.post("/v1/rules", content=text, headers={"Content-Type": "application/yaml"})
+    assert r.status_code in (200, 201), r.text
+
+
+async def wait_status(
+    client: httpx.AsyncClient, stream_id: str, states: set[str], timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = (await client.get(f"/v1/streams/{stream_id}")).json()
+        if body.get("status") in states:
+            return body
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LiveServer]:
+    with live_server() as s:
+        yield s
+
+
+async def test_rtmp_stream_changes_content_alert_and_auto_stop(
+    engine: Engine, tmp_path: Path, server: LiveServer, receiver: Receiver
+) -> None:
+    still, changed = qr_frame()
+    change_at = 6.0
+    clip = write_clip(tmp_path / "clip.mp4", still_then(still, changed, 14.0, change_at))
+    app = create_app(settings_for(tmp_path, receiver), engine=engine)
+    async with serving(app) as (base, client):
+        await add_rules(client)
+        ws_url = base.replace("http", "ws") + f"/v1/alerts/ws?token={ADMIN_KEY}"
+        async with websockets.connect(ws_url) as ws:
+            hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert hello["type"] == "hello"
+            with Publisher(server.rtmp_url("game-1"), clip=clip, loop=False, size=(480, 360)):
+                started = time.monotonic()
+                server.wait_publishing("game-1")
+                spec = {
+                    "id": "game-1",
+                    "channel": "game-1",
+                    "source_url": server.rtmp_url("game-1"),
+                    "streamer_id": "s-42",
+                    "metadata": {"room": 7},
+                }
+                r = await client.post("/v1/streams", json=spec)
+                assert r.status_code == 201, r.text
+                await wait_status(client, "game-1", {"live"}, timeout=20)
+                event = json.loads(await asyncio.wait_for(ws.recv(), change_at + 20))
+                arrived = time.monotonic() - started
+        assert event["type"] in ("alert.created", "alert.updated"), event
+        alert = event["alert"]
+        assert alert["rule"] == "spam-domain" and alert["stream_id"] == "game-1"
+        # the QR code appears at 6 s of stream time: the alert follows within seconds
+        assert change_at < arrived < change_at + 10, arrived
+        stream = await wait_status(client, "game-1", {"stopped"}, timeout=10)
+        assert stream["stopped_by"] == "rule:spam-domain"
+        counters = stream["counters"]
+        assert counters["frames_skipped_similar"] >= 2, counters  # the still picture
+        assert counters["frames_analysed"] >= 2 and counters["alerts"] >= 1, counters
+        # the stop hook: signed, with the stream's facts
+        secret = (await client.get("/v1/webhooks/secret")).json()["secret"]
+        deadline = time.monotonic() + 10
+        while True:
+            stops = [
+                (h, b) for h, b in list(receiver.requests) if json.loads(b)["type"] == "stream.stop"
+            ]
+            if stops or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert len({h["webhook-id"] for h, _ in stops}) == 1, receiver.requests
+        headers, body = stops[0]
+        payload = Webhook(secret).verify(body, headers)["data"]
+        assert payload["stream_id"] == "game-1" and payload["metadata"] == {"room": 7}
+        assert payload["stopped_by"] == "rule:spam-domain"
+        listed = (await client.get("/v1/alerts?stream_id=game-1")).json()
+        [stored] = listed["alerts"]
+        assert stored["state"] == "stream_stopped"
+        thumb = await client.get(f"/v1/alerts/{stored['id']}/thumbnail")
+        assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
+
+
+async def test_hls_output_of_the_same_server_is_read(
+    engine: Engine, tmp_path: Path, server: LiveServer, receiver: Receiver
+) -> None:
+    app = create_app(settings_for(tmp_path, receiver), engine=engine)
+    async with serving(app) as (_, client):
+        await add_rules(client)
+        with Publisher(server.rtmp_url("game-hls"), size=(320, 240)):
+            server.wait_hls("game-hls")
+            spec = {
+                "id": "game-hls",
+                "channel": "game-hls",
+                "source_url": server.hls_url("game-hls"),
+            }
+            assert (await client.post("/v1/streams", json=spec)).status_code == 201
+            await wait_status(client, "game-hls", {"live"}, timeout=30)
+            deadline = time.monotonic() + 30
+            while True:
+                body = (await client.get("/v1/streams/game-hls")).json()
+                if body["counters"].get("frames_analysed", 0) >= 2:
+                    break
+                assert time.monotonic() < deadline, body
+                await asyncio.sleep(0.2)
+            ended = await client.delete("/v1/streams/game-hls")
+            assert ended.json()["status"] == "stopped"
+        assert not [b for _, b in receiver.requests if json.loads(b)["type"] == "stream.stop"]
+
+
+async def test_drop_and_reconnect_then_a_source_that_never_connects(
+    engine: Engine, tmp_path: Path, server: LiveServer, receiver: Receiver
+) -> None:
+    app = create_app(settings_for(tmp_path, receiver), engine=engine)
+    async with serving(app) as (_, client):
+        pub = Publisher(server.rtmp_url("game-drop"), size=(320, 240)).start()
+        try:
+            server.wait_publishing("game-drop")
+            spec = {
+                "id": "game-drop",
+                "channel": "game-drop",
+                "source_url": server.rtmp_url("game-drop"),
+            }
+            assert (await client.post("/v1/streams", json=spec)).status_code == 201
+            await wait_status(client, "game-drop", {"live"}, timeout=20)
+            pub.kill()
+            body = await wait_status(client, "game-drop", {"reconnecting"}, timeout=20)
+            assert body["status_code"]
+            pub.start()
+            await wait_status(client, "game-drop", {"live"}, timeout=30)
+        finally:
+            pub.kill()
+        # nothing listens on this port: reconnecting, then offline once it gives up
+        dead = f"rtmp://127.0.0.1:{free_port()}/live/none"
+        (tmp_path / "2").mkdir()
+        quick = StreamReaderConfig(
+            open_timeout_s=1, read_timeout_s=1, backoff_min_s=0.2, backoff_max_s=0.5,
+            give_up_after_s=3,
+        )  # fmt: skip
+        live = settings_for(tmp_path / "2", receiver, reader=quick)
+        app2 = create_app(live, engine=engine)
+        async with serving(app2) as (_, c2):
+            spec = {"id": "nobody", "channel": "game-x", "source_url": dead}
+            assert (await c2.post("/v1/streams", json=spec)).status_code == 201
+            await wait_status(c2, "nobody", {"reconnecting"}, timeout=15)
+            body = await wait_status(c2, "nobody", {"offline"}, timeout=30)
+            assert body["status_code"] and body["status_reason"]
+
+
+async def test_garbage_source_is_an_error_and_others_are_unaffected(
+    engine: Engine, tmp_path: Path, server: LiveServer, receiver: Receiver
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Garbage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = np.random.default_rng(7).bytes(200_000)
+            self.send_response(200)
+            self.send_header("Content-Type", "video/x-flv")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    junk = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=junk.serve_forever, daemon=True).start()
+    reader = StreamReaderConfig(
+        open_timeout_s=3, read_timeout_s=3, backoff_min_s=0.2, backoff_max_s=1.0, give_up_after_s=5
+    )
+    app = create_app(settings_for(tmp_path, receiver, reader=reader), engine=engine)
+    try:
+        async with serving(app) as (_, client):
+            with Publisher(server.rtmp_url("game-ok"), size=(320, 240)):
+                server.wait_publishing("game-ok")
+                url = f"http://127.0.0.1:{junk.server_address[1]}/live.flv"
+                bad = {"id": "junk", "channel": "game-junk", "source_url": url}
+                good = {"id": "ok", "channel": "game-ok", "source_url": server.rtmp_url("game-ok")}
+                assert (await client.post("/v1/streams", json=bad)).status_code == 201
+                assert (await client.post("/v1/streams", json=good)).status_code == 201
+                body = await wait_status(client, "junk", {"error", "offline"}, timeout=40)
+                assert body["status_code"], body
+                await wait_status(client, "ok", {"live"}, timeout=20)
+            r = await client.post(
+                "/v1/streams", json={"id": "x", "channel": "c", "source_url": "ftp://h/x"}
+            )
+            assert r.status_code == 400 and r.json()["error"]["code"] == "url_rejected"
+    finally:
+        junk.shutdown()
+
+
+async def test_pushed_frames_follow_the_same_rules(
+    engine: Engine, tmp_path: Path, receiver: Receiver
+) -> None:
+    app = create_app(settings_for(tmp_path, receiver), engine=engine)
+    async with serving(app) as (_, client):
+        await add_rules(client)
+        assert (
+            await client.post("/v1/streams", json={"id": "push-1", "channel": "game-push"})
+        ).status_code == 201
+        photo = benign_photos()["skimage-chelsea"]
+        hdr = {"Content-Type": "image/jpeg"}
+        first = (
+            await client.post(
+                "/v1/streams/push-1/frames",
+                content=encode(photo),
+                headers=hdr,
+                params={"timestamp_ms": 0},
+            )
+        ).json()
+        assert first["analysed"] and first["matches"] == []
+        soon = (
+            await client.post(
+                "/v1/streams/push-1/frames",
+                content=encode(photo),
+                headers=hdr,
+                params={"timestamp_ms": 500},
+            )
+        ).json()
+        assert not soon["analysed"] and soon["skipped"] == "interval"
+        same = (
+            await client.post(
+                "/v1/streams/push-1/frames",
+                content=encode(photo),
+                headers=hdr,
+                params={"timestamp_ms": 1500},
+            )
+        ).json()
+        assert not same["analysed"] and same["skipped"] == "similar"
+        text = encode(banner(photo, "en", f"big {BLOCKED_WORD} bonus tonight"), "PNG")
+        fired = (
+            await client.post(
+                "/v1/streams/push-1/frames",
+                content=text,
+                headers={"Content-Type": "image/png"},
+                params={"timestamp_ms": 3000},
+            )
+        ).json()
+        assert fired["analysed"] and [m["rule"] for m in fired["matches"]] == ["casino-ad"]
+        again = (
+            await client.post(
+                "/v1/streams/push-1/frames",
+                content=text + b"\0",
+                headers={"Content-Type": "image/png"},
+                params={"timestamp_ms": 5000},
+            )
+        ).json()
+        # the same violation again: one alert with a counter, not a flood
+        alerts = (await client.get("/v1/alerts?stream_id=push-1")).json()["alerts"]
+        assert len(alerts) == 1 and alerts[0]["count"] >= 1
+        stream = (await client.get("/v1/streams/push-1")).json()
+        assert stream["status"] == "live" and stream["counters"]["frames_received"] == 5
+        assert again["stream"]["counters"]["frames_skipped_similar"] >= 1
+        r = await client.post("/v1/streams/push-1/frames", content=b"\x00garbage", headers=hdr)
+        assert r.status_code in (400, 415, 422) and r.json()["error"]["code"]
+
+
+def _plain(value: Any) -> Any:
+    from pydantic import SecretStr
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+async def test_a_killed_worker_s_streams_resume_elsewhere(
+    engine: Engine, tmp_path: Path, server: LiveServer, receiver: Receiver
+) -> None:
+    settings = settings_for(tmp_path, receiver)
+    config = tmp_path / "worker.yaml"
+    config.write_text(yaml.safe_dump(_plain(settings.model_dump())))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bastion.cli", "worker", "--config", str(config)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    no_sessions = settings.model_copy(
+        update={"live": settings.live.model_copy(update={"run_sessions": False})}
+    )
+    try:
+        with Publisher(server.rtmp_url("game-move"), size=(320, 240)):
+            server.wait_publishing("game-move")
+            async with serving(create_app(no_sessions, engine=engine)) as (_, client):
+                spec = {
+                    "id": "game-move",
+                    "channel": "game-move",
+                    "source_url": server.rtmp_url("game-move"),
+                }
+                assert (await client.post("/v1/streams", json=spec)).status_code == 201
+                first = await wait_status(client, "game-move", {"live"}, timeout=90)
+                assert first["worker"]
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            # a fresh process with sessions on takes the stream over once the claim lapses
+            async with serving(create_app(settings, engine=engine)) as (_, client):
+                deadline = time.monotonic() + 30
+                while True:
+                    body = (await client.get("/v1/streams/game-move")).json()
+                    if body["status"] == "live" and body["worker"] not in (None, first["worker"]):
+                        break
+                    assert time.monotonic() < deadline, body
+                    await asyncio.sleep(0.2)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        log.close()
