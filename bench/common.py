@@ -80,6 +80,15 @@ def free_port() -> int:
 @contextlib.contextmanager
 def server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """A real `bastion up` process on loopback; yields its base URL."""
+    with server_process(data_dir, extra_env) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def server_process(
+    data_dir: Path, extra_env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`server`, yielding the process too; its stderr goes to ``log`` when given."""
     port = free_port()
     env = {
         **os.environ,
@@ -88,6 +97,7 @@ def server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[
         "BASTION_LOG_LEVEL": "WARNING",
         **(extra_env or {}),
     }
+    sink = log.open("ab") if log is not None else None
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -101,15 +111,18 @@ def server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if sink is None else sink,
     )
+    if sink is not None:
+        sink.close()  # the server has its own copy
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if proc.poll() is not None:
+                told = log.read_text(errors="replace")[-4000:] if log else ""
                 raise RuntimeError(
-                    f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+                    f"server exited: {proc.stderr.read().decode() if proc.stderr else told}"
                 )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
@@ -117,7 +130,7 @@ def server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[
             time.sleep(0.5)
         else:
             raise RuntimeError("server did not become ready")
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:

@@ -86,13 +86,23 @@ class JobBackend:
         return make_settings(data_dir, jobs=self.jobs(prefix, **(jobs or {})), **kw)
 
 
-@pytest.fixture(scope="module", params=["embedded", "rabbitmq+postgres"])
-def job_backend(request: pytest.FixtureRequest) -> Iterator[JobBackend]:
-    """Runs a module's job tests once per backend; both must pass the same tests."""
-    if request.param != "embedded" and not (pg_available() and rabbit_available()):
+def _backend(name: str) -> Iterator[JobBackend]:
+    if name != "embedded" and not (pg_available() and rabbit_available()):
         unavailable("PostgreSQL or RabbitMQ")
-    backend = JobBackend(request.param)
+    backend = JobBackend(name)
     with backend.cleanup:
         yield backend
     for prefix in backend.prefixes:
         asyncio.run(delete_rabbit_queues(prefix))
+
+
+@pytest.fixture(scope="module", params=["embedded", "rabbitmq+postgres"])
+def job_backend(request: pytest.FixtureRequest) -> Iterator[JobBackend]:
+    """Runs a module's job tests once per backend; both must pass the same tests."""
+    yield from _backend(request.param)
+
+
+@pytest.fixture(scope="module")
+def rabbit_backend() -> Iterator[JobBackend]:
+    """RabbitMQ + PostgreSQL only (for what only a broker has, e.g. restarting it)."""
+    yield from _backend("rabbitmq+postgres")

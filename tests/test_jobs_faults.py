@@ -179,12 +179,10 @@ def _rabbitmqctl(*args: str) -> None:
 
 
 async def test_rabbitmq_restart_under_load_loses_nothing(
-    engine: Engine, tmp_path: Path, job_backend: JobBackend
+    engine: Engine, tmp_path: Path, rabbit_backend: JobBackend
 ) -> None:
-    if job_backend.name == "embedded":
-        pytest.skip("only the RabbitMQ backend has a broker to restart")
     receiver = Receiver()
-    settings = fault_settings(job_backend, tmp_path / "data", concurrency=2)
+    settings = fault_settings(rabbit_backend, tmp_path / "data", concurrency=2)
     config = write_config(settings, tmp_path / "bastion.yaml")
     log = tmp_path / "workers.log"
     photos = list(benign_photos().values())

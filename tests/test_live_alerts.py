@@ -255,7 +255,12 @@ async def test_repeated_violations_count_on_one_alert(server: Server) -> None:
         {"name": "Weapons", "confidence": 82.0},
         {"name": "Rifle", "confidence": 75.0},
     ]
-    assert body["evidence"] == {"text": ["knife"], "urls": [], "frame_ms": 11000}
+    assert body["evidence"] == {
+        "text": ["knife"],
+        "urls": [],
+        "frame_ms": 11000,
+        "sampled_at": None,
+    }
     assert body["thumbnail_url"] == f"/v1/alerts/{first}/thumbnail"
     assert body["last_at"] > body["first_at"] and body["updated_at"] > body["created_at"]
     assert body["stream_id"] == "live-1" and body["channel"] == "gaming"

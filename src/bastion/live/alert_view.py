@@ -25,6 +25,9 @@ class AlertEvidence(BaseModel):
     text: list[str] = Field(default_factory=list, description="Matched text or words.")
     urls: list[str] = Field(default_factory=list, description="Matched URLs.")
     frame_ms: int | None = Field(None, description="The frame's time in the stream (ms).")
+    sampled_at: datetime | None = Field(
+        None, description="When the frame was decoded (or pushed): alert lag = created_at − this."
+    )
 
 
 class AlertOut(BaseModel):
@@ -66,6 +69,11 @@ class AlertOut(BaseModel):
                 text=list(evidence.get("text") or []),
                 urls=list(evidence.get("urls") or []),
                 frame_ms=evidence.get("frame_ms"),
+                sampled_at=(
+                    datetime.fromtimestamp(evidence["sampled_at"], UTC)
+                    if isinstance(evidence.get("sampled_at"), (int, float))
+                    else None
+                ),
             ),
             thumbnail_url=f"/v1/alerts/{row.id}/thumbnail" if row.thumbnail else None,
             count=row.count,

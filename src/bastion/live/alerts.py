@@ -70,8 +70,15 @@ def merge_labels(old: list[Any], new: list[tuple[str, float]]) -> list[dict[str,
     return [{"name": name, "confidence": confidence} for name, confidence in ranked]
 
 
-def _evidence(match: RuleMatch, frame_ms: int | None) -> dict[str, Any]:
-    return {"text": list(match.text), "urls": list(match.urls), "frame_ms": frame_ms}
+def _evidence(
+    match: RuleMatch, frame_ms: int | None, sampled_at: float | None
+) -> dict[str, Any]:
+    return {
+        "text": list(match.text),
+        "urls": list(match.urls),
+        "frame_ms": frame_ms,
+        "sampled_at": sampled_at,  # Unix time the frame was decoded or received
+    }
 
 
 def _invalid(alert: Alert, action: str) -> InputError:
@@ -114,6 +121,7 @@ class AlertService:
         rule_set: str | None,
         thumbnail: str | None,
         frame_ms: int | None,
+        sampled_at: float | None = None,
     ) -> tuple[Alert, bool]:
         """Raise (or count again) the alert of ``match`` inside the caller's transaction.
 
@@ -141,7 +149,7 @@ class AlertService:
             alert.last_at = now
             alert.labels = merge_labels(alert.labels or [], match.labels)
             alert.reason = match.reason[:_MAX_REASON]
-            alert.evidence = _evidence(match, frame_ms)
+            alert.evidence = _evidence(match, frame_ms, sampled_at)
             if thumbnail is not None:
                 alert.thumbnail = thumbnail
             if match.action == "auto_stop":
@@ -163,7 +171,7 @@ class AlertService:
             state="stream_stopped" if stopped else "open",
             labels=merge_labels([], match.labels),
             reason=match.reason[:_MAX_REASON],
-            evidence=_evidence(match, frame_ms),
+            evidence=_evidence(match, frame_ms, sampled_at),
             thumbnail=thumbnail,
             count=1,
             version=1,

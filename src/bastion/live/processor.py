@@ -77,6 +77,7 @@ class FrameProcessor:
         decoded: DecodedImage,
         *,
         frame_ms: int | None,
+        sampled_at: float | None = None,
     ) -> FrameOutcome:
         """Moderate ``decoded`` under the rule set's policy and act on the rules that fire."""
         policy_name = resolved.policy if resolved is not None else None
@@ -91,7 +92,7 @@ class FrameProcessor:
         rgb = decoded.frames[0].rgb
         if self.thumbnails is not None:
             outcome.thumbnail = await asyncio.to_thread(self.thumbnails.save, stream.pk, rgb)
-        await asyncio.to_thread(self._act, stream, resolved, outcome, frame_ms)
+        await asyncio.to_thread(self._act, stream, resolved, outcome, frame_ms, sampled_at)
         return outcome
 
     def _act(
@@ -100,6 +101,7 @@ class FrameProcessor:
         resolved: ResolvedRules | None,
         outcome: FrameOutcome,
         frame_ms: int | None,
+        sampled_at: float | None,
     ) -> None:
         """Alerts and the auto-stop, in one transaction."""
         with self.streams.sessions.begin() as s:
@@ -115,6 +117,7 @@ class FrameProcessor:
                     rule_set=resolved.name if resolved is not None else None,
                     thumbnail=outcome.thumbnail,
                     frame_ms=frame_ms,
+                    sampled_at=sampled_at,
                 )
                 outcome.alert_ids.append(alert.id)
                 if match.action == "auto_stop" and stop is None:

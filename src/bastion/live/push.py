@@ -104,6 +104,7 @@ class PushedFrames:
         content_type: str | None,
         timestamp_ms: int | None,
     ) -> PushedFrame:
+        received = time.time()
         stream = await asyncio.to_thread(self.streams.get, tenant_id, stream_id)
         if stream.desired != "running":
             raise InputError(
@@ -117,7 +118,7 @@ class PushedFrames:
         if sampling.similarity_threshold is not None:
             hasher = self._hasher(sampling.hash)
             fingerprint = await asyncio.to_thread(hasher, decoded.frames[0].rgb)
-        at_s = timestamp_ms / 1000 if timestamp_ms is not None else time.time()
+        at_s = timestamp_ms / 1000 if timestamp_ms is not None else received
         row, skipped, distance = await asyncio.to_thread(
             self._decide,
             stream.id,
@@ -128,7 +129,9 @@ class PushedFrames:
         )
         if skipped is not None:
             return PushedFrame(row, skipped, distance, None)
-        outcome = await self.processor.process(ref, resolved, decoded, frame_ms=timestamp_ms)
+        outcome = await self.processor.process(
+            ref, resolved, decoded, frame_ms=timestamp_ms, sampled_at=received
+        )
         if outcome.alert_ids:
             await asyncio.to_thread(self._count_alerts, stream.id, len(outcome.alert_ids))
         fresh = await asyncio.to_thread(self.streams.get_by_pk, stream.id)

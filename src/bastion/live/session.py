@@ -188,6 +188,7 @@ class StreamSession:
                 self.resolved,
                 frame_image(live.frame, None),
                 frame_ms=frame_ms,
+                sampled_at=live.received_at,
             )
         except Exception:
             self.counters["analysis_errors"] += 1
