@@ -41,7 +41,7 @@ from bastion.errors import NotFound
 from bastion.live.alerts import AlertService
 from bastion.live.feed import CLOSE_TOO_SLOW, AlertFeed, FeedConfig
 from bastion.live.models import Stream
-from bastion.live.streams import StreamSpec
+from bastion.live.spec import StreamSpec
 from bastion.live.thumbnails import LiveThumbnails
 from bastion.rules import RuleMatch
 from tests.conftest import ADMIN_KEY, make_settings

@@ -390,6 +390,12 @@ async def test_pushed_frames_follow_the_same_rules(
         # the same violation again: one alert with a counter, not a flood
         alerts = (await client.get("/v1/alerts?stream_id=push-1")).json()["alerts"]
         assert len(alerts) == 1 and alerts[0]["count"] >= 1
+        # the rule tester on the frame the alert stored
+        tested = await client.post(
+            "/v1/rules/test", params={"channel": "game-push", "alert_id": alerts[0]["id"]}
+        )
+        assert tested.status_code == 200, tested.text
+        assert [m["rule"] for m in tested.json()["matches"]] == ["casino-ad"]
         stream = (await client.get("/v1/streams/push-1")).json()
         assert stream["status"] == "live" and stream["counters"]["frames_received"] == 5
         assert again["stream"]["counters"]["frames_skipped_similar"] >= 1
@@ -454,3 +460,37 @@ async def test_a_killed_worker_s_streams_resume_elsewhere(
             worker.kill()
             worker.wait()
         log.close()
+
+
+async def test_streams_from_the_configuration_show_their_last_frame(
+    engine: Engine, tmp_path: Path, server: LiveServer, receiver: Receiver
+) -> None:
+    from bastion.live.spec import StreamSpec
+
+    url = server.rtmp_url("game-cfg")
+    settings = settings_for(
+        tmp_path,
+        receiver,
+        streams=[
+            StreamSpec(id="cfg-1", channel="game-cfg", source_url=url),
+            StreamSpec(id="cfg-bad", channel="game-cfg", source_url="gopher://x/y"),
+        ],
+    )
+    with Publisher(url, size=(320, 240)):
+        server.wait_publishing("game-cfg")
+        async with serving(create_app(settings, engine=engine)) as (_, client):
+            assert (await client.get("/v1/streams/cfg-bad")).status_code == 404  # logged, skipped
+            await wait_status(client, "cfg-1", {"live"}, timeout=20)
+            deadline = time.monotonic() + 30
+            while True:
+                body = (await client.get("/v1/streams/cfg-1")).json()
+                if body["thumbnail_url"] and body["counters"].get("frames_analysed", 0) >= 2:
+                    break
+                assert time.monotonic() < deadline, body
+                await asyncio.sleep(0.2)
+            jpeg = await client.get(body["thumbnail_url"])
+            assert jpeg.status_code == 200 and jpeg.content[:3] == b"\xff\xd8\xff"
+            assert body["last_frame_at"] and body["last_frame_ms"] is not None
+            # one latest frame is kept per stream, not one file per analysed frame
+            [folder] = (tmp_path / "data" / "live-thumbnails").iterdir()
+            assert len(list(folder.glob("*.jpg"))) <= 2

@@ -26,7 +26,7 @@ from bastion.jobs.retention import MediaRetention
 from bastion.jobs.service import JobService
 from bastion.jobs.worker import Worker
 from bastion.live.feed import AlertFeed
-from bastion.live.runtime import build_live
+from bastion.live.runtime import build_live, register_configured
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
 from bastion.rules.book import RuleBook
@@ -61,6 +61,7 @@ def create_app(
         await run_in_threadpool(dedup.start)
         rules = RuleBook(sessions)
         live = build_live(settings, sessions, eng, policies, rules, fetch_policy(settings))
+        await run_in_threadpool(register_configured, live, settings)
         thumbs = live.thumbnails
         feed = AlertFeed(sessions)
         app.state.services = Services(

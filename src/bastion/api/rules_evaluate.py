@@ -17,10 +17,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from bastion.api.auth import Reader
-from bastion.api.inputs import read_single
+from bastion.api.inputs import MediaInput, read_single
 from bastion.api.rule_checks import decode_rules, feasibility
 from bastion.api.services import Services, services
-from bastion.errors import InputError, NotFound
+from bastion.errors import BastionError, InputError, NotFound
 from bastion.results import ModerationResult
 from bastion.rules.compiled import ResolvedRules, compile_rule_set
 from bastion.rules.evaluate import RuleMatch, RuleOutcome, evaluate, explain
@@ -136,6 +136,23 @@ async def _choice(
     return choice
 
 
+def _stored_frame(svc: Services, who: Principal, alert_id: str) -> MediaInput:
+    """The frame an alert stored (its thumbnail), as the image to test on."""
+    alert = svc.alerts.get(who.tenant_id, alert_id)
+    if alert.thumbnail is None:
+        raise NotFound(f"alert {alert_id!r} has no stored frame", code="thumbnail_not_found")
+    path = svc.live_thumbnails.path(alert.stream_pk, alert.thumbnail)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise BastionError(
+            f"the frame of alert {alert_id!r} was deleted after the retention period",
+            code="thumbnail_expired",
+            status=410,
+        ) from exc
+    return MediaInput(data, "image/jpeg", None, "alert")
+
+
 def _resolve(svc: Services, who: Principal, choice: _Choice) -> ResolvedRules:
     if choice.rule_set_id is not None:
         stored = svc.rules.store.get(who.tenant_id, choice.rule_set_id)
@@ -165,11 +182,18 @@ async def evaluate_rules_on_image(
         str | None, Query(max_length=256, description="The rule set this channel gets.")
     ] = None,
     tier: Annotated[str, Query(max_length=32, description="Streamer tier.")] = "standard",
+    alert_id: Annotated[
+        str | None,
+        Query(max_length=64, description="Test on the stored frame of this alert, not an upload."),
+    ] = None,
 ) -> RuleTestOut:
     async with svc.admission.slot():
         choice = await _choice(request, rule_set_id, channel, tier)
         resolved = await run_in_threadpool(_resolve, svc, who, choice)
-        item = await read_single(request, svc.settings, None)
+        if alert_id is not None:
+            item = await run_in_threadpool(_stored_frame, svc, who, alert_id)
+        else:
+            item = await read_single(request, svc.settings, None)
         policy, lists = await run_in_threadpool(
             svc.policies.resolve, who.tenant_id, resolved.policy
         )

@@ -15,7 +15,7 @@ from bastion.api.inputs import read_single
 from bastion.api.services import Services, services
 from bastion.errors import NotFound
 from bastion.live.models import Stream
-from bastion.live.streams import StreamSpec
+from bastion.live.spec import StreamSpec
 from bastion.results import ModerationResult
 
 router = APIRouter(prefix="/v1", tags=["streams"])
@@ -40,7 +40,7 @@ class StreamOut(BaseModel):
     )
     last_frame_at: datetime | None = Field(description="When the last sampled frame came.")
     last_frame_ms: int | None = Field(description="Its time in the stream (ms).")
-    thumbnail_url: str | None = Field(description="The last alert's frame, as a JPEG.")
+    thumbnail_url: str | None = Field(description="The last analysed frame, as a JPEG.")
     created_at: datetime
     updated_at: datetime
     stopped_at: datetime | None

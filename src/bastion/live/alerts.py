@@ -70,9 +70,7 @@ def merge_labels(old: list[Any], new: list[tuple[str, float]]) -> list[dict[str,
     return [{"name": name, "confidence": confidence} for name, confidence in ranked]
 
 
-def _evidence(
-    match: RuleMatch, frame_ms: int | None, sampled_at: float | None
-) -> dict[str, Any]:
+def _evidence(match: RuleMatch, frame_ms: int | None, sampled_at: float | None) -> dict[str, Any]:
     return {
         "text": list(match.text),
         "urls": list(match.urls),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,9 @@ from bastion.media.fetch import FetchPolicy
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
 from bastion.rules import RuleBook
+from bastion.store.repo import DEFAULT_TENANT
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,3 +62,16 @@ def build_live(
         pushed=PushedFrames(engine, streams, processor, settings.live),
         supervisor=StreamSupervisor(streams, processor, settings.live),
     )
+
+
+def register_configured(live: Live, settings: Settings) -> None:
+    """Register the streams listed in ``live.streams`` for the default tenant; a stream
+    that cannot be registered is logged and skipped, the others go on."""
+    for spec in settings.live.streams:
+        try:
+            _, created = live.streams.register(DEFAULT_TENANT, spec)
+        except Exception as exc:
+            log.error("stream %s from the configuration was not registered: %s", spec.id, exc)
+            continue
+        if created:
+            log.info("stream %s (%s) registered from the configuration", spec.id, spec.channel)

@@ -84,6 +84,8 @@ class StreamSession:
         self._ended = asyncio.Event()
         self._reader: StreamReader | None = None
         self.resolved: ResolvedRules | None = None
+        self._latest: str | None = None
+        self._kept: set[str] = set()  # thumbnails alerts point at: never deleted here
 
     # ---- status ---------------------------------------------------------------
     def _on_status(self, status: StreamStatus) -> None:
@@ -179,6 +181,22 @@ class StreamSession:
                     self.streams.report, self.ref.pk, self.owner, self._report()
                 )
 
+    async def _latest_thumbnail(self, live: LiveFrame, alert_thumbnail: str | None) -> str | None:
+        """A JPEG of the last analysed frame; the one before goes unless an alert shows it."""
+        thumbs = self.processor.thumbnails
+        if thumbs is None:
+            return None
+        if alert_thumbnail is not None:
+            self._kept.add(alert_thumbnail)
+            name: str = alert_thumbnail
+        else:
+            name = await asyncio.to_thread(thumbs.save, self.ref.pk, live.frame.rgb)
+        previous, self._latest = self._latest, name
+        if previous is not None and previous != name and previous not in self._kept:
+            with contextlib.suppress(OSError):
+                thumbs.path(self.ref.pk, previous).unlink(missing_ok=True)
+        return name
+
     async def _analyse(self, live: LiveFrame) -> bool:
         """One sampled frame; True when the stream was stopped by a rule."""
         frame_ms = live.frame.timestamp_ms
@@ -199,7 +217,7 @@ class StreamSession:
         self.last_frame = (
             datetime.fromtimestamp(live.received_at, UTC),
             int(frame_ms or 0),
-            outcome.thumbnail,
+            await self._latest_thumbnail(live, outcome.thumbnail),
         )
         if outcome.alert_ids:
             self._changed.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.live.config import StreamReaderConfig
+from bastion.live.spec import StreamSpec
 
 
 class LiveConfig(BaseModel):
@@ -46,4 +47,11 @@ class LiveConfig(BaseModel):
         description="Where alert events (alert.created, alert.updated) are delivered as "
         "signed webhooks, retried like job callbacks.",
     )
-    thumbnails: bool = Field(True, description="Keep a JPEG of the frames alerts are about.")
+    thumbnails: bool = Field(
+        True, description="Keep a JPEG of the frames alerts are about and of the last one."
+    )
+    streams: list[StreamSpec] = Field(
+        default_factory=list,
+        description="Streams of the default tenant registered at start-up (as by "
+        "POST /v1/streams; one already running is left as it is).",
+    )
