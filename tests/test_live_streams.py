@@ -219,6 +219,12 @@ async def test_rtmp_stream_changes_content_alert_and_auto_stop(
         assert stored["state"] == "stream_stopped"
         thumb = await client.get(f"/v1/alerts/{stored['id']}/thumbnail")
         assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
+        metrics = (await client.get("/metrics")).text
+        lag_count = next(
+            line for line in metrics.splitlines()
+            if line.startswith("bastion_live_alert_lag_seconds_count")
+        )  # fmt: skip
+        assert float(lag_count.split()[-1]) >= 1
 
 
 async def test_hls_output_of_the_same_server_is_read(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 
 from bastion.live.alerts import AlertService
@@ -87,12 +88,18 @@ class FrameProcessor:
         result = await self.engine.moderate_decoded(decoded, policy, extra_lists=lists)
         matches = evaluate(resolved, result, lists) if resolved is not None else []
         outcome = FrameOutcome(result=result, matches=matches)
+        metrics = self.engine.metrics
+        metrics.live_frames.inc()
         if not matches:
             return outcome
         rgb = decoded.frames[0].rgb
         if self.thumbnails is not None:
             outcome.thumbnail = await asyncio.to_thread(self.thumbnails.save, stream.pk, rgb)
         await asyncio.to_thread(self._act, stream, resolved, outcome, frame_ms, sampled_at)
+        for match in matches:
+            metrics.live_alerts.labels(match.action).inc()
+        if sampled_at is not None and outcome.alert_ids:
+            metrics.alert_lag.observe(max(0.0, time.time() - sampled_at))
         return outcome
 
     def _act(

@@ -56,3 +56,15 @@ class Metrics:
         self.media_errors = Counter(
             "bastion_media_errors", "Rejected inputs by error code", ["code"], registry=r
         )
+        self.live_frames = Counter(
+            "bastion_live_frames_analysed", "Live-stream frames analysed", registry=r
+        )
+        self.live_alerts = Counter(
+            "bastion_live_rule_matches", "Live rules that fired", ["action"], registry=r
+        )
+        self.alert_lag = Histogram(
+            "bastion_live_alert_lag_seconds",
+            "From a live frame's decoding to its alert being stored",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
