@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import yaml
 from pydantic import SecretStr
 
 from bastion.config import Settings
@@ -106,3 +107,21 @@ def job_backend(request: pytest.FixtureRequest) -> Iterator[JobBackend]:
 def rabbit_backend() -> Iterator[JobBackend]:
     """RabbitMQ + PostgreSQL only (for what only a broker has, e.g. restarting it)."""
     yield from _backend("rabbitmq+postgres")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_config(settings: Settings, path: Path) -> Path:
+    """The same settings as a YAML config file, for `bastion worker --config`."""
+    path.write_text(yaml.safe_dump(_plain(settings.model_dump())))
+    return path

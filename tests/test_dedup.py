@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from PIL import Image
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.analyzers.hashes import hamming
@@ -40,12 +40,12 @@ from bastion.results import ModerationResult
 from bastion.store.db import make_engine, migrate, session_factory
 from tests.conftest import ADMIN_KEY, make_settings
 from tests.samples import benign_photos, encode
+from tests.services import pg_available, pg_schema, unavailable
 from tests.test_media_video import noise_frames, write_video
 
 pytestmark = pytest.mark.models
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 JPEG = {**AUTH, "Content-Type": "image/jpeg"}
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NSFW_ONLY = """name: nsfw-only
 description: the nsfw analyzer alone
 analyzers: [nsfw, hashes]
@@ -55,35 +55,16 @@ rules:
 """
 
 
-def _pg_available() -> bool:
-    try:
-        import psycopg  # noqa: F401
-
-        engine = make_engine(PG_URL)
-        with engine.connect() as c:
-            c.execute(text("SELECT 1"))
-        engine.dispose()
-        return True
-    except Exception:
-        return False
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """None (SQLite in the data dir) or a PostgreSQL URL on a schema of its own."""
     if request.param == "sqlite":
         yield None
         return
-    if not _pg_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as c:
-        c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield PG_URL + f"?options=-csearch_path%3D{schema}"
-    with admin.begin() as c:
-        c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    if not pg_available():
+        unavailable("PostgreSQL")
+    with pg_schema() as url:
+        yield url
 
 
 def settings_for(data_dir: Path, database_url: str | None = None, **kw: Any) -> Settings:

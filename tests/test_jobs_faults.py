@@ -21,39 +21,19 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from bastion.api.app import create_app
 from bastion.config import Settings
 from bastion.delivery.schedule import DeliveryConfig
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, JobBackend
+from tests.conftest import ADMIN_KEY, JobBackend, write_config
 from tests.samples import benign_photos, encode
 from tests.test_jobs import Receiver, wait_for
 from tests.test_media_video import cut_frames, write_video
 
 pytestmark = [pytest.mark.models, pytest.mark.slow, pytest.mark.server]
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_config(settings: Settings, path: Path) -> Path:
-    """The same settings as a YAML config file for `bastion worker --config`."""
-    path.write_text(yaml.safe_dump(_plain(settings.model_dump())))
-    return path
 
 
 def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:

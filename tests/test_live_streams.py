@@ -26,7 +26,6 @@ import numpy as np
 import pytest
 import uvicorn
 import websockets
-import yaml
 from fastapi import FastAPI
 from PIL import Image
 from standardwebhooks import Webhook
@@ -37,7 +36,7 @@ from bastion.delivery.schedule import DeliveryConfig
 from bastion.live.config import StreamReaderConfig
 from bastion.live.settings import LiveConfig
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, make_settings
+from tests.conftest import ADMIN_KEY, make_settings, write_config
 from tests.live_server import LiveServer, Publisher, free_port, live_server, still_then, write_clip
 from tests.rules_support import BLOCKED_DOMAIN, BLOCKED_WORD
 from tests.samples import benign_photos, encode
@@ -409,26 +408,11 @@ async def test_pushed_frames_follow_the_same_rules(
         assert r.status_code in (400, 415, 422) and r.json()["error"]["code"]
 
 
-def _plain(value: Any) -> Any:
-    from pydantic import SecretStr
-
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 async def test_a_killed_worker_s_streams_resume_elsewhere(
     engine: Engine, tmp_path: Path, server: LiveServer, receiver: Receiver
 ) -> None:
     settings = settings_for(tmp_path, receiver)
-    config = tmp_path / "worker.yaml"
-    config.write_text(yaml.safe_dump(_plain(settings.model_dump())))
+    config = write_config(settings, tmp_path / "worker.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(

@@ -217,13 +217,7 @@ class AlertService:
     ) -> Stream:
         """Stop a stream by its id (API, moderators), with its alerts' webhooks."""
         with self.sessions.begin() as s:
-            row = s.scalars(
-                select(Stream)
-                .where(Stream.tenant_id == tenant_id, Stream.stream_id == stream_id)
-                .with_for_update()
-            ).first()
-            if row is None:
-                raise NotFound(f"stream {stream_id!r} not found", code="stream_not_found")
+            row = self.streams.locked(s, tenant_id, stream_id)
             self.stop_stream_in(s, row, by=by, reason=reason, call_hook=call_hook)
             return row
 

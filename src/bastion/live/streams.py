@@ -137,31 +137,17 @@ class StreamService:
             return list(s.scalars(q.order_by(Stream.created_at.desc()).limit(limit)))
 
     # stopping -----------------------------------------------------------------
-    def end(self, tenant_id: str, stream_id: str) -> Stream:
-        """The platform ended the broadcast (DELETE): stop watching, no stop hook."""
-        return self.stop(tenant_id, stream_id, by="api", reason="ended", call_hook=False)
-
-    def stop(
-        self,
-        tenant_id: str,
-        stream_id: str,
-        *,
-        by: str,
-        reason: str,
-        call_hook: bool = True,
-        alert_id: str | None = None,
-    ) -> Stream:
-        """Stop a stream: mark it, close its open alerts, call the stop hook (queued)."""
-        with self.sessions.begin() as s:
-            row = s.scalars(
-                select(Stream)
-                .where(Stream.tenant_id == tenant_id, Stream.stream_id == stream_id)
-                .with_for_update()
-            ).first()
-            if row is None:
-                raise NotFound(f"stream {stream_id!r} not found", code="stream_not_found")
-            self.stop_in(s, row, by=by, reason=reason, call_hook=call_hook, alert_id=alert_id)
-            return row
+    @staticmethod
+    def locked(s: Session, tenant_id: str, stream_id: str) -> Stream:
+        """The stream's row, locked for the caller's transaction; 404 when unknown."""
+        row = s.scalars(
+            select(Stream)
+            .where(Stream.tenant_id == tenant_id, Stream.stream_id == stream_id)
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise NotFound(f"stream {stream_id!r} not found", code="stream_not_found")
+        return row
 
     def stop_in(
         self,
