@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --test
 .venv/bin/ruff check src tests bench
-.venv/bin/mypy
+.venv/bin/mypy src tests bench
 exec .venv/bin/python -m pytest -q "$@"

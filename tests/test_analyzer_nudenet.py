@@ -11,11 +11,10 @@ import bastion.analyzers.nudenet as nudenet_module
 from bastion.analyzers.nudenet import (
     CLASSES,
     DEFAULT_CLASS_MAP,
-    AnalyzerUnavailable,
     NudeNetAnalyzer,
     NudeNetConfig,
 )
-from bastion.errors import BastionError
+from bastion.errors import AnalyzerUnavailable, BastionError
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
 from tests.analyzer_contract import AnalyzerContract, context

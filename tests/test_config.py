@@ -41,11 +41,11 @@ def test_analyzer_configs_validate_per_type(tmp_path: Path) -> None:
     assert [a.type for a in s.analyzers] == ["labels", "codes"]
     assert s.analyzers[0].top_k == 3  # type: ignore[attr-defined]
     with pytest.raises(ValidationError, match="unknown analyzer type"):
-        Settings(analyzers=[{"type": "nope"}])  # type: ignore[list-item]
+        Settings(analyzers=[{"type": "nope"}])
     with pytest.raises(ValidationError, match="top_kk"):
-        Settings(analyzers=[{"type": "labels", "top_kk": 3}])  # type: ignore[list-item]
+        Settings(analyzers=[{"type": "labels", "top_kk": 3}])
     with pytest.raises(ValidationError, match="used twice"):
-        Settings(analyzers=[{"type": "codes"}, {"type": "codes"}])  # type: ignore[list-item]
+        Settings(analyzers=[{"type": "codes"}, {"type": "codes"}])
 
 
 def test_unknown_settings_are_refused(tmp_path: Path) -> None:

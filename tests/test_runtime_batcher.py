@@ -61,7 +61,7 @@ async def test_a_failing_batch_fails_its_callers_and_the_batcher_survives() -> N
 
 
 async def test_wrong_result_count_is_an_error() -> None:
-    b = DynamicBatcher("m", lambda batch: [], BatchPolicy())
+    b: DynamicBatcher[int, int] = DynamicBatcher("m", lambda batch: [], BatchPolicy())
     with pytest.raises(RuntimeError, match="returned 0 results"):
         await b.submit(1)
     await b.close()

@@ -40,7 +40,9 @@ def test_gpu_providers_come_first_in_configured_order(
     chosen = bort.select_providers(RuntimeConfig(cache_dir=tmp_path, device_id=1))
     names = [p[0] if isinstance(p, tuple) else p for p in chosen]
     assert names == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    trt_opts = chosen[0][1]  # type: ignore[index]
+    first = chosen[0]
+    assert isinstance(first, tuple)
+    trt_opts = first[1]
     assert trt_opts["device_id"] == 1 and trt_opts["trt_engine_cache_path"].startswith(
         str(tmp_path)
     )
