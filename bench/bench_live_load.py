@@ -9,7 +9,11 @@ the in-process stream workers) and a local nginx-rtmp. A few ffmpeg processes pu
 pre-encoded clip, looped with ``-c copy`` (so they cost little), started half a second
 apart so that the streams' keyframes do not all fall at the same instants; N Bastion
 streams (``load-000`` …) read those RTMP URLs, nginx fanning each publisher out to its
-readers, so Bastion makes N independent connections and decodes. One rule set matches
+readers, so Bastion makes N independent connections and decodes. The streams are
+registered one after another over ``--spread`` seconds (one sampling interval), as
+streams that start at independent times would be: registered at once they are claimed
+together, their sampling grids start at the same keyframes, and their frames come in
+bursts (``--spread 0`` measures that case). One rule set matches
 every ``load-`` channel: one frame every 10 s, similar frames skipped (PDQ), a policy of
 light analyzers (nsfw, codes, hashes) and two rules with action ``alert`` (the streams
 keep running): Explicit Nudity, and URLs to the blocked domain.
@@ -27,17 +31,26 @@ For each step, after every stream is live and a warm-up, over the measured windo
 CPU seconds of the Bastion process (utime + stime from /proc, every thread), of
 nginx, of the publishers and of the whole machine (the rest is other work); frames
 sampled and analysed per stream from the streams API; and for every alert change
-whose frame was decoded in the window, from the WebSocket: alert lag =
+whose frame was decoded in the window (after the window the run waits until they stop
+coming, up to a minute), from the WebSocket: alert lag =
 ``updated_at − evidence.sampled_at`` (``created_at`` for a new alert: the frame's
 decoding to the committed alert), WebSocket lag = arrival − ``sampled_at``, and
 publish lag = arrival − the time the publisher sent that frame (its start + loop ×
 40 s + frame / 30; includes the publisher's ~0.1 s start-up, so it errs high).
 A step meets the target when every stream is live at the end, every stream sampled at
-least ``window / 10 s − 1`` frames with none dropped, and the alert lag's p95 < 1 s.
-The ladder stops at the first step that misses it.
+least ``⌊window / 10 s⌋ − 1`` frames with none dropped, and the alert lag's p95 < 1 s.
+A ladder climbs no further after a step that misses it by far (a stream not live or
+off its cadence, or p95 ≥ 2 s).
 
-    .venv/bin/python -m bench.bench_live_load [--ladder 10,25,50,100,150] [--full 25]
-        [--seconds 60] [--warmup 20]
+``--full`` runs those steps again decoding every frame; ``--split`` runs steps with the
+streams split evenly over ``--processes`` processes on the same machine (``bastion up``
+and ``bastion worker``, one database, ``live.max_streams`` = N / processes);
+``--database postgres`` uses the local PostgreSQL (a fresh schema per step) instead of
+the embedded SQLite.
+
+    .venv/bin/python -m bench.bench_live_load [--ladder 10,25,50,75,100,150] [--full 25]
+        [--split 100,150,200 --processes 2] [--database sqlite] [--seconds 60] [--warmup 20]
+        [--spread 10]
 """
 
 from __future__ import annotations
@@ -48,10 +61,13 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -68,6 +84,7 @@ from PIL import Image
 from tests.live_server import Publisher, live_server
 from tests.rules_support import BLOCKED_DOMAIN
 from tests.samples import benign_photos
+from tests.services import pg_schema
 
 from bench.common import BENCH_KEY, machine, server_process
 
@@ -79,7 +96,7 @@ WIDTH, HEIGHT = 1280, 720
 BITRATE = 2_500_000
 INTERVAL_S = 10.0
 STAGGER_S = 0.5
-TAIL_S = 5.0  # after the window, for the alerts of its last frames
+TAIL_S = (5.0, 3.0, 60.0)  # after the window: at least, quiet for, at most (seconds)
 LIVE_TIMEOUT_S = 90.0
 LAG_TARGET_S = 1.0
 WAYS = {"keyframes": "auto", "all": "all"}
@@ -174,6 +191,16 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def pids_named(name: str) -> list[int]:
+    """Every process whose command name is ``name`` (e.g. the database server's)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if stat.read_text().strip() == name:
+                found.append(int(stat.parent.name))
+    return found
+
+
 def machine_busy_s() -> float:
     """CPU seconds the whole machine spent on anything but idle and I/O wait."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
@@ -187,11 +214,34 @@ class Snapshot:
     streams: dict[str, dict[str, Any]]
 
 
+@contextlib.contextmanager
+def worker_process(data_dir: Path, env: dict[str, str], log: Path) -> Iterator[int]:
+    """A `bastion worker` (stream sessions, no API) beside the server; yields its pid."""
+    with log.open("ab") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bastion.cli", "worker", "--data-dir", str(data_dir)],
+            env={**os.environ, "BASTION_LOG_LEVEL": "WARNING", **env},
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    try:
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 # ---- one step ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Step:
     streams: int
     decoding: str  # a key of WAYS
+    database: str = "sqlite"
+    processes: int = 1  # `bastion up` and processes - 1 `bastion worker`
 
 
 @dataclass
@@ -211,6 +261,7 @@ class Result:
     window_s: float = 0.0
     cpu_pct: dict[str, float] = field(default_factory=dict)  # % of the machine's cores
     live_end: int = 0
+    not_live: dict[str, int] = field(default_factory=dict)  # "status code" → streams
     on_cadence: int = 0
     sampled_min: int = 0
     sampled_max: int = 0
@@ -223,8 +274,10 @@ class Result:
     error: str | None = None
 
     @property
-    def expected(self) -> float:
-        return self.window_s / INTERVAL_S
+    def expected(self) -> int:
+        """Frames a stream on its cadence samples in the window (± 1: counters are
+        reported about once a second, so either end may be a second behind)."""
+        return int(self.window_s // INTERVAL_S)
 
     def ms_per_stream_s(self, who: str = "bastion") -> float:
         cores = os.cpu_count() or 1
@@ -236,7 +289,8 @@ class Result:
         n = self.step.streams
         out = []
         if self.live_end < n:
-            out.append(f"{n - self.live_end} not live")
+            states = ", ".join(f"{k}: {v}" for k, v in sorted(self.not_live.items()))
+            out.append(f"{n - self.live_end} not live ({states})")
         if self.on_cadence < n:
             out.append(f"{n - self.on_cadence} off cadence")
         if self.dropped:
@@ -250,30 +304,41 @@ class Result:
 
     def line(self) -> str:
         n, lags, cpu = self.step.streams, self.lags, self.cpu_pct
+        what = f"| {self.step.database} × {self.step.processes} | {self.step.decoding} | {n} |"
         if self.error:
-            return f"| {self.step.decoding} | {n} | error: {self.error} |"
+            return f"{what} error: {self.error} |"
         misses = self.misses()
         verdict = "**yes**" if not misses else "no: " + "; ".join(misses)
+        db = f"{cpu['database']:.0f}" if self.step.database == "postgres" else "in Bastion"
         return (
-            f"| {self.step.decoding} | {n} | {self.live_end}/{n} | "
+            f"{what} {self.live_end}/{n} | "
             f"{self.on_cadence}/{n} ({self.sampled_min}–{self.sampled_max} of "
-            f"{self.expected:.0f}) | {self.analysed / self.window_s:.2f} | "
+            f"{self.expected}) | {self.analysed / self.window_s:.2f} | "
             f"{cpu['bastion']:.0f} % | {self.ms_per_stream_s():.1f} ms | "
             f"{pct(lags.alert, 50):.2f} / **{pct(lags.alert, 95):.2f}** / "
             f"{max(lags.alert, default=float('nan')):.2f} | "
             f"{pct(lags.ws, 50):.2f} / {pct(lags.ws, 95):.2f} | "
             f"{pct(lags.publish, 50):.2f} / {pct(lags.publish, 95):.2f} | "
             f"{len(lags.alert)} ({self.alerts_counted}) | {self.dropped} | "
-            f"{cpu['nginx']:.0f} / {cpu['ffmpeg']:.0f} / {cpu['other']:.0f} % | {verdict} |"
+            f"{cpu['nginx']:.0f} / {cpu['ffmpeg']:.0f} / {db} / {cpu['other']:.0f} % | "
+            f"{verdict} |"
         )
+
+    def clearly_fails(self) -> bool:
+        """Missed the target by far: the ladder climbs no further."""
+        n = self.step.streams
+        if self.error or self.live_end < n or self.on_cadence < n:
+            return True
+        return not pct(self.lags.alert, 95) < 2 * LAG_TARGET_S
 
 
 HEADER = (
-    "| decoding | streams | live at end | on cadence (frames sampled per stream) | "
+    "| database × processes | decoding | streams | live at end | "
+    "on cadence (frames sampled per stream) | "
     "frames analysed/s | Bastion CPU | CPU per stream-second | alert lag p50 / p95 / max s | "
     "WebSocket lag p50 / p95 s | publish lag p50 / p95 s | alert changes (counted) | "
-    "dropped | nginx / ffmpeg / other CPU | meets target |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "dropped | nginx / ffmpeg / database / other CPU | meets target |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -295,13 +360,33 @@ async def _streams(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
     return {s["id"]: s for s in reply.json()["streams"]}
 
 
-async def _snapshot(client: httpx.AsyncClient, pids: dict[str, list[int]]) -> Snapshot:
+async def _snapshot(
+    client: httpx.AsyncClient, pids: dict[str, list[int]], database: str
+) -> Snapshot:
     streams = await _streams(client)
+    pids = pids | {"database": pids_named("postgres") if database == "postgres" else []}
     cpu = {who: sum(process_cpu_s(p) for p in group) for who, group in pids.items()}
     times = os.times()
     cpu["bench"] = times.user + times.system
     cpu["machine"] = machine_busy_s()
     return Snapshot(time.time(), cpu, streams)
+
+
+async def _drain(events: list[tuple[float, Any]], start: float, end: float) -> None:
+    """Wait until the alert changes of frames decoded in [start, end) stop arriving."""
+    least, quiet, most = TAIL_S
+    began = time.time()
+    while time.time() - began < most:
+        await asyncio.sleep(0.5)
+        inside = [
+            arrived
+            for arrived, alert in events
+            if (at := alert["evidence"].get("sampled_at")) and start <= _stamp(at) < end
+        ]
+        now = time.time()
+        if now - began >= least and now - max(inside, default=began) >= quiet:
+            return
+    print(f"  alert changes still arriving {most:g} s after the window")
 
 
 async def _wait_live(client: httpx.AsyncClient, ids: list[str]) -> None:
@@ -340,8 +425,9 @@ def _summarise(
     window = b.at - a.at
     cores = os.cpu_count() or 1
     used = {k: (b.cpu[k] - a.cpu[k]) / window / cores * 100 for k in b.cpu}
-    used["other"] = used["machine"] - used["bastion"] - used["nginx"] - used["ffmpeg"]
-    used["other"] -= used["bench"]
+    used["other"] = used["machine"] - sum(
+        used[k] for k in ("bastion", "nginx", "ffmpeg", "database", "bench")
+    )
     result = Result(step, window_s=window, cpu_pct=used)
     sampled = []
     for sid, after in b.streams.items():
@@ -349,6 +435,10 @@ def _summarise(
         delta = {k: v - before.get(k, 0) for k, v in after["counters"].items()}
         sampled.append(delta.get("frames_sampled", 0))
         result.live_end += after["status"] == "live"
+        if after["status"] != "live":
+            why = after.get("status_code") or (after.get("status_reason") or "")[:60]
+            state = f"{after['status']} {why}".strip()
+            result.not_live[state] = result.not_live.get(state, 0) + 1
         dropped = delta.get("frames_dropped", 0)
         result.on_cadence += sampled[-1] >= result.expected - 1 and dropped == 0
         result.analysed += delta.get("frames_analysed", 0)
@@ -361,16 +451,27 @@ def _summarise(
     return result
 
 
-async def run_step(
-    step: Step, clip: Path, publishers: int, warmup: float, seconds: float
-) -> Result:
-    n = step.streams
-    with (
-        tempfile.TemporaryDirectory(prefix="bastion-bench-load-") as tmp,
-        live_server() as ingest,
-        contextlib.ExitStack() as stack,
-    ):
+async def run_step(step: Step, clip: Path, args: argparse.Namespace) -> Result:
+    """One step in a temporary folder; the processes' logs are kept when it misses."""
+    with tempfile.TemporaryDirectory(prefix="bastion-bench-load-") as tmp:
         root = Path(tmp)
+        result = None
+        try:
+            result = await _measure(step, clip, args, root)
+        finally:  # every process has stopped and written its last words
+            if result is None or result.misses():
+                kept = Path(tempfile.gettempdir()) / "bastion-bench-live" / "logs"
+                kept.mkdir(parents=True, exist_ok=True)
+                name = f"{step.database}-{step.processes}-{step.decoding}-{step.streams}"
+                for log in root.glob("*.log"):
+                    shutil.copyfile(log, kept / f"{name}-{log.name}")
+                print(f"  logs of the step in {kept}")
+        return result
+
+
+async def _measure(step: Step, clip: Path, args: argparse.Namespace, root: Path) -> Result:
+    n, publishers = step.streams, args.publishers
+    with live_server() as ingest, contextlib.ExitStack() as stack:
         (root / "policies").mkdir()
         (root / "policies" / "live-load.yaml").write_text(POLICY)
         starts: list[float] = []
@@ -387,9 +488,17 @@ async def run_step(
             "BASTION_POLICIES_DIR": str(root / "policies"),
             "BASTION_LIVE__READER__DECODE": WAYS[step.decoding],
         }
+        if step.database == "postgres":  # a schema of its own, dropped afterwards
+            env["BASTION_DATABASE_URL"] = stack.enter_context(pg_schema())
+        if step.processes > 1:  # the streams split evenly between the processes
+            env["BASTION_LIVE__MAX_STREAMS"] = str(-(-n // step.processes))
         base, proc = stack.enter_context(server_process(root / "data", env, root / "server.log"))
+        workers = [
+            stack.enter_context(worker_process(root / "data", env, root / f"worker{w}.log"))
+            for w in range(1, step.processes)
+        ]
         pids = {
-            "bastion": [proc.pid],
+            "bastion": [proc.pid, *workers],
             "nginx": [ingest.process.pid],
             "ffmpeg": [p.process.pid for p in pushing if p.process is not None],
         }
@@ -406,7 +515,10 @@ async def run_step(
             events: list[tuple[float, Any]] = []
             collector = asyncio.create_task(_collect(ws, events))
             ids = [f"load-{i:03d}" for i in range(n)]
+            began = time.monotonic()
             for i, sid in enumerate(ids):
+                # spread over --spread seconds: the streams' sampling grids do not line up
+                await asyncio.sleep(max(0.0, began + i * args.spread / n - time.monotonic()))
                 spec = {
                     "id": sid,
                     "channel": sid,
@@ -417,45 +529,53 @@ async def run_step(
                 }
                 (await client.post("/v1/streams", json=spec)).raise_for_status()
             await _wait_live(client, ids)
-            await asyncio.sleep(warmup)
-            a = await _snapshot(client, pids)
-            await asyncio.sleep(seconds)
-            b = await _snapshot(client, pids)
-            await asyncio.sleep(TAIL_S)
+            await asyncio.sleep(args.warmup)
+            a = await _snapshot(client, pids, step.database)
+            await asyncio.sleep(args.seconds)
+            b = await _snapshot(client, pids, step.database)
+            await _drain(events, a.at, b.at)
             collector.cancel()
             with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
                 await collector
-        return _summarise(step, a, b, events, starts)
+        result = _summarise(step, a, b, events, starts)
+        for sid, body in list(b.streams.items()):
+            if body["status"] != "live":
+                facts = {k: body.get(k) for k in ("status", "status_reason", "worker")}
+                print(f"  {sid} not live: {facts} {body.get('counters')}")
+        return result
 
 
 # ---- the ladder ------------------------------------------------------------------------------
-def _plan(ladder: list[int], full: list[int]) -> list[Step]:
-    """Keyframe steps climbing; each full-decoding step right after its keyframe twin."""
+def _plan(args: argparse.Namespace) -> list[Step]:
+    """Keyframe steps climbing; each full-decoding step right after its keyframe twin; then
+    the steps with more processes."""
     steps = []
-    for n in ladder:
-        steps.append(Step(n, "keyframes"))
-        if n in full:
-            steps.append(Step(n, "all"))
-    steps += [Step(n, "all") for n in full if n not in ladder]
+    for db in args.database:
+        for n in args.ladder:
+            steps.append(Step(n, "keyframes", db))
+            if n in args.full:
+                steps.append(Step(n, "all", db))
+        steps += [Step(n, "all", db) for n in args.full if n not in args.ladder]
+        steps += [Step(n, "keyframes", db, args.processes) for n in args.split]
     return steps
 
 
 async def run(args: argparse.Namespace) -> list[Result]:
     clip = make_clip()
     results: list[Result] = []
-    failed: set[str] = set()
-    for step in _plan(args.ladder, args.full):
-        if step.decoding in failed:
+    failed: set[tuple[str, str, int]] = set()
+    for step in _plan(args):
+        if (step.database, step.decoding, step.processes) in failed:
             continue
         began = time.monotonic()
         try:
-            result = await run_step(step, clip, args.publishers, args.warmup, args.seconds)
+            result = await run_step(step, clip, args)
         except Exception as exc:  # report the step, go on with the next
             result = Result(step, error=f"{type(exc).__name__}: {exc}"[:300])
         results.append(result)
         print(f"  {time.monotonic() - began:.0f} s: {result.line()}", flush=True)
-        if result.misses():
-            failed.add(step.decoding)
+        if result.clearly_fails():
+            failed.add((step.database, step.decoding, step.processes))
     return results
 
 
@@ -469,11 +589,31 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--ladder", type=_numbers, default=[10, 25, 50, 100, 150])
+    ap.add_argument("--ladder", type=_numbers, default=[10, 25, 50, 75, 100, 150])
     ap.add_argument("--full", type=_numbers, default=[25], help="steps also run decoding all")
     ap.add_argument("--seconds", type=float, default=60.0, help="measured window of a step")
     ap.add_argument("--warmup", type=float, default=20.0, help="after all streams are live")
     ap.add_argument("--publishers", type=int, default=4, help="ffmpeg processes pushing")
+    ap.add_argument(
+        "--spread",
+        type=float,
+        default=INTERVAL_S,
+        help="seconds over which the streams are registered (0: all at once)",
+    )
+    ap.add_argument(
+        "--split",
+        type=_numbers,
+        default=[],
+        help="keyframe steps run again with the streams split over --processes processes",
+    )
+    ap.add_argument("--processes", type=int, default=2, help="processes of the --split steps")
+    ap.add_argument(
+        "--database",
+        type=lambda text: [v for v in text.split(",") if v],
+        default=["sqlite"],
+        help="sqlite (embedded, the default of `bastion up`) and/or postgres (the local "
+        "server, a fresh schema per step)",
+    )
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, _terminate)
     load = os.getloadavg()
@@ -482,8 +622,11 @@ def main() -> None:
     print(
         f"\ncommand: python -m bench.bench_live_load --ladder {','.join(map(str, args.ladder))} "
         f"--full {','.join(map(str, args.full))} --seconds {args.seconds:g} "
-        f"--warmup {args.warmup:g} --publishers {args.publishers}"
-    )
+        f"--warmup {args.warmup:g} --publishers {args.publishers} --spread {args.spread:g} "
+        f"--database {','.join(args.database)}"
+        + (f" --split {','.join(map(str, args.split))} --processes {args.processes}"
+           if args.split else "")
+    )  # fmt: skip
     print(f"machine: {machine()}, PyAV {av.__version__} (FFmpeg {av.ffmpeg_version_info})")
     print(
         f"load average at the start {load[0]:.2f}, at the end {os.getloadavg()[0]:.2f}; "
@@ -492,9 +635,15 @@ def main() -> None:
     print(HEADER)
     for result in results:
         print(result.line())
-    held = [r for r in results if r.step.decoding == "keyframes" and not r.misses()]
-    best = max((r.step.streams for r in held), default=0)
-    print(f"\nmost streams meeting the target with keyframe-only decoding: {best}")
+    print()
+    for kind in sorted({(r.step.database, r.step.processes, r.step.decoding) for r in results}):
+        held = [
+            r.step.streams
+            for r in results
+            if (r.step.database, r.step.processes, r.step.decoding) == kind and not r.misses()
+        ]
+        print(f"{kind[0]} × {kind[1]}, decoding {kind[2]}: most streams meeting the target "
+              f"{max(held, default=0)}")  # fmt: skip
     sys.stdout.flush()
 
 
