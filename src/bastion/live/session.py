@@ -122,9 +122,15 @@ class StreamSession:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), REPORT_S)
             self._changed.clear()
-            ours = await asyncio.to_thread(
-                self.streams.report, self.ref.pk, self.owner, self._report()
-            )
+            try:
+                ours = await asyncio.to_thread(
+                    self.streams.report, self.ref.pk, self.owner, self._report()
+                )
+            except Exception:  # e.g. the database is busy: try again at the next tick
+                log.warning("status of stream %s not written", self.ref.stream_id, exc_info=True)
+                self._changed.set()
+                await asyncio.sleep(REPORT_S)
+                continue
             if not ours:  # stopped, ended or taken over: let go
                 log.info("stream %s is no longer ours; closing", self.ref.stream_id)
                 await self.close()
