@@ -6,14 +6,12 @@ and its queue message in one transaction, so an accepted job is never lost.
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +23,7 @@ from bastion.jobs.queue import Queue
 from bastion.jobs.thumbnails import ThumbnailStore
 from bastion.media.video import is_video
 from bastion.media.video_config import VideoConfig
+from bastion.store.pages import newest_first
 
 if TYPE_CHECKING:
     from bastion.config import Settings
@@ -55,19 +54,6 @@ def new_job_id() -> str:
 class JobPage:
     jobs: list[Job]
     next_cursor: str | None
-
-
-def _cursor(job: Job) -> str:
-    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _uncursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), str(job_id)
-    except (ValueError, TypeError) as exc:
-        raise InputError("invalid cursor", code="invalid_cursor") from exc
 
 
 class JobService:
@@ -210,17 +196,11 @@ class JobService:
             q = q.where(Job.status == status)
         if since is not None:
             q = q.where(Job.created_at >= since)
-        if cursor is not None:
-            created, job_id = _uncursor(cursor)
-            q = q.where(
-                or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
-            )
-        q = q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
         with self.sessions() as s:
-            rows = list(s.scalars(q))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return JobPage(rows, _cursor(rows[-1]) if more and rows else None)
+            rows, next_cursor = newest_first(
+                s, q, Job.created_at, Job.id, limit=limit, cursor=cursor
+            )
+        return JobPage(rows, next_cursor)
 
     def _transition(
         self,

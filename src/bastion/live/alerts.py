@@ -21,14 +21,12 @@ a moderator's stop cannot deadlock with a session's auto-stop on PostgreSQL.
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.errors import InputError, NotFound
@@ -37,6 +35,7 @@ from bastion.live.models import ALERT_STATES, OPEN_ALERT_STATES, Alert, Stream
 from bastion.live.settings import LiveConfig
 from bastion.live.streams import StreamService
 from bastion.rules import RuleMatch
+from bastion.store.pages import newest_first
 
 MAX_PAGE = 500
 _MAX_REASON = 2000
@@ -44,19 +43,6 @@ _MAX_REASON = 2000
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _cursor(alert: Alert) -> str:
-    raw = json.dumps([alert.created_at.isoformat(), alert.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _uncursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, alert_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), str(alert_id)
-    except (ValueError, TypeError) as exc:
-        raise InputError("invalid cursor", code="invalid_cursor") from exc
 
 
 def merge_labels(old: list[Any], new: list[tuple[str, float]]) -> list[dict[str, Any]]:
@@ -248,20 +234,11 @@ class AlertService:
         if since is not None:
             since = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
             q = q.where(Alert.updated_at >= since.astimezone(UTC))
-        if cursor is not None:
-            created, alert_id = _uncursor(cursor)
-            q = q.where(
-                or_(
-                    Alert.created_at < created,
-                    and_(Alert.created_at == created, Alert.id < alert_id),
-                )
-            )
-        q = q.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit + 1)
         with self.sessions() as s:
-            rows = list(s.scalars(q))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return AlertPage(rows, _cursor(rows[-1]) if more and rows else None)
+            rows, next_cursor = newest_first(
+                s, q, Alert.created_at, Alert.id, limit=limit, cursor=cursor
+            )
+        return AlertPage(rows, next_cursor)
 
     def get(self, tenant_id: str, alert_id: str) -> Alert:
         with self.sessions() as s:
