@@ -40,6 +40,7 @@ from bastion.delivery.models import (
     DeliveryAttempt,
 )
 from bastion.errors import InputError
+from bastion.store.db import as_utc
 
 __all__ = [
     "ClaimedDelivery",
@@ -59,11 +60,6 @@ MAX_PAGE = 500
 Outcome = Literal["delivered", "retry", "dead"]
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _now(now: datetime | None) -> datetime:
     return (now or datetime.now(UTC)).astimezone(UTC)
 
@@ -79,7 +75,7 @@ def new_webhook_id() -> str:
 
 def event_body(event_type: str, created_at: datetime, payload: dict[str, Any]) -> bytes:
     """The JSON body POSTed for a delivery (compact, UTF-8)."""
-    stamp = _aware(created_at).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    stamp = as_utc(created_at).astimezone(UTC).isoformat().replace("+00:00", "Z")
     envelope = {"type": event_type, "timestamp": stamp, "data": payload}
     return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -216,8 +212,8 @@ def claim_due(
             url=r.url,
             payload=r.payload,
             attempts=r.attempts,
-            created_at=_aware(r.created_at),
-            schedule_started_at=_aware(r.schedule_started_at),
+            created_at=as_utc(r.created_at),
+            schedule_started_at=as_utc(r.schedule_started_at),
             lease_owner=owner,
         )
         for r in rows

@@ -28,6 +28,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from bastion.delivery.models import WebhookSecret
+from bastion.store.db import as_utc
 
 __all__ = [
     "SECRET_PREFIX",
@@ -92,11 +93,6 @@ def webhook_headers(
 
 
 # ---- per-tenant secrets ---------------------------------------------------------
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _current(session: Session, tenant_id: str) -> WebhookSecret | None:
@@ -186,5 +182,5 @@ def signing_secrets(session: Session, tenant_id: str, now: datetime | None = Non
         .order_by(WebhookSecret.id.desc())
     ).all()
     current = [r.secret for r in rows if r.expires_at is None]
-    previous = [r.secret for r in rows if r.expires_at is not None and _aware(r.expires_at) > at]
+    previous = [r.secret for r in rows if r.expires_at is not None and as_utc(r.expires_at) > at]
     return current[:1] + previous[:1]

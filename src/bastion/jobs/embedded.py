@@ -53,11 +53,6 @@ class QueueMessage(Base):
     dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; everything here is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 class EmbeddedQueue(Queue):
     """A durable queue in a SQL table, with leases that expire when a worker dies."""
 

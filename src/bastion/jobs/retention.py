@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from bastion.jobs.config import JobsConfig
 from bastion.jobs.models import FINAL_STATES, Job
 from bastion.jobs.service import JobService
+from bastion.store.db import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class MediaRetention:
                 .where(Job.media_sha256 == sha256)
                 .with_for_update()
             ).all()
-        return any(status in ACTIVE_STATES or _aware(created) >= cutoff for status, created in rows)
+        return any(status in ACTIVE_STATES or as_utc(created) >= cutoff for status, created in rows)
 
     def _mark_purged(self, sha256: str) -> int:
         with self.jobs.sessions.begin() as s:
@@ -119,8 +120,3 @@ class MediaRetention:
                 log.exception("media retention sweep failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.media_sweep_s)
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; everything here is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

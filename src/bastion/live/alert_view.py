@@ -9,11 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from bastion.live.models import Alert
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite gives naive datetimes back; every stored time is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+from bastion.store.db import as_utc
 
 
 class AlertLabel(BaseModel):
@@ -78,10 +74,10 @@ class AlertOut(BaseModel):
             thumbnail_url=f"/v1/alerts/{row.id}/thumbnail" if row.thumbnail else None,
             count=row.count,
             version=row.version,
-            first_at=aware(row.first_at),
-            last_at=aware(row.last_at),
-            created_at=aware(row.created_at),
-            updated_at=aware(row.updated_at),
+            first_at=as_utc(row.first_at),
+            last_at=as_utc(row.last_at),
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
             handled_by=row.handled_by,
         )
 

@@ -30,8 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bastion.live.alert_view import alert_json, aware
+from bastion.live.alert_view import alert_json
 from bastion.live.models import Alert
+from bastion.store.db import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,8 @@ class AlertFeed:
                         row.tenant_id,
                         row.id,
                         row.version,
-                        aware(row.created_at),
-                        aware(row.updated_at),
+                        as_utc(row.created_at),
+                        as_utc(row.updated_at),
                         alert_json(row) if fresh else None,
                     )
                 )

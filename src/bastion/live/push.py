@@ -21,7 +21,7 @@ from bastion.live.processor import FrameOutcome, FrameProcessor, StreamRef
 from bastion.live.session import sampling_for
 from bastion.live.settings import LiveConfig
 from bastion.live.similarity import Fingerprinter, HashKind
-from bastion.live.streams import StreamService
+from bastion.live.streams import StreamService, stream_not_running
 from bastion.pipeline.engine import Engine
 
 Skip = Literal["interval", "similar"]
@@ -61,8 +61,10 @@ class PushedFrames:
     ) -> tuple[Stream, Skip | None, int | None]:
         with self.streams.sessions.begin() as s:
             row = s.get(Stream, pk, with_for_update=True)
-            if row is None or row.desired != "running":
+            if row is None:
                 raise InputError("the stream is not running", code="stream_not_running", status=409)
+            if row.desired != "running":
+                raise stream_not_running(row)
             counters = dict(row.counters or {})
             counters["frames_received"] = counters.get("frames_received", 0) + 1
             skipped: Skip | None = None
@@ -107,9 +109,7 @@ class PushedFrames:
         received = time.time()
         stream = await asyncio.to_thread(self.streams.get, tenant_id, stream_id)
         if stream.desired != "running":
-            raise InputError(
-                f"stream {stream_id!r} is {stream.status}", code="stream_not_running", status=409
-            )
+            raise stream_not_running(stream)
         ref = StreamRef.of(stream)
         decoded = await self.engine.decode(data, content_type)
         resolved = await self.processor.resolve(ref)

@@ -33,10 +33,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class StreamReport:
     """What a running session writes back now and then (``status`` None: unchanged)."""
@@ -282,8 +278,3 @@ def stream_not_running(stream: Stream) -> BastionError:
     return InputError(
         f"stream {stream.stream_id!r} is {stream.status}", code="stream_not_running", status=409
     )
-
-
-def lease_expired(stream: Stream) -> bool:
-    until = _aware(stream.lease_until)
-    return until is None or until < _now()
