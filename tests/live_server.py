@@ -37,7 +37,7 @@ import httpx
 import numpy as np
 from av.video.stream import VideoStream
 
-from tests.services import missing_tool
+from tests.services import free_port, missing_tool
 
 RTMP_MODULE = "ngx_rtmp_module.so"
 # Where Debian's libnginx-mod-rtmp puts the module, when `nginx -V` does not say.
@@ -78,12 +78,6 @@ def find_rtmp_module(nginx: str) -> Path | None:
                 candidates.append(path)
     candidates += [d / RTMP_MODULE for d in MODULE_DIRS]
     return next((p for p in candidates if p.suffix == ".so" and p.is_file()), None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(port: int) -> bool:

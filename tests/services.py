@@ -37,6 +37,13 @@ def missing_tool(message: str) -> NoReturn:
     pytest.skip(message)
 
 
+def free_port() -> int:
+    """A TCP port free on loopback now (a test server binds it next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def pg_available() -> bool:
     try:
         import psycopg  # noqa: F401

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typer.testing import CliRunner
 
 from bastion.cli import app
 from tests.samples import benign_photos, encode
+from tests.services import free_port
 
 runner = CliRunner()
 
@@ -104,12 +104,6 @@ def test_policy_validate_reports_lines(tmp_path: Path) -> None:
     assert f"{bad}:4:" in res.output and "unknown category" in res.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     env["BASTION_PRELOAD"] = "false"
@@ -146,7 +140,7 @@ def _wait(port: int, proc: subprocess.Popen[str]) -> None:
 @pytest.mark.server
 @pytest.mark.models
 def test_up_prints_an_admin_key_once_and_serves(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = _start(tmp_path / "data", port)
     try:
         _wait(port, proc)

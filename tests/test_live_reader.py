@@ -24,7 +24,8 @@ from bastion.live.config import LiveSampling, StreamReaderConfig
 from bastion.live.reader import StreamReader
 from bastion.live.sampler import StreamSampler
 from bastion.live.status import LiveFrame, StreamState, StreamStatus
-from tests.live_server import LiveServer, Publisher, free_port, live_server, still_then, write_clip
+from tests.live_server import LiveServer, Publisher, live_server, still_then, write_clip
+from tests.services import free_port
 from tests.test_media_video import QR_URL, audio_only_mp4, fitted, noise_frames, with_qr
 from tests.textimages import banner
 

@@ -37,9 +37,10 @@ from bastion.live.config import StreamReaderConfig
 from bastion.live.settings import LiveConfig
 from bastion.pipeline.engine import Engine
 from tests.conftest import ADMIN_KEY, make_settings, write_config
-from tests.live_server import LiveServer, Publisher, free_port, live_server, still_then, write_clip
+from tests.live_server import LiveServer, Publisher, live_server, still_then, write_clip
 from tests.rules_support import BLOCKED_DOMAIN, BLOCKED_WORD
 from tests.samples import benign_photos, encode
+from tests.services import free_port
 from tests.test_jobs import Receiver
 from tests.textimages import banner
 
