@@ -34,6 +34,9 @@ class RabbitConfig(BaseModel):
         "dead-letters it: stops a message that kills its consumers every time.",
     )
     connect_timeout_s: float = Field(10.0, gt=0, description="Timeout of the first connect.")
+    reconnect_interval_s: float = Field(
+        5.0, gt=0, le=300, description="Pause between reconnection attempts after a drop."
+    )
     publish_timeout_s: float = Field(10.0, gt=0, description="Wait for a publisher confirm.")
     relay_poll_s: float = Field(
         1.0, gt=0, description="How often the outbox relay looks for unsent messages."

@@ -130,6 +130,7 @@ class RabbitQueue(Queue):
             conn: AbstractRobustConnection = await aio_pika.connect_robust(
                 self.config.url.get_secret_value(),
                 timeout=self.config.connect_timeout_s,
+                reconnect_interval=self.config.reconnect_interval_s,
                 client_properties={"connection_name": "bastion"},
             )
             self._conn = conn
@@ -209,6 +210,17 @@ class RabbitQueue(Queue):
             await self._pub.declare_queue(name, durable=True, arguments=args)
             self._retry_declared.add(name)
         return name
+
+    async def _connection(self) -> AbstractRobustConnection:
+        """The connection, once it is up: after a drop, wait for the reconnection (at most
+        one reconnect interval plus a connect timeout) rather than fail at once."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the RabbitMQ queue is not started")
+        wait = self.config.reconnect_interval_s + self.config.connect_timeout_s
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conn.ready(), wait)
+        return conn
 
     def _require(self) -> AbstractChannel:
         if self._pub is None:
@@ -431,9 +443,9 @@ class RabbitQueue(Queue):
     async def _drain(self, topic: str) -> tuple[AbstractChannel, list[AbstractIncomingMessage]]:
         """All messages of the dead queue, held unacknowledged on a channel of their own:
         closing that channel puts every one not acknowledged back."""
-        assert self._conn is not None
+        conn = await self._connection()
         await self._declare_topic(topic)
-        channel = await self._conn.channel(publisher_confirms=True)
+        channel = await conn.channel(publisher_confirms=True)
         queue = await channel.declare_queue(self.dead_name(topic), passive=True)
         held: list[AbstractIncomingMessage] = []
         while len(held) < self.config.max_dead_listed:
@@ -491,8 +503,8 @@ class RabbitQueue(Queue):
     async def depth(self, topic: str) -> int:
         """Messages ready in the work queue and waiting in its retry queues (messages held
         unacknowledged by consumers are not counted: AMQP does not report them)."""
-        assert self._conn is not None
-        channel = await self._conn.channel()
+        conn = await self._connection()
+        channel = await conn.channel()
         try:
             names = [self.queue_name(topic)]
             names += [self.retry_name(topic, int(d * 1000)) for d in self.config.retry_delays_s]
@@ -501,7 +513,7 @@ class RabbitQueue(Queue):
                 try:
                     q = await channel.declare_queue(name, passive=True)
                 except Exception:  # a retry queue not declared yet closes the channel
-                    channel = await self._conn.channel()
+                    channel = await conn.channel()
                     continue
                 total += int(q.declaration_result.message_count or 0)
             return total
