@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends
@@ -16,6 +15,7 @@ from bastion.policy.loader import dump_policy, parse_policy
 from bastion.policy.model import Lists
 from bastion.store.models import ApiKey
 from bastion.store.repo import DEFAULT_TENANT, Principal
+from bastion.store.types import UtcTime
 
 router = APIRouter(prefix="/v1", tags=["administration"])
 Svc = Annotated[Services, Depends(services)]
@@ -41,8 +41,8 @@ class KeyOut(BaseModel):
     tenant_id: str
     name: str
     scopes: list[str]
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: UtcTime
+    revoked_at: UtcTime | None
 
     @classmethod
     def of(cls, row: ApiKey) -> KeyOut:
@@ -79,7 +79,7 @@ class TenantOut(BaseModel):
     id: str
     name: str
     default_policy: str
-    created_at: datetime
+    created_at: UtcTime
 
 
 class TenantCreated(TenantOut):

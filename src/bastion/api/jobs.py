@@ -22,13 +22,14 @@ from bastion.errors import BastionError, InputError, NotFound
 from bastion.jobs.models import Job
 from bastion.media.fetch import check_url
 from bastion.media.video_config import VideoOptions
+from bastion.store.types import UtcTime
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 Svc = Annotated[Services, Depends(services)]
 
 
 class AttemptOut(BaseModel):
-    attempted_at: datetime
+    attempted_at: UtcTime
     status_code: int | None
     latency_ms: float | None
     error: str | None
@@ -41,10 +42,10 @@ class DeliveryOut(BaseModel):
     url: str
     state: str
     attempts: int
-    next_attempt_at: datetime | None
+    next_attempt_at: UtcTime | None
     last_status: int | None
     last_error: str | None
-    created_at: datetime
+    created_at: UtcTime
     history: list[AttemptOut] = Field(default_factory=list)
 
 
@@ -57,16 +58,16 @@ class JobOut(BaseModel):
     callback_url: str | None
     metadata: dict[str, Any]
     media_sha256: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcTime
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
     attempts: int
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     options: dict[str, Any] | None = Field(
         None, description="What the request chose beyond the defaults (video sampling)."
     )
-    media_purged_at: datetime | None = Field(
+    media_purged_at: UtcTime | None = Field(
         None, description="When retention deleted the media; the job can no longer be retried."
     )
     status_url: str

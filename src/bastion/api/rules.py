@@ -8,7 +8,6 @@ makes the :class:`~bastion.rules.RuleBook` reload the tenant's rules at once.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -23,6 +22,7 @@ from bastion.rules.errors import Issue
 from bastion.rules.loader import dump_rules_yaml, parse_document, parse_rule_set
 from bastion.rules.spec import RuleSetSpec
 from bastion.rules.store import ImportMode, StoredRuleSet
+from bastion.store.types import UtcTime
 
 router = APIRouter(prefix="/v1", tags=["rules"])
 Svc = Annotated[Services, Depends(services)]
@@ -37,8 +37,8 @@ class RuleSetOut(BaseModel):
     priority: int = Field(description="Order among global rule sets; lowest wins.")
     enabled: bool = Field(description="Whether the rule set applies at all.")
     version: str = Field(description="Hash of the rule set's content.")
-    created_at: datetime = Field(description="When it was created.")
-    updated_at: datetime = Field(description="When it last changed.")
+    created_at: UtcTime = Field(description="When it was created.")
+    updated_at: UtcTime = Field(description="When it last changed.")
     spec: RuleSetSpec = Field(description="The rule set, defaults filled in.")
 
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -17,6 +16,7 @@ from bastion.errors import NotFound
 from bastion.live.models import Stream
 from bastion.live.spec import StreamSpec
 from bastion.results import ModerationResult
+from bastion.store.types import UtcTime
 
 router = APIRouter(prefix="/v1", tags=["streams"])
 Svc = Annotated[Services, Depends(services)]
@@ -38,12 +38,12 @@ class StreamOut(BaseModel):
         "frames_analysed, alerts, frames_dropped, reconnects (pushed streams: "
         "frames_received instead of frames_decoded)."
     )
-    last_frame_at: datetime | None = Field(description="When the last sampled frame came.")
+    last_frame_at: UtcTime | None = Field(description="When the last sampled frame came.")
     last_frame_ms: int | None = Field(description="Its time in the stream (ms).")
     thumbnail_url: str | None = Field(description="The last analysed frame, as a JPEG.")
-    created_at: datetime
-    updated_at: datetime
-    stopped_at: datetime | None
+    created_at: UtcTime
+    updated_at: UtcTime
+    stopped_at: UtcTime | None
     stopped_by: str | None = Field(description="api, a moderator, or rule:<name>.")
 
 

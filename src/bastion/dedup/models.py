@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -18,6 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.store.models import Base
+from bastion.store.types import UtcDateTime
 
 # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY
 _ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -41,8 +41,8 @@ class DedupEntry(Base):
     pdq: Mapped[str | None] = mapped_column(String(64), nullable=True)
     pdq_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     hits: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    used_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
 
 
 class DedupBand(Base):

@@ -22,7 +22,6 @@ from bastion.dedup.config import DedupConfig
 from bastion.dedup.models import DedupBand, DedupEntry
 from bastion.dedup.pdqindex import PdqHash, band_codes, probe_codes
 from bastion.results import ModerationResult
-from bastion.store.db import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ class ResultStore:
     # reading ---------------------------------------------------------------
     def _expired(self, created_at: datetime, now: datetime) -> bool:
         max_age = self.config.max_age_s
-        return max_age is not None and as_utc(created_at) < now - timedelta(seconds=max_age)
+        return max_age is not None and created_at < now - timedelta(seconds=max_age)
 
     def _take(
         self, s: Session, entry_id: int, stored: dict[str, object], created_at: datetime

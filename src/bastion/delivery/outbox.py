@@ -40,7 +40,7 @@ from bastion.delivery.models import (
     DeliveryAttempt,
 )
 from bastion.errors import InputError
-from bastion.store.db import as_utc
+from bastion.store.types import to_utc
 
 __all__ = [
     "ClaimedDelivery",
@@ -75,7 +75,7 @@ def new_webhook_id() -> str:
 
 def event_body(event_type: str, created_at: datetime, payload: dict[str, Any]) -> bytes:
     """The JSON body POSTed for a delivery (compact, UTF-8)."""
-    stamp = as_utc(created_at).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    stamp = to_utc(created_at).isoformat().replace("+00:00", "Z")
     envelope = {"type": event_type, "timestamp": stamp, "data": payload}
     return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -212,8 +212,8 @@ def claim_due(
             url=r.url,
             payload=r.payload,
             attempts=r.attempts,
-            created_at=as_utc(r.created_at),
-            schedule_started_at=as_utc(r.schedule_started_at),
+            created_at=r.created_at,
+            schedule_started_at=r.schedule_started_at,
             lease_owner=owner,
         )
         for r in rows

@@ -28,7 +28,6 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from bastion.delivery.models import WebhookSecret
-from bastion.store.db import as_utc
 
 __all__ = [
     "SECRET_PREFIX",
@@ -182,5 +181,5 @@ def signing_secrets(session: Session, tenant_id: str, now: datetime | None = Non
         .order_by(WebhookSecret.id.desc())
     ).all()
     current = [r.secret for r in rows if r.expires_at is None]
-    previous = [r.secret for r in rows if r.expires_at is not None and as_utc(r.expires_at) > at]
+    previous = [r.secret for r in rows if r.expires_at is not None and r.expires_at > at]
     return current[:1] + previous[:1]

@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    DateTime,
     Index,
     Integer,
     String,
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from bastion.jobs.queue import Leased, Queue
 from bastion.store.models import Base
+from bastion.store.types import UtcDateTime
 
 
 def _now() -> datetime:
@@ -45,12 +45,12 @@ class QueueMessage(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), default="ready")  # ready | leased | dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    available_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=_now)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     lease_token: Mapped[str | None] = mapped_column(String(40), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=_now)
+    dead_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class EmbeddedQueue(Queue):

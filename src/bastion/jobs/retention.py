@@ -25,7 +25,6 @@ from sqlalchemy import select, update
 from bastion.jobs.config import JobsConfig
 from bastion.jobs.models import FINAL_STATES, Job
 from bastion.jobs.service import JobService
-from bastion.store.db import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class MediaRetention:
                 .where(Job.media_sha256 == sha256)
                 .with_for_update()
             ).all()
-        return any(status in ACTIVE_STATES or as_utc(created) >= cutoff for status, created in rows)
+        return any(status in ACTIVE_STATES or created >= cutoff for status, created in rows)
 
     def _mark_purged(self, sha256: str) -> int:
         with self.jobs.sessions.begin() as s:

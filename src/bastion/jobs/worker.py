@@ -23,7 +23,6 @@ from bastion.jobs.queue import Leased
 from bastion.jobs.service import TOPIC, JobService, event_payload
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
-from bastion.store.db import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +93,7 @@ class Worker:
                 return s.get(Job, job_id), None
             job = s.get(Job, job_id)
             if job is not None and job.status == "processing" and job.lease_until is not None:
-                until = as_utc(job.lease_until)
-                return None, max(0.0, (until - now).total_seconds())
+                return None, max(0.0, (job.lease_until - now).total_seconds())
             return None, None
 
     def _heartbeat_sync(self, job_id: str, progress: float | None) -> str | None:

@@ -23,7 +23,6 @@ from bastion.delivery import outbox
 from bastion.delivery.models import Delivery
 from bastion.live.alert_view import alert_json
 from bastion.live.models import Alert, Stream
-from bastion.store.db import as_utc
 
 BUMP_EVENT_INTERVAL_S = 60.0
 """Default: at most one ``alert.updated`` a minute for an alert's counter alone."""
@@ -69,7 +68,7 @@ class AlertEvents:
                 Delivery.tenant_id == alert.tenant_id, Delivery.subject_id == alert.id
             )
         )
-        if last is not None and (now - as_utc(last)).total_seconds() < self.bump_interval_s:
+        if last is not None and (now - last).total_seconds() < self.bump_interval_s:
             return False
         self._send(s, UPDATED, alert, stream)
         return True

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from bastion.live.models import Alert
-from bastion.store.db import as_utc
+from bastion.store.types import UtcTime
 
 
 class AlertLabel(BaseModel):
@@ -21,7 +21,7 @@ class AlertEvidence(BaseModel):
     text: list[str] = Field(default_factory=list, description="Matched text or words.")
     urls: list[str] = Field(default_factory=list, description="Matched URLs.")
     frame_ms: int | None = Field(None, description="The frame's time in the stream (ms).")
-    sampled_at: datetime | None = Field(
+    sampled_at: UtcTime | None = Field(
         None, description="When the frame was decoded (or pushed): alert lag = created_at − this."
     )
 
@@ -42,10 +42,10 @@ class AlertOut(BaseModel):
     thumbnail_url: str | None = Field(description="The latest matching frame, as a JPEG.")
     count: int = Field(description="Frames the rule fired on while the alert was open.")
     version: int = Field(description="Raised by every change.")
-    first_at: datetime = Field(description="First violation.")
-    last_at: datetime = Field(description="Latest violation.")
-    created_at: datetime = Field(description="When the alert was raised.")
-    updated_at: datetime = Field(description="Its latest change.")
+    first_at: UtcTime = Field(description="First violation.")
+    last_at: UtcTime = Field(description="Latest violation.")
+    created_at: UtcTime = Field(description="When the alert was raised.")
+    updated_at: UtcTime = Field(description="Its latest change.")
     handled_by: str | None = Field(description="Who acknowledged, dismissed or stopped it.")
 
     @classmethod
@@ -74,10 +74,10 @@ class AlertOut(BaseModel):
             thumbnail_url=f"/v1/alerts/{row.id}/thumbnail" if row.thumbnail else None,
             count=row.count,
             version=row.version,
-            first_at=as_utc(row.first_at),
-            last_at=as_utc(row.last_at),
-            created_at=as_utc(row.created_at),
-            updated_at=as_utc(row.updated_at),
+            first_at=row.first_at,
+            last_at=row.last_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
             handled_by=row.handled_by,
         )
 

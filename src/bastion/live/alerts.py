@@ -35,7 +35,6 @@ from bastion.live.models import ALERT_STATES, OPEN_ALERT_STATES, Alert, Stream
 from bastion.live.settings import LiveConfig
 from bastion.live.streams import StreamService
 from bastion.rules import RuleMatch
-from bastion.store.db import as_utc
 from bastion.store.pages import newest_first
 
 MAX_PAGE = 500
@@ -233,7 +232,7 @@ class AlertService:
         if channel is not None:
             q = q.where(Alert.channel == channel)
         if since is not None:
-            q = q.where(Alert.updated_at >= as_utc(since).astimezone(UTC))
+            q = q.where(Alert.updated_at >= since)
         with self.sessions() as s:
             rows, next_cursor = newest_first(
                 s, q, Alert.created_at, Alert.id, limit=limit, cursor=cursor

@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.live.alert_view import alert_json
 from bastion.live.models import Alert
-from bastion.store.db import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +175,8 @@ class AlertFeed:
                         row.tenant_id,
                         row.id,
                         row.version,
-                        as_utc(row.created_at),
-                        as_utc(row.updated_at),
+                        row.created_at,
+                        row.updated_at,
                         alert_json(row) if fresh else None,
                     )
                 )

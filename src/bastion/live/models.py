@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.store.models import Base
+from bastion.store.types import UtcDateTime
 
 STREAM_STATES = ("starting", "live", "reconnecting", "offline", "stopped", "error")
 """What a stream is doing: its reader's state, or ``stopped`` (ended by the API, a
@@ -42,16 +43,16 @@ class Stream(Base):
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     status_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     owner: Mapped[str | None] = mapped_column(String(80), nullable=True)
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     counters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    last_frame_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_frame_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_frame_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_thumbnail: Mapped[str | None] = mapped_column(String(80), nullable=True)
     last_sample_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_hash: Mapped[str | None] = mapped_column(String(80), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     stopped_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
@@ -79,8 +80,8 @@ class Alert(Base):
     count: Mapped[int] = mapped_column(Integer, default=1)
     version: Mapped[int] = mapped_column(Integer, default=1)
     """Raised on every change; the alert feed sends each (id, version) once."""
-    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    first_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     handled_by: Mapped[str | None] = mapped_column(String(128), nullable=True)

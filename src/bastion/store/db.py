@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -52,8 +51,3 @@ def migrate(engine: Engine) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-def as_utc(value: datetime) -> datetime:
-    """A stored time as an aware UTC datetime (SQLite gives naive ones back)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
