@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from bastion import __version__
-from bastion.api import admin, alerts, errors, jobs, moderate, streams, system
+from bastion.api import admin, alerts, errors, jobs, moderate, openapi, streams, system
 from bastion.api import rules as rules_api
 from bastion.api.inputs import fetch_policy
 from bastion.api.limits import Admission, BodyLimitMiddleware
@@ -119,6 +119,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.include_router(system.router)
     app.include_router(moderate.router)
