@@ -30,7 +30,7 @@ from bastion.config import Settings
 from bastion.dedup.config import DedupConfig
 from bastion.dedup.models import DedupBand, DedupEntry
 from bastion.dedup.pdqindex import BANDS, MAX_DISTANCE, PdqHash, band_codes, probe_codes
-from bastion.dedup.store import ResultStore
+from bastion.dedup.store import NearMatch, ResultStore
 from bastion.jobs.config import JobsConfig
 from bastion.pipeline.cache import ResultCache
 from bastion.pipeline.engine import Engine
@@ -330,25 +330,54 @@ async def test_store_near_lookup_uses_the_band_index(
     store = ResultStore(store_sessions, DedupConfig(near_duplicate_max_distance=8))
     rng = np.random.default_rng(3)
     base = "".join(f"{b:02x}" for b in rng.integers(0, 256, 32))
-    assert store.put("a" * 64, "scope1", "m1", stored_result, PdqHash(base, 90), index_pdq=True)
-    assert not store.put("a" * 64, "scope1", "m1", stored_result, None, index_pdq=False)
+
+    def put(sha256: str, scope: str, pdq: PdqHash | None, index_pdq: bool) -> bool:
+        return store.put(sha256, scope, "m1", stored_result, pdq, tenant="t1", index_pdq=index_pdq)
+
+    def near(pdq_hex: str, scope: str, distance: int, quality: int = 90) -> NearMatch | None:
+        return store.nearest(PdqHash(pdq_hex, quality), scope, distance, tenant="t1")
+
+    assert put("a" * 64, "scope1", PdqHash(base, 90), index_pdq=True)
+    assert not put("a" * 64, "scope1", None, index_pdq=False)
     eight = flipped(base, [0, 17, 40, 70, 100, 130, 200, 255])
-    found = store.nearest(PdqHash(eight, 90), "scope1", 8)
+    found = near(eight, "scope1", 8)
     assert found is not None and found.sha256 == "a" * 64 and found.distance == 8
     nine = flipped(base, [0, 17, 40, 70, 100, 130, 200, 250, 255])
-    assert store.nearest(PdqHash(nine, 90), "scope1", 8) is None
-    assert store.nearest(PdqHash(eight, 90), "scope2", 8) is None  # other policy or models
-    assert store.nearest(PdqHash(base, 30), "scope1", 8) is None  # low quality query
+    assert near(nine, "scope1", 8) is None
+    assert near(eight, "scope2", 8) is None  # other policy or models
+    assert near(base, "scope1", 8, quality=30) is None  # low quality query
     # 16 bands each one bit off, plus 4: found only by probing one-bit neighbours
     spread = flipped(base, [i * 16 + 3 for i in range(16)] + [1, 2, 4, 5])
-    assert store.nearest(PdqHash(spread, 90), "scope1", 20) is not None
-    assert store.nearest(PdqHash(spread, 90), "scope1", 19) is None
+    assert near(spread, "scope1", 20) is not None
+    assert near(spread, "scope1", 19) is None
     # no band rows, no match: the lookup goes by the index, never by scanning hashes
-    assert store.put("b" * 64, "scope3", "m1", stored_result, PdqHash(base, 90), index_pdq=False)
-    assert store.put("c" * 64, "scope4", "m1", stored_result, PdqHash(base, 20), index_pdq=True)
-    assert store.nearest(PdqHash(base, 90), "scope3", 8) is None
-    assert store.nearest(PdqHash(base, 90), "scope4", 8) is None  # low quality not indexed
-    assert store.get("b" * 64, "scope3") is not None
+    assert put("b" * 64, "scope3", PdqHash(base, 90), index_pdq=False)
+    assert put("c" * 64, "scope4", PdqHash(base, 20), index_pdq=True)
+    assert near(base, "scope3", 8) is None
+    assert near(base, "scope4", 8) is None  # low quality not indexed
+    assert store.get("b" * 64, "scope3", tenant="t1") is not None
+
+
+async def test_store_keeps_each_tenant_to_its_own_results(
+    store_sessions: sessionmaker[Session], stored_result: ModerationResult
+) -> None:
+    store = ResultStore(store_sessions, DedupConfig(near_duplicate_max_distance=8))
+    base = "".join(f"{b:02x}" for b in np.random.default_rng(5).integers(0, 256, 32))
+    pdq = PdqHash(base, 90)
+    assert store.put("e" * 64, "s", "m", stored_result, pdq, tenant="a", index_pdq=True)
+    # same bytes, same scope, other tenant: nothing to reuse, near or exact
+    assert store.get("e" * 64, "s", tenant="b") is None
+    assert store.nearest(pdq, "s", 8, tenant="b") is None
+    assert store.nearest(PdqHash(flipped(base, [3]), 90), "s", 8, tenant="b") is None
+    # b stores its own copy under the same key without a conflict; each finds its own
+    assert store.put("e" * 64, "s", "m", stored_result, pdq, tenant="b", index_pdq=True)
+    with store_sessions() as s:
+        owners = sorted(s.execute(select(DedupEntry.tenant_id)).scalars())
+        band_owners = set(s.execute(select(DedupBand.tenant_id)).scalars())
+    assert owners == ["a", "b"] and band_owners == {"a", "b"}
+    assert store.get("e" * 64, "s", tenant="b") is not None
+    found = store.nearest(PdqHash(flipped(base, [3]), 90), "s", 8, tenant="a")
+    assert found is not None and found.sha256 == "e" * 64
 
 
 async def test_store_purges_other_models_old_and_surplus(
@@ -358,15 +387,17 @@ async def test_store_purges_other_models_old_and_surplus(
     store = ResultStore(store_sessions, config)
     pdq = PdqHash("0f" * 32, 90)
     for i in range(6):
-        store.put(f"{i:064x}", "s", "m1" if i else "m0", stored_result, pdq, index_pdq=True)
+        tenant = "t1" if i % 2 else "t2"  # the bound is for all tenants together
+        model = "m1" if i else "m0"
+        store.put(f"{i:064x}", "s", model, stored_result, pdq, tenant=tenant, index_pdq=True)
     with store_sessions.begin() as s:  # entry 1 is two hours old, entry 2 recently used
         s.execute(
             update(DedupEntry)
             .where(DedupEntry.sha256 == f"{1:064x}")
             .values(created_at=datetime.now(UTC) - timedelta(hours=2))
         )
-    assert store.get(f"{2:064x}", "s") is not None
-    assert store.get(f"{1:064x}", "s") is None  # too old to be used
+    assert store.get(f"{2:064x}", "s", tenant="t2") is not None
+    assert store.get(f"{1:064x}", "s", tenant="t1") is None  # too old to be used
     stats = store.purge("m1")
     assert (stats.other_model, stats.expired, stats.evicted) == (1, 0, 1)
     with store_sessions() as s:
@@ -380,14 +411,16 @@ def test_store_drops_results_that_no_longer_validate(
     store_sessions: sessionmaker[Session], stored_result: ModerationResult
 ) -> None:
     store = ResultStore(store_sessions, DedupConfig())
-    assert store.put("d" * 64, "s", "m", stored_result, None, index_pdq=False)
+    assert store.put("d" * 64, "s", "m", stored_result, None, tenant="t1", index_pdq=False)
     with store_sessions.begin() as s:
         s.execute(update(DedupEntry).values(result={"decision": "maybe"}))
-    assert store.get("d" * 64, "s") is None
+    assert store.get("d" * 64, "s", tenant="t1") is None
     assert store.count() == 0
 
 
-def test_default_policy_is_reused_across_tenants_by_content() -> None:
+def test_scope_is_the_policy_content_lists_and_models() -> None:
+    """The scope fingerprints what a result depends on; whose it is (the tenant) is a
+    key of its own next to it, see test_tenant_isolation."""
     from bastion.dedup import fingerprint
     from bastion.policy.lists import CompiledLists
     from bastion.policy.model import Lists

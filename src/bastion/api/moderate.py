@@ -62,7 +62,11 @@ async def moderate_input(svc: Services, who: Principal, item: MediaInput) -> Mod
     policy, lists = await run_in_threadpool(svc.policies.resolve, who.tenant_id, item.policy)
     async with svc.inflight:
         return await svc.dedup.moderate_bytes(
-            item.data, policy, extra_lists=lists, content_type=item.content_type
+            item.data,
+            policy,
+            tenant=who.tenant_id,
+            extra_lists=lists,
+            content_type=item.content_type,
         )
 
 

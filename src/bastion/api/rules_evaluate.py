@@ -199,7 +199,11 @@ async def evaluate_rules_on_image(
         )
         async with svc.inflight:
             result = await svc.engine.moderate_bytes(
-                item.data, policy, extra_lists=lists, content_type=item.content_type
+                item.data,
+                policy,
+                tenant=who.tenant_id,
+                extra_lists=lists,
+                content_type=item.content_type,
             )
     compiled = svc.engine.compiled_lists(policy.lists.merged(lists))
     outcomes = explain(resolved, result, compiled)

@@ -1,4 +1,8 @@
-"""Tables of stored results and of their PDQ band codes (the near-duplicate index)."""
+"""Tables of stored results and of their PDQ band codes (the near-duplicate index).
+
+Both are keyed by tenant first: a stored result is reused only for the tenant whose
+request produced it (see :meth:`bastion.pipeline.engine.Engine.moderate_decoded`).
+"""
 
 from __future__ import annotations
 
@@ -24,16 +28,20 @@ _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class DedupEntry(Base):
-    """One analysis result, reusable for the same bytes under the same scope.
+    """One analysis result, reusable for the same tenant's same bytes under the same scope.
 
     ``scope`` fingerprints the effective policy, its compiled lists and the models
-    (``model_fp``), so a result is only ever reused where it would be reproduced.
+    (``model_fp``), so a result is only ever reused where it would be reproduced;
+    ``tenant_id`` keeps it to the tenant that sent the bytes.
     """
 
     __tablename__ = "dedup_entries"
-    __table_args__ = (UniqueConstraint("scope", "sha256", name="uq_dedup_scope_sha256"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "scope", "sha256", name="uq_dedup_tenant_scope_sha256"),
+    )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
     sha256: Mapped[str] = mapped_column(String(64))
     scope: Mapped[str] = mapped_column(String(32))
     model_fp: Mapped[str] = mapped_column(String(32), index=True)
@@ -49,10 +57,11 @@ class DedupBand(Base):
     """One band of an entry's PDQ hash (see :mod:`bastion.dedup.pdqindex`)."""
 
     __tablename__ = "dedup_bands"
-    __table_args__ = (Index("ix_dedup_bands_lookup", "scope", "code"),)
+    __table_args__ = (Index("ix_dedup_bands_lookup", "tenant_id", "scope", "code"),)
 
     entry_id: Mapped[int] = mapped_column(
         _ID, ForeignKey("dedup_entries.id", ondelete="CASCADE"), primary_key=True
     )
     code: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
     scope: Mapped[str] = mapped_column(String(32))

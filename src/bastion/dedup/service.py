@@ -5,6 +5,10 @@ cache (which also makes concurrent duplicates share one analysis); on a miss the
 asks the database for the same bytes under the same scope, then (when enabled) for a
 near-duplicate image by PDQ distance, and only then runs the analyzers and stores the
 result. Database trouble never fails a request: it is logged and the image analysed.
+
+Every level is scoped by tenant: a result is only ever reused for the tenant whose
+request produced it, never across tenants (see :meth:`Engine.moderate_decoded
+<bastion.pipeline.engine.Engine.moderate_decoded>` for why).
 """
 
 from __future__ import annotations
@@ -116,14 +120,17 @@ class Dedup:
         data: bytes,
         policy: Policy,
         *,
+        tenant: str,
         extra_lists: Lists | None = None,
         content_type: str | None = None,
     ) -> ModerationResult:
-        """Like :meth:`Engine.moderate_bytes`, reusing stored results when enabled."""
+        """Like :meth:`Engine.moderate_bytes`, reusing results ``tenant`` stored (when
+        enabled); other tenants' results are never used."""
         decoded = await self.engine.decode(data, content_type)
         return await self.engine.moderate_decoded(
             decoded,
             policy,
+            tenant=tenant,
             extra_lists=extra_lists,
             store=self if self.config.enabled else None,
         )
@@ -134,11 +141,14 @@ class Dedup:
         policy: Policy,
         lists: CompiledLists,
         analyse: Callable[[], Awaitable[ModerationResult]],
+        *,
+        tenant: str,
     ) -> ModerationResult:
-        """Stored result for the same bytes, else a near duplicate's, else analyse + store."""
+        """``tenant``'s stored result for the same bytes, else one of its near duplicates',
+        else analyse and store for ``tenant``."""
         model_fp = self.model_fingerprint
         scope = fingerprint.scope(policy, lists, model_fp)
-        found = await self._db(self.store.get, decoded.sha256, scope)
+        found = await self._db(self.store.get, decoded.sha256, scope, tenant=tenant)
         if found is not None:
             self.stats.stored_hits += 1
             return found.model_copy(update={"cached": True})
@@ -147,7 +157,7 @@ class Dedup:
         hashes = await self._hash(decoded) if near_on and not decoded.animated else None
         if hashes is not None:
             pdq = PdqHash(str(hashes["pdq"]), int(hashes["pdq_quality"]))
-            near = await self._near(pdq, scope)
+            near = await self._near(pdq, scope, tenant)
             if near is not None:
                 self.stats.near_hits += 1
                 return as_near_duplicate(
@@ -171,6 +181,7 @@ class Dedup:
                 model_fp,
                 result,
                 pdq,
+                tenant=tenant,
                 index_pdq=near_on,
             )
             if stored:
@@ -178,11 +189,11 @@ class Dedup:
                 await self._after_insert()
         return result
 
-    async def _near(self, pdq: PdqHash, scope: str) -> NearMatch | None:
+    async def _near(self, pdq: PdqHash, scope: str, tenant: str) -> NearMatch | None:
         distance = self.config.near_duplicate_max_distance
         if distance is None:
             return None
-        return await self._db(self.store.nearest, pdq, scope, distance)
+        return await self._db(self.store.nearest, pdq, scope, distance, tenant=tenant)
 
     async def _after_insert(self) -> None:
         self._since_purge += 1

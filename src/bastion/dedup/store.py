@@ -3,7 +3,9 @@
 Synchronous (SQLAlchemy sessions); :class:`~bastion.dedup.service.Dedup` calls it from
 worker threads. Works the same on SQLite and PostgreSQL. Many processes may share the
 tables: a result stored twice at once keeps the first, and hit counts are updated in
-the database, not read and written back.
+the database, not read and written back. Every lookup is limited to one tenant's rows
+(the tenant is part of the key and of the PDQ band index), so a near duplicate is
+only ever another item of the same tenant.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ class PurgeStats:
 
 
 class ResultStore:
-    """Stored results keyed by (scope, sha256), with an index of PDQ bands per scope."""
+    """Stored results keyed by (tenant, scope, sha256), with an index of PDQ bands per
+    tenant and scope."""
 
     def __init__(self, sessions: sessionmaker[Session], config: DedupConfig) -> None:
         self.sessions = sessions
@@ -88,20 +91,25 @@ class ResultStore:
         )
         return result
 
-    def get(self, sha256: str, scope: str) -> ModerationResult | None:
-        """The result stored for these bytes in this scope, if any."""
+    def get(self, sha256: str, scope: str, *, tenant: str) -> ModerationResult | None:
+        """The result ``tenant`` stored for these bytes in this scope, if any."""
         with self.sessions.begin() as s:
             row = s.execute(
                 select(DedupEntry.id, DedupEntry.result, DedupEntry.created_at).where(
-                    DedupEntry.scope == scope, DedupEntry.sha256 == sha256
+                    DedupEntry.tenant_id == tenant,
+                    DedupEntry.scope == scope,
+                    DedupEntry.sha256 == sha256,
                 )
             ).one_or_none()
             if row is None:
                 return None
             return self._take(s, row.id, row.result, row.created_at)
 
-    def nearest(self, pdq: PdqHash, scope: str, max_distance: int) -> NearMatch | None:
-        """The closest stored image within ``max_distance`` PDQ bits, in this scope."""
+    def nearest(
+        self, pdq: PdqHash, scope: str, max_distance: int, *, tenant: str
+    ) -> NearMatch | None:
+        """The closest image ``tenant`` stored within ``max_distance`` PDQ bits, in this
+        scope."""
         if pdq.quality < self.config.near_duplicate_min_quality:
             return None
         with self.sessions.begin() as s:
@@ -109,7 +117,11 @@ class ResultStore:
             ids = (
                 s.execute(
                     select(DedupBand.entry_id)
-                    .where(DedupBand.scope == scope, DedupBand.code.in_(codes))
+                    .where(
+                        DedupBand.tenant_id == tenant,
+                        DedupBand.scope == scope,
+                        DedupBand.code.in_(codes),
+                    )
                     .distinct()
                     .limit(MAX_CANDIDATES)
                 )
@@ -121,7 +133,7 @@ class ResultStore:
             # a second query by primary key: joined, planners may scan the whole table
             rows = s.execute(
                 select(DedupEntry.id, DedupEntry.sha256, DedupEntry.pdq).where(
-                    DedupEntry.id.in_(ids)
+                    DedupEntry.id.in_(ids), DedupEntry.tenant_id == tenant
                 )
             ).all()
             scored = sorted(
@@ -151,9 +163,10 @@ class ResultStore:
         result: ModerationResult,
         pdq: PdqHash | None,
         *,
+        tenant: str,
         index_pdq: bool,
     ) -> bool:
-        """Store a result; False when one was stored for the same key meanwhile.
+        """Store ``tenant``'s result; False when one was stored for the same key meanwhile.
 
         With ``index_pdq`` (near-duplicate reuse on) a hash of sufficient quality gets
         its bands indexed so that later near duplicates find it.
@@ -162,6 +175,7 @@ class ResultStore:
         try:
             with self.sessions.begin() as s:
                 entry = DedupEntry(
+                    tenant_id=tenant,
                     sha256=sha256,
                     scope=scope,
                     model_fp=model_fp,
@@ -180,7 +194,7 @@ class ResultStore:
                     and pdq.quality >= self.config.near_duplicate_min_quality
                 ):
                     s.add_all(
-                        DedupBand(entry_id=entry.id, code=code, scope=scope)
+                        DedupBand(entry_id=entry.id, code=code, tenant_id=tenant, scope=scope)
                         for code in band_codes(pdq.hex)
                     )
         except IntegrityError:

@@ -43,6 +43,7 @@ async def moderate_video_job(
         path,
         policy,
         options.sampling(config),
+        tenant=job.tenant_id,
         extra_lists=lists,
         early_stop_on_block=options.early_stop(config),
         progress=progress,

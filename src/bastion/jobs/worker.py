@@ -168,7 +168,9 @@ class Worker:
                 status=410,
             ) from exc
         moderate = self.dedup.moderate_bytes if self.dedup else self.engine.moderate_bytes
-        res = await moderate(data, policy, extra_lists=lists, content_type=job.content_type)
+        res = await moderate(
+            data, policy, tenant=job.tenant_id, extra_lists=lists, content_type=job.content_type
+        )
         return res.model_dump(mode="json")
 
     async def handle(self, msg: Leased) -> None:

@@ -85,7 +85,9 @@ class FrameProcessor:
         policy, lists = await asyncio.to_thread(
             self.policies.resolve, stream.tenant_id, policy_name
         )
-        result = await self.engine.moderate_decoded(decoded, policy, extra_lists=lists)
+        result = await self.engine.moderate_decoded(
+            decoded, policy, tenant=stream.tenant_id, extra_lists=lists
+        )
         matches = evaluate(resolved, result, lists) if resolved is not None else []
         outcome = FrameOutcome(result=result, matches=matches)
         metrics = self.engine.metrics

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -64,8 +65,11 @@ class PersistentResults(Protocol):
         policy: Policy,
         lists: CompiledLists,
         analyse: Callable[[], Awaitable[ModerationResult]],
+        *,
+        tenant: str,
     ) -> ModerationResult:
-        """A stored result (``cached`` set), or ``analyse()``'s, stored for next time."""
+        """A result ``tenant`` stored (``cached`` set), or ``analyse()``'s, stored for
+        ``tenant`` only."""
         ...
 
 
@@ -198,17 +202,22 @@ class Engine:
         data: bytes,
         policy: Policy,
         *,
+        tenant: str | None = None,
         extra_lists: Lists | None = None,
         content_type: str | None = None,
     ) -> ModerationResult:
+        """Decode and moderate ``data`` for ``tenant`` (see :meth:`moderate_decoded`)."""
         decoded = await self.decode(data, content_type)
-        return await self.moderate_decoded(decoded, policy, extra_lists=extra_lists)
+        return await self.moderate_decoded(decoded, policy, tenant=tenant, extra_lists=extra_lists)
 
-    def _cache_key(self, decoded: DecodedImage, policy: Policy, lists: CompiledLists) -> str:
+    def _cache_key(
+        self, decoded: DecodedImage, policy: Policy, lists: CompiledLists, tenant: str | None
+    ) -> str:
         versions = ",".join(
             f"{n}={self._loaded[n].analyzer.version}" for n in policy.analyzers if n in self._loaded
         )
-        raw = f"{decoded.sha256}|{policy.version}|{lists.version}|{versions}"
+        # JSON keeps the parts apart whatever a tenant id holds; None (no tenant) is null
+        raw = json.dumps([tenant, decoded.sha256, policy.version, lists.version, versions])
         return hashlib.sha256(raw.encode()).hexdigest()
 
     async def moderate_decoded(
@@ -216,22 +225,32 @@ class Engine:
         decoded: DecodedImage,
         policy: Policy,
         *,
+        tenant: str | None = None,
         extra_lists: Lists | None = None,
         store: PersistentResults | None = None,
     ) -> ModerationResult:
         """Moderate a decoded image: in-memory cache (concurrent duplicates share one
-        analysis), then ``store`` when given, then the analyzers."""
+        analysis), then ``store`` when given, then the analyzers.
+
+        Results are reused (and concurrent duplicates coalesced) only within one
+        ``tenant``. Sharing them across tenants was given up on purpose: a reused result
+        says ``cached: true``, carries the first request's timings and comes back several
+        times faster, so a tenant sending the same bytes as another would learn that the
+        other had sent them, from the response time alone even if the flag were hidden.
+        ``None`` is for callers that serve no tenant (the command line, benchmarks): they
+        share a scope of their own and never reach ``store``.
+        """
         lists = self.compiled_lists(policy.lists.merged(extra_lists or Lists()))
-        key = self._cache_key(decoded, policy, lists)
+        key = self._cache_key(decoded, policy, lists, tenant)
         cache = self.frame_cache if isinstance(decoded, VideoFrameImage) else self.cache
 
         def analyse() -> Awaitable[ModerationResult]:
             return self._analyse(decoded, policy, lists)
 
         def compute() -> Awaitable[ModerationResult]:
-            if store is None:
+            if store is None or tenant is None:
                 return analyse()
-            return store.fetch_or_analyse(decoded, policy, lists, analyse)
+            return store.fetch_or_analyse(decoded, policy, lists, analyse, tenant=tenant)
 
         result, cached = await cache.get_or_compute(key, compute)
         if cached:

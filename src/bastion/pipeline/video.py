@@ -390,6 +390,7 @@ async def moderate_video(
     policy: Policy,
     sampling: VideoSampling | None = None,
     *,
+    tenant: str | None = None,
     extra_lists: Lists | None = None,
     early_stop_on_block: bool = False,
     progress: Callable[[float], None] | None = None,
@@ -401,7 +402,9 @@ async def moderate_video(
 ) -> VideoResult:
     """Moderate a video (file path or bytes) frame by frame under ``policy``.
 
-    ``sampling`` picks the frames (default: one per second). With
+    ``tenant`` is whose video it is: frame results are reused only within one tenant
+    (see :meth:`Engine.moderate_decoded`). ``sampling`` picks the frames (default: one
+    per second). With
     ``early_stop_on_block`` no new frame is started once one is blocked (frames
     already in flight finish). ``progress`` is called on the event loop with the
     fraction 0–1 of the video analysed so far. With ``thumbnails_dir``, a small JPEG
@@ -446,7 +449,9 @@ async def moderate_video(
                 if stop.is_set():
                     skipped += 1
                     continue
-                res = await engine.moderate_decoded(item.decoded, policy, extra_lists=extra_lists)
+                res = await engine.moderate_decoded(
+                    item.decoded, policy, tenant=tenant, extra_lists=extra_lists
+                )
                 thumb = None
                 if thumbs is not None and res.decision != "allow":
                     thumb = await asyncio.to_thread(_write_thumbnail, item.frame.rgb, thumbs)
