@@ -9,6 +9,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -388,9 +389,81 @@ def test_gif_variable_durations_accumulate() -> None:
 def test_too_many_frames_refused() -> None:
     frames = _animation_frames(12)
     data = _save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=40)
+    with pytest.raises(MediaTooLarge, match="more than 10 frames") as err:
+        decode_image(data, MediaLimits(max_total_frames=10))
+    # counting stops one past the limit: a GIF's frames are counted by walking its blocks
+    assert err.value.code == "media_too_large" and err.value.details["total_frames"] == 11
+    apng = _save(frames[0], "PNG", save_all=True, append_images=frames[1:], duration=40)
+    with pytest.raises(MediaTooLarge) as err:
+        decode_image(apng, MediaLimits(max_total_frames=10))
+    assert err.value.details["total_frames"] == 12  # declared in the header
+
+
+@pytest.mark.parametrize("fmt", ["gif", "apng", "webp", "tiff"])
+def test_frames_are_counted_without_walking_them(fmt: str) -> None:
+    """Refusing 50,000 frames takes no longer than refusing 11: counting is bounded."""
+    from tests.test_hostile_media import BUILDERS, tiff_pages
+
+    data = tiff_pages(50_000) if fmt == "tiff" else BUILDERS[fmt](50_000, 64)
+    started = time.perf_counter()
     with pytest.raises(MediaTooLarge) as err:
         decode_image(data, MediaLimits(max_total_frames=10))
-    assert err.value.code == "media_too_large" and err.value.details["total_frames"] == 12
+    assert err.value.details["total_frames"] == (11 if fmt in ("gif", "tiff") else 50_000)
+    assert time.perf_counter() - started < 0.2
+
+
+@pytest.mark.parametrize("fmt", ["gif", "apng", "webp"])
+def test_animation_work_is_refused_before_decoding(fmt: str) -> None:
+    from tests.test_hostile_media import BUILDERS
+
+    data = BUILDERS[fmt](300, 200)  # 300 × (40,000 + 10,000) = 15 M pixels of work
+    decoded = decode_image(data, MediaLimits(max_animation_pixels=15_000_000))
+    assert decoded.total_frames == 300 and len(decoded.frames) == 8
+    with pytest.raises(ImageTooLarge) as err:
+        decode_image(data, MediaLimits(max_animation_pixels=14_999_999))
+    assert err.value.code == "animation_too_large" and err.value.status == 413
+    assert err.value.details["frames"] == 300 and err.value.details["pixels"] == 15_000_000
+    # the last frame is always analysed, so every frame before it is drawn: sampling
+    # fewer frames does not make the walk cheaper, and is not taken as a way round
+    with pytest.raises(ImageTooLarge):
+        decode_image(data, MediaLimits(max_animation_pixels=14_999_999, max_frames=2))
+    # one frame is not an animation: the pixel limits of still images apply
+    one = BUILDERS[fmt](1, 200)
+    assert decode_image(one, MediaLimits(max_animation_pixels=1)).total_frames == 1
+
+
+def test_gif_frames_reaching_past_the_screen_count_at_the_grown_canvas() -> None:
+    from tests.test_hostile_media import gif_animation
+
+    data = bytearray(gif_animation(3, 10))
+    last = data.rindex(b"!\xf9\x04\x04\x02\x00\x00\x00,") + 8  # the last frame's descriptor
+    data[last + 1 : last + 5] = struct.pack("<HH", 5_000, 5_000)  # moved to 5000,5000
+    with pytest.raises(ImageTooLarge) as err:
+        decode_image(bytes(data), MediaLimits(max_animation_pixels=10_000_000))
+    assert err.value.code == "animation_too_large"
+    assert err.value.details["canvas_width"] == 5_001
+
+
+def test_animation_decode_has_a_time_budget() -> None:
+    from tests.test_hostile_media import gif_animation
+
+    data = gif_animation(600, 1_000)  # about a second of compositing
+    limits = MediaLimits(max_animation_pixels=10**12, max_animation_decode_s=0.1)
+    started = time.perf_counter()
+    with pytest.raises(ImageTooLarge, match=r"took more than 0\.1 s") as err:
+        decode_image(data, limits)
+    assert err.value.code == "animation_too_large"
+    assert time.perf_counter() - started < 0.5
+
+
+def test_unsampled_tiff_pages_are_not_decoded() -> None:
+    small = Image.new("RGB", (10, 10))
+    big = Image.new("L", (3000, 3000))
+    data = _save(small, "TIFF", save_all=True, append_images=[small, big, small, small])
+    decoded = decode_image(data, MediaLimits(max_pixels=1_000_000, max_frames=2))
+    assert decoded.total_frames == 5 and [f.index for f in decoded.frames] == [0, 4]
+    with pytest.raises(ImageTooLarge, match="frame 2"):  # sampled, it is checked
+        decode_image(data, MediaLimits(max_pixels=1_000_000, max_frames=3))
 
 
 def test_multi_page_tiff_pages_are_frames() -> None:

@@ -25,6 +25,20 @@ rotation), not the bounded arrays.
 Animations (GIF, WebP, APNG) and multi-page TIFFs are walked frame by frame, so only
 the current frame is held by the decoder; up to ``max_frames`` frames spread evenly
 (first and last included) are kept.
+
+Walking an animation is bounded before it starts, like the pixels of a still image.
+Frames are drawn one over the other (Pillow composites each GIF, APNG and WebP frame
+onto the full canvas in turn), so reaching the last sampled frame costs every frame
+before it at canvas size, however tiny the frames themselves: 9,999 one-pixel frames
+on a 2000×2000 canvas are 40 billion pixels of work in a 230 KB file. The frames and
+the largest canvas are read from the file's structure first, counting no further than
+``max_total_frames`` (Pillow's own ``n_frames`` walks a whole GIF or TIFF, which is
+itself unbounded work): GIF blocks and TIFF directories are walked here, APNG and WebP
+declare their frames in their headers. Frames walked × canvas pixels above
+``max_animation_pixels`` is refused with 413 ``animation_too_large`` before a frame is
+decoded; the same sum is kept while walking (a canvas can only grow) together with a
+wall-clock budget, ``max_animation_decode_s``, as a last resort. Multi-page TIFF pages
+are not composited: only the sampled pages are decoded, and their pixels count.
 """
 
 from __future__ import annotations
@@ -32,6 +46,8 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import struct
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +69,18 @@ _SUPPORTED = "JPEG, PNG, GIF, WebP, BMP, TIFF or AVIF"
 # Largest ICC profile that is parsed; real profiles are a few KB, rarely over 1 MB.
 _MAX_ICC_BYTES = 4 * 1024 * 1024
 _ANIMATED_FORMATS = frozenset({"GIF", "WEBP", "PNG"})
+# formats whose frames are drawn over the previous ones: reaching frame n decodes 0..n
+_COMPOSITED_FORMATS = _ANIMATED_FORMATS | {"AVIF"}
+ANIMATION_TOO_LARGE = "animation_too_large"
+# Stepping to the next frame costs Pillow 15-90 µs whatever the canvas, about what
+# compositing this many pixels costs; each frame walked counts it on top of its canvas,
+# so that frames of a pixel each are not free. Reaching a TIFF page parses every
+# directory before it, at about 100 µs each.
+_FRAME_STEP_PIXELS = 10_000
+_PAGE_STEP_PIXELS = 50_000
+# GIF data comes in sub-blocks of at most 255 bytes, each walked here in Python: encoders
+# fill them (a 50 MB GIF has about 200,000), a hostile file of 1-byte ones would not
+_MAX_GIF_BLOCKS = 2_000_000
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -234,6 +262,123 @@ def _check_dimensions(width: int, height: int, limits: MediaLimits, what: str) -
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Census:
+    """Frames and canvas of an animation, read from its structure without decoding.
+
+    ``frames`` stops counting at the cap asked for plus one; ``canvas`` is the largest
+    width and height any frame needs (GIF frames may reach past the logical screen,
+    and Pillow then grows the canvas), None where the header size is all there is.
+    """
+
+    frames: int
+    canvas: tuple[int, int] | None = None
+
+
+def _gif_census(data: bytes, cap: int) -> _Census:
+    """Walk the GIF block structure as Pillow reads it, counting at most ``cap + 1``
+    image descriptors; no pixel data is decompressed."""
+    size = len(data)
+    if size < 13:
+        return _Census(1)
+    width, height, flags = struct.unpack_from("<HHB", data, 6)
+    pos = 13 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)
+    frames = blocks = 0
+
+    def skip_sub_blocks(at: int) -> int:
+        nonlocal blocks
+        while at < size:
+            length = data[at]
+            at += 1 + length
+            blocks += 1
+            if not length:
+                break
+        if blocks > _MAX_GIF_BLOCKS:
+            raise ImageTooLarge(
+                f"the GIF is cut into more than {_MAX_GIF_BLOCKS} data blocks",
+                details={"max_blocks": _MAX_GIF_BLOCKS},
+            )
+        return at
+
+    while pos < size and frames <= cap:
+        marker = data[pos]
+        if marker == 0x3B:  # trailer
+            break
+        if marker == 0x21:  # extension: a label, then sub-blocks
+            pos = skip_sub_blocks(pos + 2)
+        elif marker == 0x2C:  # image descriptor: x, y, width, height, flags
+            if pos + 10 > size:
+                break
+            x, y, w, h, local = struct.unpack_from("<HHHHB", data, pos + 1)
+            width, height = max(width, x + w), max(height, y + h)
+            pos += 10 + ((3 << ((local & 7) + 1)) if local & 0x80 else 0)
+            pos = skip_sub_blocks(pos + 1)  # after the LZW minimum code size
+            frames += 1
+        else:  # Pillow skips stray bytes between blocks
+            pos += 1
+    return _Census(max(frames, 1), (width, height))
+
+
+def _tiff_census(data: bytes, cap: int) -> _Census:
+    """Count the image file directories of a (Big)TIFF, at most ``cap + 1``, by their
+    chain of offsets alone; a chain that loops or leaves the file ends the count."""
+    order = "<" if data[:2] == b"II" else ">"
+    if len(data) < 16:
+        return _Census(1)
+    (magic,) = struct.unpack_from(order + "H", data, 2)
+    if magic == 43:  # BigTIFF: 8-byte offsets and counts, 20-byte entries
+        count_fmt, next_fmt, entry = order + "Q", order + "Q", 20
+        (offset,) = struct.unpack_from(order + "Q", data, 8)
+    else:
+        count_fmt, next_fmt, entry = order + "H", order + "I", 12
+        (offset,) = struct.unpack_from(order + "I", data, 4)
+    count_size, next_size = struct.calcsize(count_fmt), struct.calcsize(next_fmt)
+    pages = 0
+    seen: set[int] = set()
+    while offset and offset not in seen and pages <= cap:
+        if offset + count_size > len(data):
+            break
+        seen.add(offset)
+        pages += 1
+        (entries,) = struct.unpack_from(count_fmt, data, offset)
+        link = offset + count_size + entries * entry
+        if link + next_size > len(data):
+            break
+        (offset,) = struct.unpack_from(next_fmt, data, link)
+    return _Census(max(pages, 1))
+
+
+def _census(data: bytes, pillow_format: str, limits: MediaLimits) -> _Census | None:
+    """Bounded frame count (and GIF canvas) for formats whose Pillow count is unbounded
+    work; None for the others, whose headers declare their frames."""
+    if pillow_format == "GIF":
+        return _gif_census(data, limits.max_total_frames)
+    if pillow_format == "TIFF":
+        return _tiff_census(data, limits.max_total_frames)
+    return None
+
+
+def _animation_too_large(message: str, **details: object) -> ImageTooLarge:
+    return ImageTooLarge(message, code=ANIMATION_TOO_LARGE, details=details)
+
+
+def _check_walk(walked: int, canvas: tuple[int, int], step: int, limits: MediaLimits) -> None:
+    """Refuse an animation whose walk is more than ``max_animation_pixels`` of work:
+    each frame walked counts its canvas plus ``step``."""
+    cost = walked * (canvas[0] * canvas[1] + step)
+    if cost > limits.max_animation_pixels:
+        raise _animation_too_large(
+            f"reaching the sampled frames means stepping through {walked} frames on a "
+            f"{canvas[0]}×{canvas[1]} canvas, {cost} pixels of work; at most "
+            f"{limits.max_animation_pixels} are accepted",
+            frames=walked,
+            canvas_width=canvas[0],
+            canvas_height=canvas[1],
+            pixels=cost,
+            max_animation_pixels=limits.max_animation_pixels,
+        )
+
+
 def _sample_indices(total: int, wanted: int) -> list[int]:
     """``wanted`` frame indices spread evenly over ``total``, first and last included."""
     if total <= wanted:
@@ -377,8 +522,10 @@ def _orientation(img: Image.Image, warnings: list[str]) -> int:
     return orientation
 
 
-def _frame_count(img: Image.Image, fmt: str, warnings: list[str]) -> int:
-    total = int(getattr(img, "n_frames", 1))
+def _frame_count(
+    img: Image.Image, fmt: str, census: _Census | None, warnings: list[str]
+) -> int:
+    total = census.frames if census is not None else int(getattr(img, "n_frames", 1))
     if total > 1 and img.format == "MPO":
         warnings.append(f"multi-picture JPEG: only the primary of {total} images decoded")
         return 1
@@ -404,15 +551,19 @@ def _decode_opened(
     limits: MediaLimits,
     max_side: int | None,
     warnings: list[str],
+    census: _Census | None,
 ) -> tuple[list[Frame], str, int, int, int]:
     fmt = found.pillow_format or ""
     width, height = img.size
     _check_dimensions(width, height, limits, "the image")
     original_mode = img.mode
-    total = _frame_count(img, fmt, warnings)
+    total = _frame_count(img, fmt, census, warnings)
     if total > limits.max_total_frames:
+        # a census stops counting at the limit plus one: "more than" the limit, not exact
+        counted = f"more than {total - 1}" if census is not None else str(total)
         raise MediaTooLarge(
-            f"the animation has {total} frames; at most {limits.max_total_frames} are accepted",
+            f"the animation has {counted} frames; at most {limits.max_total_frames} are "
+            "accepted",
             details={"total_frames": total, "max_total_frames": limits.max_total_frames},
         )
     if total == 1:
@@ -420,14 +571,45 @@ def _decode_opened(
     timed = total > 1 and fmt in _ANIMATED_FORMATS
     wanted = _sample_indices(total, limits.max_frames)
     keep = set(wanted)
+    composited = total > 1 and fmt in _COMPOSITED_FORMATS
+    walked = wanted[-1] + 1
+    step = _FRAME_STEP_PIXELS if composited else _PAGE_STEP_PIXELS
+    if composited:
+        canvas = census.canvas if census is not None and census.canvas else img.size
+        canvas = (max(canvas[0], width), max(canvas[1], height))
+        _check_dimensions(*canvas, limits, "the animation canvas")
+        _check_walk(walked, canvas, step, limits)
+    elif total > 1:  # pages: stepped over, and only the sampled ones decoded
+        _check_walk(walked, (0, 0), step, limits)
+    deadline = time.monotonic() + limits.max_animation_decode_s
+    spent = 0  # the work done so far, counted as _check_walk counts it
     frames: list[Frame] = []
     orientation = 1
     colour = _ColourManager(img.info.get("icc_profile"), warnings)
     elapsed = 0
-    for index in range(wanted[-1] + 1):
+    last = -1
+    # composited frames are drawn one after the other; pages are reached directly
+    for index in range(walked) if composited else wanted:
         if index:
+            if time.monotonic() > deadline:
+                raise _animation_too_large(
+                    f"walking the frames took more than {limits.max_animation_decode_s} s "
+                    f"(stopped at frame {index} of {total})",
+                    frames=total,
+                    max_animation_decode_s=limits.max_animation_decode_s,
+                )
             img.seek(index)
             _check_dimensions(*img.size, limits, f"frame {index}")
+        if total > 1:
+            spent += (index - last) * step + img.size[0] * img.size[1]
+            if spent > limits.max_animation_pixels:
+                raise _animation_too_large(
+                    f"decoding the sampled frames takes more than "
+                    f"{limits.max_animation_pixels} pixels of work (reached at frame {index})",
+                    frames=total,
+                    max_animation_pixels=limits.max_animation_pixels,
+                )
+        last = index
         img.load()
         if index == 0:
             orientation = _orientation(img, warnings)
@@ -482,9 +664,10 @@ def decode_image(
             f"declared content type {content_type!r} ignored: the bytes are {found.name}"
         )
     try:
+        census = _census(data, found.pillow_format, limits)
         with Image.open(io.BytesIO(data), formats=[found.pillow_format]) as img:
             frames, mode, width, height, total = _decode_opened(
-                img, found, limits, max_analysis_side, warnings
+                img, found, limits, max_analysis_side, warnings, census
             )
     except BastionError:
         raise

@@ -26,6 +26,24 @@ class MediaLimits(BaseModel):
     max_total_frames: int = Field(
         10_000, ge=1, description="Animated images with more frames than this are refused."
     )
+    max_animation_pixels: int = Field(
+        100_000_000,
+        ge=1,
+        description="Most work, in pixels, to reach the sampled frames of an animation: "
+        "frames walked × (canvas width × height + 10,000 for stepping to a frame). GIF, "
+        "APNG, WebP and AVIF frames are drawn one over the other, so reaching the last "
+        "frame costs every frame before it at full canvas size; multi-page TIFFs count "
+        "their pages stepped over and the pixels of the pages decoded. Checked from the "
+        "file's structure before any frame is decoded; more is refused with 413 "
+        "`animation_too_large`.",
+    )
+    max_animation_decode_s: float = Field(
+        10.0,
+        gt=0,
+        description="Wall-clock budget for walking the frames of one animation, checked "
+        "between frames; a last resort behind max_animation_pixels (413 "
+        "`animation_too_large`).",
+    )
 
 
 @dataclass(frozen=True, slots=True)
