@@ -1,7 +1,9 @@
 """Result cache by content: identical bytes under the same policy are analysed once.
 
 Concurrent requests for the same key coalesce onto the one analysis in flight, also
-with a capacity of 0 (which keeps no finished results).
+with a capacity of 0 (which keeps no finished results). Whatever must not share a
+result has to differ in the key: the engine puts the tenant in it, so neither finished
+results nor analyses in flight are ever shared between tenants.
 """
 
 from __future__ import annotations
