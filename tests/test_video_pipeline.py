@@ -276,7 +276,12 @@ class _SlowEngine:
         self.finished = 0
 
     async def moderate_decoded(
-        self, decoded: DecodedImage, policy: Policy, *, extra_lists: Lists | None = None
+        self,
+        decoded: DecodedImage,
+        policy: Policy,
+        *,
+        tenant: str | None = None,
+        extra_lists: Lists | None = None,
     ) -> ModerationResult:
         await asyncio.sleep(0.01)
         self.ahead.append(self.sampled[0].frames_sampled - self.finished)
