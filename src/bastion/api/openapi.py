@@ -26,8 +26,9 @@ named :class:`ErrorResponse` schema:
 
 Operations that read their media from the raw request (``POST /v1/jobs``, pushed
 stream frames) get the request body FastAPI cannot see, so clients know what to
-send; ``/metrics`` is documented as the Prometheus text it is, and ``/readyz`` as the
-503 it answers while not ready.
+send; those that answer an existing object with 200 instead of creating one
+(:data:`ALSO_SUCCESS`) document that answer too; ``/metrics`` is documented as the
+Prometheus text it is, and ``/readyz`` with the 503 it answers while not ready.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pydantic import BaseModel, Field
 
 from bastion.api.inputs import MediaRef
 
-__all__ = ["EXTRA_STATUSES", "ErrorResponse", "build", "install"]
+__all__ = ["ALSO_SUCCESS", "EXTRA_STATUSES", "ErrorResponse", "build", "install"]
 
 
 class ErrorBody(BaseModel):
@@ -131,6 +132,18 @@ def _media_body(*, video: bool) -> dict[str, Any]:
     }
 
 
+ALSO_SUCCESS: dict[tuple[str, str], tuple[int, str]] = {
+    ("post", "/v1/jobs"): (
+        200,
+        "A job with this Idempotency-Key already exists: that job, unchanged.",
+    ),
+    ("post", "/v1/streams"): (
+        200,
+        "The stream was already registered with the same channel and source: unchanged.",
+    ),
+}
+"""A second success status of an operation, with the same body as its first."""
+
 MEDIA_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/jobs"): _media_body(video=True),
     ("post", "/v1/streams/{stream_id}/frames"): _media_body(video=False),
@@ -216,6 +229,10 @@ def build(app: FastAPI) -> dict[str, Any]:
             if media is not None and "requestBody" not in operation:
                 operation["requestBody"] = media
             responses = operation.setdefault("responses", {})
+            also = ALSO_SUCCESS.get((method, path))
+            if also is not None:
+                first = next(v for k, v in responses.items() if k.startswith("2"))
+                responses[str(also[0])] = {**first, "description": also[1]}
             for status in sorted(statuses_of(method, path, operation)):
                 responses[str(status)] = _error_response(status)
     _special_cases(paths)
