@@ -27,8 +27,9 @@ named :class:`ErrorResponse` schema:
 Operations that read their media from the raw request (``POST /v1/jobs``, pushed
 stream frames) get the request body FastAPI cannot see, so clients know what to
 send; those that answer an existing object with 200 instead of creating one
-(:data:`ALSO_SUCCESS`) document that answer too; ``/metrics`` is documented as the
-Prometheus text it is, and ``/readyz`` with the 503 it answers while not ready.
+(:data:`ALSO_SUCCESS`) document that answer too; ``/metrics`` and the stream
+thumbnail are documented as the text and JPEG they send (:data:`SUCCESS_CONTENT`),
+and ``/readyz`` with the 503 it answers while not ready.
 """
 
 from __future__ import annotations
@@ -185,12 +186,20 @@ def _error_response(status: int) -> dict[str, Any]:
     return response
 
 
+SUCCESS_CONTENT: dict[tuple[str, str], dict[str, Any]] = {
+    ("get", "/metrics"): {"text/plain": {"schema": {"type": "string"}}},
+    ("get", "/v1/streams/{stream_id}/thumbnail"): {
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}}
+    },
+}
+"""What operations answering with a plain ``Response`` or a file really send."""
+
+
 def _special_cases(paths: dict[str, Any]) -> None:
-    metrics = paths.get("/metrics", {}).get("get")
-    if metrics is not None:
-        metrics["responses"]["200"]["content"] = {
-            "text/plain": {"schema": {"type": "string"}, "example": "# HELP ...\n"}
-        }
+    for (method, path), content in SUCCESS_CONTENT.items():
+        operation = paths.get(path, {}).get(method)
+        if operation is not None:
+            operation["responses"]["200"]["content"] = content
     ready = paths.get("/readyz", {}).get("get")
     if ready is not None:
         ok = ready["responses"]["200"]
