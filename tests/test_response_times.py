@@ -204,6 +204,9 @@ async def test_tenants_and_keys(api: Api) -> None:
     assert_utc(r.json(), at_least=2)  # created_at and revoked_at
     keys = await get_ok(api, "/v1/keys", h)
     assert_utc(keys, at_least=3)
+    # policies carry no times today; any they gain must follow the same rule
+    assert_utc(await get_ok(api, "/v1/policies", h), at_least=0)
+    assert_utc(await get_ok(api, "/v1/policies/default", h), at_least=0)
 
 
 async def test_rules(api: Api) -> None:
