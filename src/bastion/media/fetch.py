@@ -45,6 +45,7 @@ __all__ = [
     "FetchPolicy",
     "FetchedMedia",
     "address_problem",
+    "check_host",
     "check_url",
     "fetch_url",
 ]
@@ -316,6 +317,31 @@ def check_url(url: str, policy: FetchPolicy) -> CheckedUrl:
     """
     target = _parse(url, policy)
     return _check_addresses(target, _resolve(target.host, target.port), policy)
+
+
+def check_host(host: str, port: int, policy: FetchPolicy, *, scheme: str = "tcp") -> CheckedUrl:
+    """Check a connection to ``host``:``port`` that is not a URL fetch (an RTMP, RTSP or
+    SRT server): the same DNS and address rules as :func:`check_url`, without its scheme
+    list. ``scheme`` only names the connection in messages.
+
+    Raises :class:`UrlRejected` (refused by policy, or not a host name) or
+    :class:`UrlFetchFailed` (the host does not resolve). Connect only to the returned
+    ``addresses``.
+    """
+    if not 0 <= port <= 65535:
+        raise UrlRejected(f"port {port} is out of range", details={"reason": "port"})
+    name = host.strip()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        url = httpx.URL(scheme=scheme, host=name, port=port or None, path="/")
+        raw = url.raw_host.decode("ascii")
+    except (httpx.InvalidURL, TypeError, ValueError, UnicodeError) as exc:
+        raise UrlRejected(f"not a valid host: {host!r}", details={"reason": "host"}) from exc
+    if not raw or "%" in raw:
+        raise UrlRejected(f"not a valid host: {host!r}", details={"reason": "host"})
+    target = _Target(url=url, host=raw, port=port)
+    return _check_addresses(target, _resolve(raw, port), policy)
 
 
 async def _check_url_async(url: str, policy: FetchPolicy) -> CheckedUrl:
