@@ -41,6 +41,7 @@ from tests.live_server import Publisher, find_rtmp_module, live_server
 from bastion.live.config import LiveSampling, StreamReaderConfig
 from bastion.live.reader import StreamReader
 from bastion.live.sampler import StreamSampler
+from bastion.media.fetch import FetchPolicy
 from bench.bench_video import _source_frames
 from bench.common import machine
 
@@ -131,6 +132,7 @@ async def live(clip: Path, seconds: float, warmup: float) -> list[Row]:
                     url,
                     config.model_copy(update={"decode": decode}),
                     sampler=StreamSampler(SAMPLING),
+                    url_policy=FetchPolicy(allow_private=True),  # nginx on loopback
                 )
                 for way, decode in WAYS.items()
             }

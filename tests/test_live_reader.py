@@ -24,6 +24,7 @@ from bastion.live.config import LiveSampling, StreamReaderConfig
 from bastion.live.reader import StreamReader
 from bastion.live.sampler import StreamSampler
 from bastion.live.status import LiveFrame, StreamState, StreamStatus
+from bastion.media.fetch import FetchPolicy
 from tests.live_server import LiveServer, Publisher, live_server, still_then, write_clip
 from tests.services import free_port
 from tests.test_media_video import QR_URL, audio_only_mp4, fitted, noise_frames, with_qr
@@ -38,6 +39,18 @@ FAST = StreamReaderConfig(
 )
 FILES = FAST.model_copy(update={"allow_files": True, "pace_files": False})
 FPS = 15
+LOOPBACK = FetchPolicy(allow_private=True)  # nginx and the test servers are on loopback
+
+
+def loopback_reader(
+    source: str | Path,
+    config: StreamReaderConfig = FAST,
+    *,
+    sampler: StreamSampler | None = None,
+    on_status: Callable[[StreamStatus], None] | None = None,
+) -> StreamReader:
+    """A reader allowed to connect to loopback, as the tests' servers are there."""
+    return StreamReader(source, config, sampler=sampler, on_status=on_status, url_policy=LOOPBACK)
 
 
 class Statuses(list[StreamStatus]):
@@ -113,7 +126,7 @@ def publisher(server: LiveServer) -> Iterator[Publisher]:
 async def test_reads_an_rtmp_stream(publisher: Publisher) -> None:
     statuses = Statuses()
     started = time.time()
-    async with StreamReader(publisher.url, FAST, on_status=statuses) as reader:
+    async with loopback_reader(publisher.url, FAST, on_status=statuses) as reader:
         frames = await take(reader, 20)
     assert statuses.states() == [StreamState.STARTING, StreamState.LIVE, StreamState.STOPPED]
     assert not reader.running
@@ -141,7 +154,7 @@ async def test_reads_the_hls_output_of_the_same_server(
     statuses = Statuses()
     sampler = StreamSampler(LiveSampling(interval_s=0.5))
     url = server.hls_url(stream_key)
-    async with StreamReader(url, FAST, sampler=sampler, on_status=statuses) as reader:
+    async with loopback_reader(url, FAST, sampler=sampler, on_status=statuses) as reader:
         frames = await take(reader, 4)
     assert statuses.states()[:2] == [StreamState.STARTING, StreamState.LIVE]
     assert all(f.frame.rgb.shape == (240, 320, 3) for f in frames)
@@ -163,7 +176,7 @@ def remux_flv(clip: Path, target: Path) -> Path:
 async def test_reads_http_flv(server: LiveServer, clips: dict[str, Path], tmp_path: Path) -> None:
     url = server.serve_file(remux_flv(clips["short"], tmp_path / "clip.flv"))
     statuses = Statuses()
-    async with StreamReader(url, FAST, on_status=statuses) as reader:
+    async with loopback_reader(url, FAST, on_status=statuses) as reader:
         frames = [f async for f in reader]
     assert len(frames) == 2 * FPS and frames[0].frame.rgb.shape == (120, 160, 3)
     assert statuses.states() == [StreamState.STARTING, StreamState.LIVE, StreamState.ENDED]
@@ -177,7 +190,7 @@ async def test_keyframes_only_when_the_interval_allows_it(publisher: Publisher) 
     async def read(decode: str) -> tuple[list[LiveFrame], StreamReader]:
         config = FAST.model_copy(update={"decode": decode})
         sampler = StreamSampler(LiveSampling(interval_s=2.0))
-        async with StreamReader(publisher.url, config, sampler=sampler) as reader:
+        async with loopback_reader(publisher.url, config, sampler=sampler) as reader:
             return await take(reader, 3, timeout=20), reader
 
     (sparse, auto), (dense, full) = await asyncio.gather(read("auto"), read("all"))
@@ -194,7 +207,7 @@ async def test_keyframes_only_when_the_interval_allows_it(publisher: Publisher) 
 
 async def test_frames_are_sampled_at_the_interval(publisher: Publisher) -> None:
     sampler = StreamSampler(LiveSampling(interval_s=0.5))
-    async with StreamReader(publisher.url, FAST, sampler=sampler) as reader:
+    async with loopback_reader(publisher.url, FAST, sampler=sampler) as reader:
         frames = await take(reader, 6)
     gaps = np.diff([f.stream_time_s for f in frames])
     assert np.all((gaps > 0.45) & (gaps < 0.55)), gaps
@@ -212,7 +225,7 @@ async def test_similar_frames_are_skipped_and_changes_analysed(
     url = server.rtmp_url(key())
     sampler = StreamSampler(LiveSampling(interval_s=0.25, similarity_threshold=20))
     statuses = Statuses()
-    async with StreamReader(url, FAST, sampler=sampler, on_status=statuses) as reader:
+    async with loopback_reader(url, FAST, sampler=sampler, on_status=statuses) as reader:
         await wait_until(lambda: StreamState.RECONNECTING in statuses.states())
         with Publisher(url, clips["changes"], loop=False):
             frames = await take(reader, 3, timeout=20)
@@ -231,7 +244,7 @@ async def test_similar_frames_are_skipped_and_changes_analysed(
 async def test_source_drops_and_comes_back(publisher: Publisher) -> None:
     statuses = Statuses()
     sampler = StreamSampler(LiveSampling(interval_s=0.5))
-    async with StreamReader(publisher.url, FAST, sampler=sampler, on_status=statuses) as reader:
+    async with loopback_reader(publisher.url, FAST, sampler=sampler, on_status=statuses) as reader:
         before = await take(reader, 2)
         publisher.kill()
         await wait_until(lambda: StreamState.RECONNECTING in statuses.states())
@@ -255,7 +268,7 @@ async def test_closed_port_goes_offline_after_the_give_up_time() -> None:
     config = FAST.model_copy(update={"give_up_after_s": 1.5, "backoff_min_s": 0.1})
     started = time.monotonic()
     url = f"rtmp://127.0.0.1:{free_port()}/live/nobody"
-    async with StreamReader(url, config, on_status=statuses) as reader:
+    async with loopback_reader(url, config, on_status=statuses) as reader:
         assert [f async for f in reader] == []
     elapsed = time.monotonic() - started
     assert 1.5 <= elapsed < 4.0
@@ -271,7 +284,7 @@ async def test_closed_port_goes_offline_after_the_give_up_time() -> None:
 async def test_unknown_stream_key_goes_offline_after_the_attempts(server: LiveServer) -> None:
     statuses = Statuses()
     config = FAST.model_copy(update={"give_up_after_attempts": 2, "backoff_min_s": 0.05})
-    async with StreamReader(server.rtmp_url(key()), config, on_status=statuses) as reader:
+    async with loopback_reader(server.rtmp_url(key()), config, on_status=statuses) as reader:
         assert [f async for f in reader] == []
     assert statuses.states() == [
         StreamState.STARTING,
@@ -316,7 +329,7 @@ def garbage_url() -> Iterator[str]:
 @pytest.mark.parametrize("path", ["/live/stream.m3u8", "/live/stream.flv", "/random"])
 async def test_garbage_bytes_are_an_error_without_retries(garbage_url: str, path: str) -> None:
     statuses = Statuses()
-    async with StreamReader(garbage_url + path, FAST, on_status=statuses) as reader:
+    async with loopback_reader(garbage_url + path, FAST, on_status=statuses) as reader:
         assert [f async for f in reader] == []
     assert statuses.states() == [StreamState.STARTING, StreamState.ERROR]
     assert statuses[-1].code == "corrupt_media" and statuses[-1].message
@@ -328,7 +341,7 @@ async def test_file_replay_at_real_time_ends(clips: dict[str, Path]) -> None:
     statuses = Statuses()
     config = FILES.model_copy(update={"pace_files": True})
     started = time.monotonic()
-    async with StreamReader(clips["short"], config, on_status=statuses) as reader:
+    async with loopback_reader(clips["short"], config, on_status=statuses) as reader:
         frames = [f async for f in reader]
     assert time.monotonic() - started >= 1.8  # 2 s of video, 30 frames
     assert len(frames) == 2 * FPS and reader.stats.frames_dropped == 0
@@ -339,7 +352,7 @@ async def test_interval_change_switches_between_keyframes_and_all_frames(
     clips: dict[str, Path],
 ) -> None:
     sampler = StreamSampler(LiveSampling(interval_s=2.0))
-    async with StreamReader(clips["moving"], FILES, sampler=sampler) as reader:
+    async with loopback_reader(clips["moving"], FILES, sampler=sampler) as reader:
         sparse = await take(reader, 3)
         assert reader.stats.keyframes_only
         decoded = reader.stats.frames_decoded
@@ -359,7 +372,7 @@ async def test_keyframes_come_out_at_once_and_unwanted_ones_are_not_decoded(
     """With B-frames the decoder holds frames back; a keyframe must not wait for the next."""
     config = FILES.model_copy(update={"decode": "keyframes"})
     sampler = StreamSampler(LiveSampling(interval_s=2.0))
-    async with StreamReader(clips["bframes"], config, sampler=sampler) as reader:
+    async with loopback_reader(clips["bframes"], config, sampler=sampler) as reader:
         frames = [f async for f in reader]
     assert [f.stream_time_s for f in frames] == pytest.approx([0.0, 2.0, 4.0, 6.0])
     assert [f.pts_s for f in frames] == pytest.approx([0.0, 2.0, 4.0, 6.0])
@@ -371,7 +384,7 @@ async def test_slow_consumer_gets_the_latest_frames_and_memory_stays_bounded(
     clips: dict[str, Path],
 ) -> None:
     config = FILES.model_copy(update={"pace_files": True, "queue_size": 2})
-    async with StreamReader(clips["short"], config) as reader:
+    async with loopback_reader(clips["short"], config) as reader:
         async for _ in reader:
             await asyncio.sleep(0.3)  # a consumer far slower than 15 fps
     stats = reader.stats
@@ -382,21 +395,21 @@ async def test_slow_consumer_gets_the_latest_frames_and_memory_stays_bounded(
 
 async def test_large_frames_are_scaled_down_or_refused(clips: dict[str, Path]) -> None:
     small = FILES.model_copy(update={"max_side": 80})
-    async with StreamReader(clips["short"], small) as reader:
+    async with loopback_reader(clips["short"], small) as reader:
         frames = await take(reader, 2)
     assert frames[0].frame.rgb.shape == (60, 80, 3)
     assert (frames[0].source_width, frames[0].source_height) == (160, 120)
 
     statuses = Statuses()
     strict = FILES.model_copy(update={"max_source_side": 100})
-    async with StreamReader(clips["short"], strict, on_status=statuses) as reader:
+    async with loopback_reader(clips["short"], strict, on_status=statuses) as reader:
         assert [f async for f in reader] == []
     assert statuses[-1].state == StreamState.ERROR and statuses[-1].code == "video_too_large"
 
 
 async def test_a_source_without_video_is_an_error(clips: dict[str, Path]) -> None:
     statuses = Statuses()
-    async with StreamReader(clips["audio"], FILES, on_status=statuses) as reader:
+    async with loopback_reader(clips["audio"], FILES, on_status=statuses) as reader:
         assert [f async for f in reader] == []
     assert statuses.states() == [StreamState.STARTING, StreamState.ERROR]
     assert statuses[-1].code == "no_video_stream"
@@ -422,7 +435,7 @@ def unknown_codec_avi(path: Path) -> Path:
 async def test_an_unknown_codec_is_an_error(tmp_path: Path) -> None:
     statuses = Statuses()
     source = unknown_codec_avi(tmp_path / "unknown.avi")
-    async with StreamReader(source, FILES, on_status=statuses) as reader:
+    async with loopback_reader(source, FILES, on_status=statuses) as reader:
         assert [f async for f in reader] == []
     assert statuses.states() == [StreamState.STARTING, StreamState.ERROR]
     assert statuses[-1].code == "unsupported_codec"
@@ -431,7 +444,7 @@ async def test_an_unknown_codec_is_an_error(tmp_path: Path) -> None:
 async def test_close_stops_the_reader_promptly(clips: dict[str, Path]) -> None:
     statuses = Statuses()
     config = FILES.model_copy(update={"pace_files": True})
-    reader = StreamReader(clips["moving"], config, on_status=statuses)
+    reader = loopback_reader(clips["moving"], config, on_status=statuses)
     await take(reader, 3)
     started = time.monotonic()
     await reader.close()

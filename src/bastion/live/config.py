@@ -130,6 +130,19 @@ class StreamReaderConfig(BaseModel):
         pattern=r"^[\x20-\x7e]+$",
         description="User-Agent of HTTP(S) requests (HLS playlists and segments, HTTP-FLV).",
     )
+    verify_tls: bool = Field(
+        True,
+        description="HTTPS sources (playlists, segments, keys): verify the server's certificate "
+        "against the system's trusted CAs. Off only for trusted sources with self-signed "
+        "certificates.",
+    )
+    max_playlist_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest HLS playlist read whole after a redirect (its relative URIs are "
+        "made absolute against the URL that finally served it).",
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> Self:

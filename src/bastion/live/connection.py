@@ -18,6 +18,8 @@ GOPs is still sampled at its interval.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -36,7 +38,8 @@ from av.video.stream import VideoStream
 from bastion.live.clock import StreamClock
 from bastion.live.config import StreamReaderConfig
 from bastion.live.convert import check_size, to_rgb
-from bastion.live.failures import StreamFailure, classify
+from bastion.live.egress import SourceGuard
+from bastion.live.failures import StreamFailure
 from bastion.live.sampler import StreamSampler
 from bastion.live.source import StreamSource
 from bastion.live.status import LiveFrame, ReaderStats
@@ -44,8 +47,19 @@ from bastion.media.types import Frame
 
 __all__ = ["Connection", "Counters"]
 
+log = logging.getLogger(__name__)
+
 # Keyframe spacing this much above the interval still allows keyframe mode (rounding).
 _GOP_SLACK_S = 0.05
+# Failures after which the next checked address of the source's host is tried.
+_NEXT_ADDRESS = frozenset({"connection_refused", "network_error", "timeout"})
+
+
+def _drop_stashed() -> None:
+    """PyAV keeps an exception raised in an I/O callback until its next library call; one
+    that FFmpeg got over (a skipped HLS segment) must not surface on a later connection."""
+    with contextlib.suppress(Exception):
+        av.error.err_check(0)
 
 
 @dataclass
@@ -87,7 +101,8 @@ class Connection:
 
     Raises :class:`StreamFailure` when the connection fails or is lost; returns when
     the source ends or ``stop`` is set. ``finite`` tells, once opened, whether the
-    source has an end (a file, a playlist with a duration).
+    source has an end (a file, a playlist with a duration). Where it may connect is
+    ``guard``'s to decide (:mod:`bastion.live.egress`).
     """
 
     def __init__(
@@ -95,6 +110,7 @@ class Connection:
         source: StreamSource,
         config: StreamReaderConfig,
         *,
+        guard: SourceGuard,
         number: int,
         sampler: StreamSampler | None,
         clock: StreamClock,
@@ -103,6 +119,7 @@ class Connection:
     ) -> None:
         self.source = source
         self.config = config
+        self.guard = guard
         self.number = number
         self.sampler = sampler
         self.clock = clock
@@ -116,18 +133,33 @@ class Connection:
         self._time_base = Fraction(1, 1000)
 
     # ---- opening -------------------------------------------------------------
+    def _failure(self, exc: BaseException) -> StreamFailure:
+        return self.guard.explain(exc, opened=self.frames_out > 0)
+
     def _open(self) -> InputContainer:
         config = self.config
-        try:
-            return av.open(
-                self.source.url,
-                mode="r",
-                container_options=self.source.container_options(config),
-                timeout=(config.open_timeout_s, config.read_timeout_s),
-                metadata_errors="replace",
-            )
-        except (av.error.FFmpegError, OSError) as exc:
-            raise classify(exc, opened=False) from exc
+        options = self.source.container_options(config)
+        attempts = self.guard.attempts()
+        for number, attempt in enumerate(attempts, 1):
+            try:
+                return av.open(
+                    attempt.url,
+                    mode="r",
+                    format=attempt.format,
+                    container_options={**options, **attempt.options},
+                    timeout=(config.open_timeout_s, config.read_timeout_s),
+                    metadata_errors="replace",
+                    io_open=attempt.io_open,
+                )
+            except (av.error.FFmpegError, OSError, StreamFailure) as exc:
+                failure = self._failure(exc)
+                if number < len(attempts) and failure.code in _NEXT_ADDRESS:
+                    log.info("live source %s: %s", self.source.display, failure.message)
+                    continue
+                if failure is exc:
+                    raise
+                raise failure from exc
+        raise StreamFailure("the source's host has no address to connect to", code="network_error")
 
     def _setup(self, container: InputContainer) -> VideoStream:
         stream = _video_stream(container)
@@ -158,13 +190,17 @@ class Connection:
         return stream
 
     def frames(self) -> Iterator[LiveFrame | None]:
-        container = self._open()
         try:
-            stream = self._setup(container)
-            self.clock.new_connection()
-            yield from self._decode(container, stream)
+            container = self._open()
+            try:
+                stream = self._setup(container)
+                self.clock.new_connection()
+                yield from self._decode(container, stream)
+            finally:
+                container.close()
         finally:
-            container.close()
+            self.guard.finish()
+            _drop_stashed()
 
     # ---- decoding --------------------------------------------------------------
     def _want_keyframes(self) -> bool:
@@ -199,10 +235,15 @@ class Connection:
             try:
                 packet = next(packets)
             except StopIteration:
+                self.guard.ended()
                 break
-            except (av.error.FFmpegError, OSError) as exc:
+            except (av.error.FFmpegError, OSError, StreamFailure) as exc:
                 # bad data before any frame: the source is not a video, not a dropped one
-                raise classify(exc, opened=self.frames_out > 0) from exc
+                failure = self._failure(exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
+            self.guard.check()  # a URL the source led to was refused: stop at once
             counters.packets += 1
             counters.bytes_read += packet.size
             now = time.monotonic()

@@ -8,9 +8,12 @@ repeat the failure.
 
 Transient codes: ``connection_refused``, ``timeout``, ``stream_not_found`` (HTTP 404
 or an RTMP server that knows no such stream), ``http_error``, ``connection_lost``,
-``source_ended``, ``no_video_data``, ``decode_failed``, ``network_error``.
+``source_ended``, ``no_video_data``, ``decode_failed``, ``network_error``, ``tls_error``
+(an HTTPS certificate or handshake failed).
 Permanent codes: ``corrupt_media``, ``unsupported_media_type``, ``no_video_stream``,
-``unsupported_codec``, ``unsupported_stream_protocol``, ``video_too_large``.
+``unsupported_codec``, ``unsupported_stream_protocol``, ``video_too_large``,
+``url_rejected`` (the source, a redirect, or a URL it lists — playlist, segment, key —
+leads to an address or a scheme the URL policy refuses: :mod:`bastion.live.egress`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import errno
 
 import av.error
 
-__all__ = ["StreamFailure", "classify"]
+__all__ = ["StreamFailure", "classify", "rejected"]
 
 
 class StreamFailure(Exception):
@@ -30,6 +33,11 @@ class StreamFailure(Exception):
         self.message = message
         self.code = code
         self.permanent = permanent
+
+
+def rejected(message: str) -> StreamFailure:
+    """A connection the URL policy refused: permanent, retrying would be refused again."""
+    return StreamFailure(message, code="url_rejected", permanent=True)
 
 
 def _reason(exc: BaseException) -> str:

@@ -23,7 +23,8 @@ reached, ``reconnecting`` once per failed attempt (attempt number, the failure's
 and message, the delay before the next try), back to ``live`` at the next frame; and
 one final state: ``offline`` (given up, see :mod:`bastion.live.backoff`), ``error``
 (the source cannot be read, e.g. ``corrupt_media``, ``no_video_stream``,
-``unsupported_codec``: no retry), ``ended`` (a file or a playlist with an end) or
+``unsupported_codec``, or leads somewhere the URL policy refuses, ``url_rejected``:
+no retry), ``ended`` (a file or a playlist with an end) or
 ``stopped`` (:meth:`StreamReader.close`). Iteration ends after the final state.
 """
 
@@ -43,6 +44,7 @@ from bastion.live.backoff import Backoff
 from bastion.live.clock import StreamClock
 from bastion.live.config import StreamReaderConfig
 from bastion.live.connection import Connection, Counters
+from bastion.live.egress import SourceGuard
 from bastion.live.failures import StreamFailure
 from bastion.live.handoff import LatestQueue
 from bastion.live.sampler import StreamSampler
@@ -54,6 +56,7 @@ from bastion.live.status import (
     StreamState,
     StreamStatus,
 )
+from bastion.media.fetch import FetchPolicy
 
 __all__ = ["StreamReader"]
 
@@ -64,7 +67,11 @@ class StreamReader:
     """A live source read into frames; see the module documentation.
 
     The source is validated here: a URL this reader does not accept raises
-    :class:`~bastion.errors.UrlRejected` (400 ``url_rejected``).
+    :class:`~bastion.errors.UrlRejected` (400 ``url_rejected``). Every connection it
+    makes (redirects, HLS playlists, segments and keys, reconnections) obeys
+    ``url_policy``, the policy of URL inputs (default: public addresses only); a refused
+    one ends the reader in ``error`` with the code ``url_rejected``
+    (:mod:`bastion.live.egress`).
     """
 
     def __init__(
@@ -75,9 +82,11 @@ class StreamReader:
         sampler: StreamSampler | None = None,
         on_status: StatusCallback | None = None,
         rng: random.Random | None = None,
+        url_policy: FetchPolicy | None = None,
     ) -> None:
         self.config = config or StreamReaderConfig()
         self.source: StreamSource = parse_source(source, allow_files=self.config.allow_files)
+        self.url_policy = url_policy or FetchPolicy()
         self.sampler = sampler
         self._on_status = on_status
         self._backoff = Backoff(self.config, rng)
@@ -212,6 +221,13 @@ class StreamReader:
             self._finish()
 
     def _connect_until_done(self) -> tuple[StreamState, dict[str, object]]:
+        guard = SourceGuard(self.source, self.config, self.url_policy)
+        try:
+            return self._connect(guard)
+        finally:
+            guard.close()
+
+    def _connect(self, guard: SourceGuard) -> tuple[StreamState, dict[str, object]]:
         clock = StreamClock()
         counters, queue = self._counters, self._queue
         assert queue is not None
@@ -225,6 +241,7 @@ class StreamReader:
             connection = Connection(
                 self.source,
                 self.config,
+                guard=guard,
                 number=number,
                 sampler=self.sampler,
                 clock=clock,

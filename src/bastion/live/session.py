@@ -160,7 +160,11 @@ class StreamSession:
         self.resolved = await self.processor.resolve(self.ref)
         sampler = StreamSampler(sampling_for(self.resolved, self.config))
         reader = StreamReader(
-            self.source, self.config.reader, sampler=sampler, on_status=self._on_status
+            self.source,
+            self.config.reader,
+            sampler=sampler,
+            on_status=self._on_status,
+            url_policy=self.streams.url_policy,
         )
         self._reader = reader
         reporter = asyncio.create_task(self._reporter())
