@@ -68,6 +68,49 @@ class UrlFetchConfig(BaseModel):
     max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed (each re-checked).")
 
 
+class IntakeConfig(BaseModel):
+    """How request bodies are received: read deadlines, and the bytes they may hold at once.
+
+    The deadlines count only the time the server waits for the client, so a slow handler
+    never counts against a fast client.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    body_read_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        le=86_400,
+        description="Longest time to receive one request body (time spent waiting for the "
+        "client); a slower body gets 408 `body_too_slow` and the connection is closed.",
+    )
+    body_grace_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="Seconds at the start of a body before min_body_rate applies.",
+    )
+    min_body_rate: int = Field(
+        10_000,
+        ge=0,
+        description="Average bytes per second a body must keep after body_grace_s "
+        "(0 disables); a slower sender gets 408 `body_too_slow`.",
+    )
+    max_buffered_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of request bodies held in memory at once by requests being read "
+        "or waiting for analysis; a body that does not fit gets 503 `overloaded`. A request "
+        "counts only the bytes it has received, so slow senders hold next to nothing.",
+    )
+    max_spooled_bytes: int = Field(
+        8 * 1024 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of job uploads (POST /v1/jobs) being received onto disk at once; "
+        "an upload that does not fit gets 503 `overloaded`.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything Bastion reads at start-up."""
 
@@ -122,6 +165,11 @@ class Settings(BaseSettings):
         256 * 1024 * 1024,
         ge=1024,
         description="Largest request body of any kind (a batch of base64 images included).",
+    )
+    intake: IntakeConfig = Field(
+        default_factory=IntakeConfig,
+        description="Request bodies: read deadlines (408 `body_too_slow`) and the memory and "
+        "disk they may hold at once (503 `overloaded`).",
     )
     result_cache_size: int = Field(
         4096, ge=0, description="Results kept in memory by content hash (0 disables)."

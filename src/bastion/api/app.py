@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,12 +11,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from starlette.routing import NoMatchFound
 
 from bastion import __version__
 from bastion.api import admin, alerts, errors, jobs, moderate, openapi, streams, system
 from bastion.api import rules as rules_api
 from bastion.api.inputs import fetch_policy
-from bastion.api.limits import Admission, BodyLimitMiddleware
+from bastion.api.limits import Admission, BodyGuardMiddleware
 from bastion.api.services import Services
 from bastion.bootstrap import Bootstrap, bootstrap
 from bastion.config import Settings
@@ -72,7 +74,7 @@ def create_app(
             repo=boot.repo,
             policies=policies,
             inflight=asyncio.Semaphore(settings.max_inflight),
-            admission=Admission(settings.max_queued),
+            admission=Admission.from_settings(settings),
             db_sessions=sessions,
             jobs=job_service,
             dedup=dedup,
@@ -120,7 +122,9 @@ def create_app(
     )
     errors.install(app)
     openapi.install(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyGuardMiddleware, max_bytes=settings.max_request_bytes, intake=settings.intake
+    )
     app.include_router(system.router)
     app.include_router(moderate.router)
     app.include_router(admin.router)
@@ -143,4 +147,8 @@ def create_app(
             svc.metrics.request_latency.labels(path).observe(time.perf_counter() - started)
         return response
 
+    # FastAPI builds the routes of an included router on the first request that reaches
+    # it, a few hundred ms on the event loop: build them all now instead.
+    with contextlib.suppress(NoMatchFound):
+        app.url_path_for("\0")
     return app

@@ -5,41 +5,57 @@ into a temporary file of the store (:class:`~bastion.jobs.mediastore.MediaWriter
 while it is hashed and counted: more than ``jobs_max_bytes`` ends the request with
 413 ``media_too_large`` at once and the temporary file is removed. Disk writes and the
 multipart parser run in worker threads, about 1 MiB at a time, so the event loop
-never waits on the disk. The leading bytes tell an image from a video; anything
-else is refused with 415 before it is stored. Inline base64 in a JSON body is held
-in memory and therefore limited to ``limits.max_bytes``: send videos as a raw body,
-a multipart file or a URL.
+never waits on the disk. Every byte on its way to disk counts against the budget of
+uploads being received (``intake.max_spooled_bytes``, 503 beyond).
+
+The leading bytes tell an image from a video, at the door: as soon as the first
+8 KiB are in (or the upload ended), they are sniffed with the same code as the image
+and video paths, and anything those paths would refuse (a PDF, audio, a HEIC photo
+without a decoder, ...) ends the request with 415 ``unsupported_media_type`` before
+the rest is read.
+
+Form fields other than the file are checked against the names the endpoint knows
+(422 ``unknown_field``; 422 ``conflicting_field`` for one given twice). Inline base64 in
+a JSON body is held in memory and therefore limited to ``limits.max_bytes``: send
+videos as a raw body, a multipart file or a URL.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 from fastapi import Request
-from pydantic import ValidationError
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from bastion.api.inputs import MediaRef, fetch_policy
+from bastion.api.inputs import (
+    FIELD_MAX_BYTES,
+    MAX_FORM_FIELDS,
+    conflicting_field,
+    declared_length,
+    decode_b64,
+    fetch_policy,
+    inline_json_bytes,
+    is_json,
+    parse_ref,
+    read_body,
+    unknown_field,
+)
+from bastion.api.limits import Admission, Held
 from bastion.config import Settings
 from bastion.errors import EmptyInput, InputError, MediaTooLarge, UnsupportedMediaType
-from bastion.jobs.mediastore import MediaStore, MediaWriter, StoredMedia
+from bastion.jobs.mediastore import HEAD_BYTES, MediaStore, MediaWriter, StoredMedia
 from bastion.media.fetch import fetch_url
 from bastion.media.image import sniff
 from bastion.media.video import is_video
 
-__all__ = ["IncomingMedia", "receive_job_media"]
+__all__ = ["IncomingMedia", "media_kind", "receive_job_media"]
 
 _FLUSH_BYTES = 1 << 20
-_FIELD_MAX_BYTES = 4096
-_MAX_FIELDS = 8
-_FORM_OVERHEAD = 64 * 1024
+_FORM_OVERHEAD = 256 * 1024
 
 
 @dataclass
@@ -49,19 +65,26 @@ class IncomingMedia:
     writer: MediaWriter
     kind: str
     content_type: str | None
-    policy: str | None
     source: str
+    fields: dict[str, str] = field(default_factory=dict)
+    """Options sent with the media: the text fields of a form, ``policy`` of a JSON body."""
 
     async def commit(self) -> StoredMedia:
         return await anyio.to_thread.run_sync(self.writer.commit)
 
 
 class _Chunked:
-    """Hands chunks to a blocking consumer in a worker thread, about 1 MiB at a time."""
+    """Hands chunks to a blocking consumer in a worker thread, about 1 MiB at a time (a few
+    KiB at a time while ``door`` has not sniffed the media yet), each byte counted in
+    ``held``."""
 
-    def __init__(self, consume: Callable[[bytes], None], max_bytes: int) -> None:
+    def __init__(
+        self, consume: Callable[[bytes], None], max_bytes: int, held: Held, door: _Door
+    ) -> None:
         self._consume = consume
         self._max = max_bytes
+        self._held = held
+        self._door = door
         self._parts: list[bytes] = []
         self._pending = 0
         self.total = 0
@@ -75,9 +98,10 @@ class _Chunked:
                 f"the media is over the limit of {self._max} bytes",
                 details={"max_bytes": self._max},
             )
+        self._held.add(len(chunk))
         self._parts.append(chunk)
         self._pending += len(chunk)
-        if self._pending >= _FLUSH_BYTES:
+        if self._pending >= (HEAD_BYTES if self._door.kind is None else _FLUSH_BYTES):
             await self.flush()
 
     async def flush(self) -> None:
@@ -89,11 +113,14 @@ class _Chunked:
 
 
 class _Form:
-    """A streaming multipart/form-data parser: the file part goes to the writer, a few
-    small text fields (``policy``, ``url``) are kept."""
+    """A streaming multipart/form-data parser: the file part goes to ``sink``, the text
+    fields named in ``known`` (name → most bytes) are kept; any other is refused."""
 
-    def __init__(self, boundary: bytes, writer: MediaWriter) -> None:
-        self.writer = writer
+    def __init__(
+        self, boundary: bytes, sink: Callable[[bytes], None], known: Mapping[str, int]
+    ) -> None:
+        self.sink = sink
+        self.known = known
         self.fields: dict[str, str] = {}
         self.has_file = False
         self.content_type: str | None = None
@@ -153,18 +180,23 @@ class _Form:
             self.content_type = self._headers.get("content-type") or None
             return
         self._count += 1
-        if self._count > _MAX_FIELDS:
-            raise InputError(f"at most {_MAX_FIELDS} form fields", code="invalid_multipart")
+        if self._count > MAX_FORM_FIELDS:
+            raise InputError(f"at most {MAX_FORM_FIELDS} form fields", code="invalid_multipart")
+        if name not in self.known:
+            raise unknown_field(name, "form field", self.known)
+        if name in self.fields:
+            raise conflicting_field(name)
         self._target = name
         self._buf = bytearray()
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._target == "\0file":
-            self.writer.write(data[start:end])
+            self.sink(data[start:end])
         elif self._target is not None:
-            if len(self._buf) + end - start > _FIELD_MAX_BYTES:
+            most = self.known[self._target]
+            if len(self._buf) + end - start > most:
                 raise InputError(
-                    f"form field {self._target!r} is longer than {_FIELD_MAX_BYTES} bytes",
+                    f"form field {self._target!r} is longer than {most} bytes",
                     code="invalid_multipart",
                 )
             self._buf += data[start:end]
@@ -178,11 +210,6 @@ class _Form:
         self.ended = True
 
 
-def _declared_length(request: Request) -> int | None:
-    value = request.headers.get("content-length", "")
-    return int(value) if value.isdigit() else None
-
-
 def _too_large(declared: int, limit: int) -> MediaTooLarge:
     return MediaTooLarge(
         f"the body of {declared} bytes is over the limit of {limit} bytes",
@@ -190,139 +217,146 @@ def _too_large(declared: int, limit: int) -> MediaTooLarge:
     )
 
 
-async def _stream_body(request: Request, consume: Callable[[bytes], None], limit: int) -> None:
-    declared = _declared_length(request)
+async def _stream_body(
+    request: Request, consume: Callable[[bytes], None], limit: int, held: Held, door: _Door
+) -> None:
+    declared = declared_length(request)
     if declared is not None and declared > limit:
         raise _too_large(declared, limit)
-    chunked = _Chunked(consume, limit)
+    chunked = _Chunked(consume, limit, held, door)
     async for chunk in request.stream():
         await chunked.feed(chunk)
     await chunked.flush()
 
 
-async def _fetch_into(url: str, settings: Settings, writer: MediaWriter) -> str | None:
-    policy = fetch_policy(settings).model_copy(update={"max_bytes": writer.max_bytes})
-    chunked = _Chunked(writer.write, writer.max_bytes)
+async def _fetch_into(url: str, settings: Settings, door: _Door, held: Held) -> str | None:
+    limit = door.writer.max_bytes
+    policy = fetch_policy(settings).model_copy(update={"max_bytes": limit})
+    chunked = _Chunked(door.write, limit, held, door)
     fetched = await fetch_url(url, policy, sink=chunked.feed)
     await chunked.flush()
     return fetched.content_type
 
 
-async def _read_json(request: Request, limit: int) -> MediaRef:
-    declared = _declared_length(request)
-    if declared is not None and declared > limit:
-        raise MediaTooLarge(
-            f"a JSON body may be at most {limit} bytes; send large media (videos) as the raw "
-            "body, a multipart file or a URL",
-            details={"content_length": declared, "max_bytes": limit},
-        )
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise MediaTooLarge(
-                f"a JSON body may be at most {limit} bytes; send large media (videos) as the "
-                "raw body, a multipart file or a URL",
-                details={"max_bytes": limit},
-            )
-        parts.append(chunk)
-    try:
-        payload = json.loads(b"".join(parts) or b"null")
-    except ValueError as exc:
-        raise InputError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
-    try:
-        ref = MediaRef.model_validate(payload)
-    except ValidationError as exc:
-        raise InputError(
-            'JSON body must be {"url": ...} or {"base64": ...}',
-            details={
-                "errors": [{"loc": list(e["loc"]), "message": e["msg"]} for e in exc.errors()]
-            },
-        ) from exc
-    if (ref.url is None) == (ref.base64 is None):
-        raise InputError("give exactly one of 'url' or 'base64'", code="invalid_request")
-    return ref
-
-
-def _decode_into(text: str, writer: MediaWriter, max_bytes: int) -> None:
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    if len(text) * 3 // 4 > max_bytes + 3:
-        raise MediaTooLarge(f"inline media is over the limit of {max_bytes} bytes")
-    try:
-        data = base64.b64decode(text, validate=False)
-    except (binascii.Error, ValueError) as exc:
-        raise InputError(f"base64 does not decode: {exc}", code="invalid_base64") from exc
-    writer.write(data)
-
-
 def media_kind(head: bytes) -> str:
-    """'video' or 'image' from the leading bytes; anything else is refused (415)."""
+    """'video' or 'image' from the leading bytes, by the same sniffing as the video and
+    image paths: what either would refuse (audio, documents, an image format without a
+    decoder such as HEIC, ...) is refused here (415 ``unsupported_media_type``)."""
     if is_video(head):
         return "video"
     found = sniff(head)
-    if found.kind == "image":
+    if found.kind == "image" and found.pillow_format is not None:
         return "image"
+    article = "an" if found.name[:1].lower() in "aeiou" else "a"
     raise UnsupportedMediaType(
-        f"unsupported media type: the input is {found.name}; jobs take images and videos",
+        f"unsupported media type: the input is {article} {found.name}; jobs take the image "
+        "formats of /v1/moderate and videos",
         details={"detected": found.name},
     )
 
 
+class _Door:
+    """Writes to the media writer and sniffs the leading bytes as soon as they are in."""
+
+    def __init__(self, writer: MediaWriter) -> None:
+        self.writer = writer
+        self.kind: str | None = None
+
+    def write(self, chunk: bytes) -> None:
+        self.writer.write(chunk)
+        if self.kind is None and len(self.writer.head) >= HEAD_BYTES:
+            self.kind = media_kind(self.writer.head)
+
+    def finish(self) -> str:
+        if self.writer.size == 0:
+            raise EmptyInput("the media is empty (0 bytes)")
+        if self.kind is None:
+            self.kind = media_kind(self.writer.head)
+        return self.kind
+
+
+def _decode_into(text: str, door: _Door, max_bytes: int) -> None:
+    door.write(decode_b64(text, max_bytes))
+
+
 async def _receive(
-    request: Request, settings: Settings, writer: MediaWriter, policy_q: str | None
+    request: Request,
+    settings: Settings,
+    door: _Door,
+    form_fields: Mapping[str, int],
+    admission: Admission,
+    spooled: Held,
 ) -> IncomingMedia:
-    limit = writer.max_bytes
+    limit = door.writer.max_bytes
     ctype_header = request.headers.get("content-type") or ""
     ctype = ctype_header.split(";")[0].strip().lower()
-    policy, content_type, source = policy_q, ctype or None, "body"
+    fields: dict[str, str] = {}
+    content_type, source = ctype or None, "body"
     if ctype == "multipart/form-data":
         _, params = parse_options_header(ctype_header)
         boundary = params.get(b"boundary")
         if not boundary:
             raise InputError("multipart body without a boundary", code="invalid_multipart")
-        form = _Form(boundary, writer)
-        await _stream_body(request, form.write, limit + _FORM_OVERHEAD)
+        form = _Form(boundary, door.write, {**form_fields, "url": FIELD_MAX_BYTES})
+        await _stream_body(request, form.write, limit + _FORM_OVERHEAD, spooled, door)
         if not form.ended:
             raise InputError("the multipart body is truncated", code="invalid_multipart")
-        policy = form.fields.get("policy") or policy_q
+        fields = dict(form.fields)
+        url = fields.pop("url", None)
         content_type, source = form.content_type, "upload"
+        if form.has_file and url:
+            raise InputError("send a file or a url, not both", code="invalid_request")
         if not form.has_file:
-            url = form.fields.get("url")
             if not url:
                 raise EmptyInput("multipart body has no file part (send it as 'file')")
-            content_type, source = await _fetch_into(url, settings, writer), "url"
-    elif ctype == "application/json":
+            content_type, source = await _fetch_into(url, settings, door, spooled), "url"
+    elif is_json(ctype):
         inline_max = settings.limits.max_bytes
-        ref = await _read_json(request, 4 * (inline_max // 3 + 1) + _FORM_OVERHEAD)
-        policy = ref.policy or policy_q
-        if ref.url is not None:
-            content_type, source = await _fetch_into(ref.url, settings, writer), "url"
-        else:
-            await anyio.to_thread.run_sync(_decode_into, ref.base64 or "", writer, inline_max)
-            content_type, source = None, "base64"
+        async with admission.memory.hold(declared_length(request)) as held:
+            body = await read_body(
+                request,
+                inline_json_bytes(inline_max),
+                held,
+                what="a JSON body (send large media, videos, as the raw body, a multipart "
+                "file or a URL)",
+            )
+            ref = await parse_ref(body)
+            del body
+            if ref.policy is not None:
+                fields["policy"] = ref.policy
+            if ref.url is not None:
+                content_type, source = await _fetch_into(ref.url, settings, door, spooled), "url"
+            else:
+                await anyio.to_thread.run_sync(_decode_into, ref.base64 or "", door, inline_max)
+                content_type, source = None, "base64"
     elif ctype in {"application/x-www-form-urlencoded", "text/plain", "text/html"}:
         raise UnsupportedMediaType(
             f"content-type {ctype!r} is not accepted: send the media as a multipart 'file', "
             "as the raw body with its content-type, or JSON with 'url' or 'base64'"
         )
     else:
-        await _stream_body(request, writer.write, limit)
-    if writer.size == 0:
-        raise EmptyInput("the media is empty (0 bytes)")
-    kind = media_kind(writer.head)
-    return IncomingMedia(writer, kind, content_type, policy, source)
+        await _stream_body(request, door.write, limit, spooled, door)
+    return IncomingMedia(door.writer, door.finish(), content_type, source, fields)
 
 
 @asynccontextmanager
 async def receive_job_media(
-    request: Request, settings: Settings, store: MediaStore, policy_q: str | None
+    request: Request,
+    settings: Settings,
+    store: MediaStore,
+    admission: Admission,
+    *,
+    form_fields: Mapping[str, int],
 ) -> AsyncIterator[IncomingMedia]:
-    """The request's media in a temporary file of ``store``, removed unless committed."""
+    """The request's media in a temporary file of ``store``, removed unless committed.
+
+    ``form_fields``: the text fields a multipart body may carry besides ``url`` (name →
+    most bytes); the yielded media carries them in ``fields``."""
+    admission.spool.check(declared_length(request))
     writer = await anyio.to_thread.run_sync(store.writer, settings.jobs_max_bytes)
     try:
-        yield await _receive(request, settings, writer, policy_q)
+        async with admission.spool.hold() as spooled:
+            yield await _receive(request, settings, _Door(writer), form_fields, admission, spooled)
     finally:
         if not writer.finished:
             writer.discard()

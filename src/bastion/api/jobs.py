@@ -1,27 +1,45 @@
-"""Async jobs: POST /v1/jobs, status, listing, cancel/pause/resume/retry, deliveries, secrets."""
+"""Async jobs: POST /v1/jobs, status, listing, cancel/pause/resume/retry, deliveries, secrets.
+
+The options of ``POST /v1/jobs`` (:class:`JobOptions`) come from the query string or,
+with a multipart body, from form fields alike; the same option given both ways with
+different values is 422 ``conflicting_field``, an unknown query parameter or form field
+422 ``unknown_field``. ``metadata`` and every JSON body are parsed with bounds on size,
+items and depth.
+"""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
 from bastion.api.auth import Admin, Moderator, Reader
-from bastion.api.inputs import fetch_policy
+from bastion.api.errors import validation_details
+from bastion.api.inputs import (
+    FIELD_MAX_BYTES,
+    MediaRef,
+    check_query,
+    declared_length,
+    fetch_policy,
+    is_json,
+    merge_field,
+    read_body,
+)
 from bastion.api.job_upload import receive_job_media
 from bastion.api.services import Services, services
 from bastion.delivery import outbox, signing
 from bastion.delivery.models import Delivery
-from bastion.errors import BastionError, InputError, NotFound
+from bastion.errors import BastionError, InputError, NotFound, UnsupportedMediaType
 from bastion.jobs.models import Job
 from bastion.media.fetch import check_url
 from bastion.media.video_config import VideoOptions
+from bastion.parsing.json_doc import InvalidJson, parse_json_async
 from bastion.store.types import UtcTime
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -137,10 +155,153 @@ def _job_deliveries(svc: Services, tenant_id: str, job_id: str) -> list[Delivery
         return [_delivery_out(d, outbox.list_attempts(s, d.id)) for d in rows]
 
 
+METADATA_MAX_BYTES = 64 * 1024
+METADATA_MAX_DEPTH = 16
+METADATA_MAX_ITEMS = 2000
+
+
+class JobOptions(BaseModel):
+    """What a job request may choose, as query parameters or as multipart form fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str | None = Field(None, max_length=64, description="Policy name.")
+    callback_url: str | None = Field(
+        None, max_length=2048, description="Where the result is sent (a signed webhook)."
+    )
+    metadata: str | None = Field(
+        None,
+        max_length=METADATA_MAX_BYTES,
+        description="A JSON object echoed in the job and its webhooks "
+        f"(at most {METADATA_MAX_DEPTH} levels, {METADATA_MAX_ITEMS} items).",
+    )
+    sample_every: float | None = Field(
+        None, description="Videos: analyse one frame every this many seconds."
+    )
+    keyframes_only: bool | None = Field(
+        None, description="Videos: analyse keyframes only (fastest)."
+    )
+    max_frames: int | None = Field(
+        None, description="Videos: most frames analysed (at most the configured maximum)."
+    )
+    stop_on_block: bool | None = Field(
+        None, description="Videos: stop at the first blocked frame."
+    )
+
+
+_OPTION_NAMES = frozenset(JobOptions.model_fields)
+_FORM_FIELDS = {
+    name: METADATA_MAX_BYTES if name == "metadata" else FIELD_MAX_BYTES for name in _OPTION_NAMES
+}
+
+
+def _form_options(fields: dict[str, str]) -> JobOptions:
+    given = {k: v for k, v in fields.items() if v != ""}  # an empty form field is no value
+    try:
+        return JobOptions.model_validate(given)
+    except ValidationError as exc:
+        raise InputError(
+            "the form fields do not validate",
+            code="invalid_request",
+            status=422,
+            details=validation_details(exc.errors()),
+        ) from None
+
+
+def _merge(query: JobOptions, form: JobOptions) -> JobOptions:
+    values = {
+        name: merge_field(name, getattr(query, name), getattr(form, name))
+        for name in JobOptions.model_fields
+    }
+    return JobOptions.model_construct(**values)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    metadata: dict[str, Any]
+    options: dict[str, Any] | None
+
+
+async def _metadata(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    if len(text) > METADATA_MAX_BYTES:
+        raise InputError(
+            f"metadata is longer than {METADATA_MAX_BYTES} characters", code="invalid_metadata"
+        )
+    try:
+        meta = await parse_json_async(
+            text, max_depth=METADATA_MAX_DEPTH, max_items=METADATA_MAX_ITEMS
+        )
+    except InvalidJson as exc:
+        raise InputError(
+            f"metadata must be a JSON object: {exc.message}", code="invalid_metadata"
+        ) from None
+    except BastionError as exc:  # too deep, too many items
+        raise BastionError(
+            f"metadata: {exc.message}", code=exc.code, status=exc.status, details=exc.details
+        ) from None
+    if not isinstance(meta, dict):
+        raise InputError("metadata must be a JSON object", code="invalid_metadata")
+    return meta
+
+
+async def _prepare(options: JobOptions, svc: Services) -> _Prepared:
+    """Check the options (400/422) and turn them into what a job stores."""
+    meta = await _metadata(options.metadata)
+    video = VideoOptions.parse(
+        {
+            "sample_every": options.sample_every,
+            "keyframes_only": options.keyframes_only,
+            "max_frames": options.max_frames,
+            "stop_on_block": options.stop_on_block,
+        }
+    )
+    video.check(svc.settings.video)
+    stored = None if video.is_empty() else {"video": video.model_dump(exclude_none=True)}
+    if options.callback_url:
+        await run_in_threadpool(check_url, options.callback_url, fetch_policy(svc.settings))
+    return _Prepared(meta, stored)
+
+
+def _job_body() -> dict[str, Any]:
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    fields = JobOptions.model_json_schema()["properties"]
+    return {
+        "requestBody": {
+            "description": "The image or video: a multipart `file` (or `url`), the raw body, "
+            'or JSON `{"url": ...}` / `{"base64": ...}`. Every option may be a query parameter '
+            "or, with a multipart body, a form field.",
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "url": {
+                                "type": "string",
+                                "maxLength": 4096,
+                                "description": "Instead of a file: an http(s) URL to fetch.",
+                            },
+                            **fields,
+                        },
+                        "additionalProperties": False,
+                    }
+                },
+                "video/*": binary,
+                "image/*": binary,
+                "application/octet-stream": binary,
+                "application/json": {"schema": MediaRef.model_json_schema()},
+            },
+        }
+    }
+
+
 @router.post(
     "/jobs",
     status_code=202,
     response_model=JobOut,
+    openapi_extra=_job_body(),
     summary="Queue an image or video for moderation",
 )
 async def create_job(
@@ -150,7 +311,10 @@ async def create_job(
     svc: Svc,
     policy: Annotated[str | None, Query(max_length=64)] = None,
     callback_url: Annotated[str | None, Query(max_length=2048)] = None,
-    metadata: Annotated[str | None, Query(description="JSON object echoed in webhooks.")] = None,
+    metadata: Annotated[
+        str | None,
+        Query(max_length=METADATA_MAX_BYTES, description="JSON object echoed in webhooks."),
+    ] = None,
     sample_every: Annotated[
         float | None, Query(description="Videos: analyse one frame every this many seconds.")
     ] = None,
@@ -168,38 +332,33 @@ async def create_job(
 ) -> JobOut:
     """The media is the raw body, a multipart ``file`` or a URL (JSON ``url`` or a form
     field); it is streamed to disk, at most ``jobs_max_bytes``. Video options override
-    the configured sampling for this job."""
-    meta: dict[str, Any] = {}
-    if metadata:
-        try:
-            meta = json.loads(metadata)
-        except ValueError as exc:
-            raise InputError("metadata must be a JSON object", code="invalid_metadata") from exc
-        if not isinstance(meta, dict):
-            raise InputError("metadata must be a JSON object", code="invalid_metadata")
-    video = VideoOptions.parse(
-        {
-            "sample_every": sample_every,
-            "keyframes_only": keyframes_only,
-            "max_frames": max_frames,
-            "stop_on_block": stop_on_block,
-        }
+    the configured sampling for this job. Every option may also be a form field."""
+    check_query(request, _OPTION_NAMES)
+    options = JobOptions.model_construct(
+        policy=policy,
+        callback_url=callback_url,
+        metadata=metadata,
+        sample_every=sample_every,
+        keyframes_only=keyframes_only,
+        max_frames=max_frames,
+        stop_on_block=stop_on_block,
     )
-    video.check(svc.settings.video)
-    options = None if video.is_empty() else {"video": video.model_dump(exclude_none=True)}
-    if callback_url:
-        await run_in_threadpool(check_url, callback_url, fetch_policy(svc.settings))
+    prepared = await _prepare(options, svc)  # bad query options fail before the body is read
     if idempotency_key is not None:  # a repeated request: answer without reading its body
         found = await run_in_threadpool(svc.jobs.find_by_key, who.tenant_id, idempotency_key)
         if found is not None:
             response.status_code = 200
             response.headers["Location"] = str(request.url_for("get_job", job_id=found.id))
             return JobOut.of(found, request)
-    async with (
-        svc.admission.slot(),
-        receive_job_media(request, svc.settings, svc.jobs.media, policy) as item,
-    ):
-        await run_in_threadpool(svc.policies.resolve, who.tenant_id, item.policy)
+    # The upload streams to disk under the budget of uploads being received; it takes no
+    # analysis slot, so a slow uploader holds nothing the image path needs.
+    async with receive_job_media(
+        request, svc.settings, svc.jobs.media, svc.admission, form_fields=_FORM_FIELDS
+    ) as item:
+        if item.fields:
+            options = _merge(options, _form_options(item.fields))
+            prepared = await _prepare(options, svc)
+        await run_in_threadpool(svc.policies.resolve, who.tenant_id, options.policy)
         stored = await item.commit()
         job, created = await run_in_threadpool(
             lambda: svc.jobs.create_stored(
@@ -207,11 +366,11 @@ async def create_job(
                 stored,
                 kind=item.kind,
                 content_type=item.content_type,
-                policy=item.policy,
-                callback_url=callback_url,
-                metadata=meta,
+                policy=options.policy,
+                callback_url=options.callback_url,
+                metadata=prepared.metadata,
                 idempotency_key=idempotency_key,
-                options=options,
+                options=prepared.options,
             )
         )
     if not created:
@@ -309,6 +468,8 @@ async def list_deliveries(
 
 
 class RedriveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     ids: list[int] | None = None
     event_type: str | None = None
     since: datetime | None = None
@@ -327,8 +488,51 @@ async def redrive_one(delivery_id: int, who: Moderator, svc: Svc) -> dict[str, i
     return {"redriven": n}
 
 
-@router.post("/deliveries/redrive", tags=["webhooks"], summary="Redrive dead deliveries in bulk")
-async def redrive_many(body: RedriveIn, who: Moderator, svc: Svc) -> dict[str, int]:
+REDRIVE_MAX_BYTES = 1024 * 1024
+REDRIVE_MAX_ITEMS = 10_000
+
+
+async def _redrive_body(request: Request, svc: Services) -> RedriveIn:
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if ctype and not is_json(ctype):
+        raise UnsupportedMediaType(f"content-type {ctype!r} is not accepted: send JSON")
+    async with svc.admission.memory.hold(declared_length(request)) as held:
+        try:
+            raw = await read_body(request, REDRIVE_MAX_BYTES, held, what="the body")
+        except BastionError as exc:
+            if exc.status != 413:
+                raise
+            raise BastionError(
+                exc.message, code="request_too_large", status=413, details=exc.details
+            ) from None
+        payload = await parse_json_async(raw, max_depth=3, max_items=REDRIVE_MAX_ITEMS)
+    if payload is None:
+        raise InputError("send a JSON object (`{}` redrives every dead delivery)", status=422)
+    try:
+        return RedriveIn.model_validate(payload)
+    except ValidationError as exc:
+        raise InputError(
+            "the body does not validate",
+            code="invalid_request",
+            status=422,
+            details=validation_details(exc.errors()),
+        ) from None
+
+
+@router.post(
+    "/deliveries/redrive",
+    tags=["webhooks"],
+    summary="Redrive dead deliveries in bulk",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RedriveIn.model_json_schema()}},
+        }
+    },
+)
+async def redrive_many(request: Request, who: Moderator, svc: Svc) -> dict[str, int]:
+    body = await _redrive_body(request, svc)
+
     def run() -> int:
         with svc.db_sessions.begin() as s:
             return outbox.redrive(

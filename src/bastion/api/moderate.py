@@ -1,18 +1,39 @@
-"""POST /v1/moderate and /v1/moderate/batch: synchronous image moderation."""
+"""POST /v1/moderate and /v1/moderate/batch: synchronous image moderation.
+
+Both read their body before they take an analysis slot (a full server refuses before
+reading; a slow sender never holds a slot), count its bytes in the budget of bodies in
+memory, and parse JSON with bounds. The batch body is at most ``max_batch_items`` inline
+images (and never more than ``max_request_bytes``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.api.auth import Moderator
-from bastion.api.inputs import MediaInput, MediaRef, from_ref, read_single
+from bastion.api.errors import bounded, validation_details
+from bastion.api.inputs import (
+    MediaInput,
+    MediaRef,
+    check_query,
+    declared_length,
+    from_ref,
+    inline_json_bytes,
+    is_json,
+    read_body,
+    receive_single,
+    resolve,
+)
+from bastion.api.limits import Held
 from bastion.api.services import Services, services
-from bastion.errors import BastionError, InputError
+from bastion.config import Settings
+from bastion.errors import BastionError, InputError, MediaTooLarge, UnsupportedMediaType
+from bastion.parsing.json_doc import parse_json_async
 from bastion.results import ModerationResult
 from bastion.store.repo import Principal
 
@@ -28,8 +49,19 @@ _IMAGE_BODY = {
                     "type": "object",
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        "policy": {"type": "string"},
+                        "policy": {
+                            "type": "string",
+                            "maxLength": 64,
+                            "description": "Policy name (as the query parameter; "
+                            "giving both with different values is 422).",
+                        },
+                        "url": {
+                            "type": "string",
+                            "maxLength": 4096,
+                            "description": "Instead of a file: an http(s) URL to fetch.",
+                        },
                     },
+                    "additionalProperties": False,
                 }
             },
             "image/*": {"schema": {"type": "string", "format": "binary"}},
@@ -45,6 +77,41 @@ class BatchRequest(BaseModel):
 
     items: list[MediaRef] = Field(min_length=1, description="Images by URL or base64.")
     policy: str | None = Field(None, max_length=64, description="Default policy for all items.")
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its ``$defs`` written in place (OpenAPI resolves ``$ref``
+    against the whole document, not against the schema)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    result: dict[str, Any] = walk(schema)
+    return result
+
+
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "Images by URL or base64; at most `max_batch_items` of them.",
+        "content": {"application/json": {"schema": _inline_refs(BatchRequest.model_json_schema())}},
+    }
+}
+BATCH_MAX_DEPTH = 5
+
+
+def batch_max_bytes(settings: Settings) -> int:
+    """Largest batch body: ``max_batch_items`` inline images, at most ``max_request_bytes``."""
+    per_item = inline_json_bytes(settings.limits.max_bytes)
+    return min(settings.max_request_bytes, settings.max_batch_items * per_item)
 
 
 class BatchItem(BaseModel):
@@ -82,22 +149,70 @@ async def moderate(
     svc: Annotated[Services, Depends(services)],
     policy: Annotated[str | None, Query(max_length=64, description="Policy name.")] = None,
 ) -> ModerationResult:
-    async with svc.admission.slot():
-        item = await read_single(request, svc.settings, policy)
-        return await moderate_input(svc, who, item)
+    check_query(request, {"policy"})
+    svc.admission.check()  # a full server refuses before reading the body
+    async with svc.admission.memory.hold(declared_length(request)) as held:
+        received = await receive_single(request, svc.settings, policy, held=held)
+        async with svc.admission.slot():
+            item = await resolve(received, svc.settings)
+            return await moderate_input(svc, who, item)
 
 
-@router.post("/moderate/batch", response_model=BatchResponse, summary="Moderate many images")
-async def moderate_batch(
-    body: BatchRequest, who: Moderator, svc: Annotated[Services, Depends(services)]
-) -> BatchResponse:
-    if len(body.items) > svc.settings.max_batch_items:
-        raise InputError(
-            f"at most {svc.settings.max_batch_items} items per batch",
-            code="batch_too_large",
-            status=413,
+def _batch_too_large(message: str, details: dict[str, Any]) -> InputError:
+    return InputError(message, code="batch_too_large", status=413, details=details)
+
+
+async def _read_batch(request: Request, svc: Services, held: Held) -> BatchRequest:
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if ctype and not is_json(ctype):
+        raise UnsupportedMediaType(
+            f"content-type {ctype!r} is not accepted: send the batch as application/json"
         )
+    settings = svc.settings
+    try:
+        body = await read_body(request, batch_max_bytes(settings), held, what="the batch")
+    except MediaTooLarge as exc:
+        raise _batch_too_large(exc.message, exc.details) from None
+    most = settings.max_batch_items
+    # {"items": [...], "policy"}, each item at most four keys
+    payload = await parse_json_async(body, max_depth=BATCH_MAX_DEPTH, max_items=5 * most + 16)
+    items = payload.get("items") if isinstance(payload, dict) else None
+    if isinstance(items, list) and len(items) > most:
+        raise _batch_too_large(f"at most {most} items per batch", {"max_items": most})
+    try:
+        return BatchRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise InputError(
+            'the batch must be {"items": [{"url": ...} or {"base64": ...}, ...]}',
+            status=422,
+            details=validation_details(exc.errors()),
+        ) from None
 
+
+@router.post(
+    "/moderate/batch",
+    response_model=BatchResponse,
+    openapi_extra=_BATCH_BODY,
+    summary="Moderate many images",
+)
+async def moderate_batch(
+    request: Request, who: Moderator, svc: Annotated[Services, Depends(services)]
+) -> BatchResponse:
+    """The whole batch is read (bounded) and validated before any item is analysed."""
+    declared, limit = declared_length(request), batch_max_bytes(svc.settings)
+    if declared is not None and declared > limit:
+        raise _batch_too_large(
+            f"the batch of {declared} bytes is over the limit of {limit} bytes",
+            {"content_length": declared, "max_bytes": limit},
+        )
+    svc.admission.check()  # a full server refuses before reading the body
+    async with svc.admission.memory.hold(declared) as held:
+        body = await _read_batch(request, svc, held)
+        async with svc.admission.slot():
+            return await _run_batch(body, who, svc)
+
+
+async def _run_batch(body: BatchRequest, who: Principal, svc: Services) -> BatchResponse:
     async def one(i: int, ref: MediaRef) -> BatchItem:
         try:
             if ref.policy is None and body.policy is not None:
@@ -105,8 +220,8 @@ async def moderate_batch(
             item = await from_ref(ref, svc.settings)
             return BatchItem(index=i, id=ref.id, result=await moderate_input(svc, who, item))
         except BastionError as exc:
-            return BatchItem(index=i, id=ref.id, error={"status": exc.status, **exc.to_dict()})
+            error = {"status": exc.status, **exc.to_dict()}
+            return BatchItem(index=i, id=ref.id, error=cast(dict[str, Any], bounded(error)))
 
-    async with svc.admission.slot():
-        results = await asyncio.gather(*(one(i, r) for i, r in enumerate(body.items)))
+    results = await asyncio.gather(*(one(i, r) for i, r in enumerate(body.items)))
     return BatchResponse(results=list(results))
