@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bastion.config import Settings, load_settings
+from bastion.config import ConfigFileError, Settings, load_settings
 
 
 def test_defaults_are_embedded_and_secure() -> None:
@@ -55,3 +55,22 @@ def test_unknown_settings_are_refused(tmp_path: Path) -> None:
         load_settings(cfg)
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("base: &b {max_bytes: 1}\nlimits: *b\n", "yaml_alias"),
+        ("port: !!python/object/apply:os.getpid []\n", "yaml_tag"),
+        ("port: 9001\nport: 9002\n", "yaml_duplicate_key"),
+        ("port: 9001\x1a\n", "yaml_syntax"),
+    ],
+)
+def test_config_files_are_read_with_the_bounded_loader(
+    tmp_path: Path, text: str, code: str
+) -> None:
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigFileError) as info:
+        load_settings(cfg)
+    assert info.value.code == code and str(cfg) in str(info.value)

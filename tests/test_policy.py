@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bastion.errors import PolicyError
@@ -9,7 +11,7 @@ from bastion.policy import taxonomy
 from bastion.policy.decide import decide
 from bastion.policy.lists import CompiledLists
 from bastion.policy.loader import default_policy, dump_policy, parse_policy
-from bastion.policy.model import Lists
+from bastion.policy.model import MAX_LIST_ENTRIES, Lists
 from bastion.results import Code, Label, TextLine
 
 
@@ -115,3 +117,45 @@ def test_lists_merge_without_duplicates() -> None:
     b = Lists(blocked_words=["y", "z"], blocked_domains=["d.example"])
     m = a.merged(b)
     assert m.blocked_words == ["x", "y", "z"] and m.blocked_domains == ["d.example"]
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "line"),
+    [
+        ("a0: &a0 [x]\na1: [*a0, *a0]\n", "yaml_alias", 2),
+        ("name: !!python/object/apply:os.system ['id']\n", "yaml_tag", 1),
+        ("name: p\nanalyzers: [nsfw]\x1a\n", "yaml_syntax", 2),
+        ("name: p\nanalyzers: [nsfw]\nname: q\n", "yaml_duplicate_key", 3),
+        ("name: p\n" + "x: [" * 40 + "\n", "yaml_too_deep", 2),
+    ],
+)
+def test_hostile_yaml_is_an_invalid_policy_with_a_line(text: str, code: str, line: int) -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text)
+    error = info.value.details["errors"][0]
+    assert (info.value.code, error["code"], error["line"]) == ("invalid_policy", code, line)
+
+
+def test_policy_documents_are_bounded() -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy("name: p\nanalyzers: [nsfw]\n" + "# pad\n" * 200_000)
+    assert (info.value.code, info.value.status) == ("policy_too_large", 413)
+    words = ", ".join(f"w{i}" for i in range(MAX_LIST_ENTRIES + 1))
+    with pytest.raises(PolicyError) as info:
+        parse_policy(f"name: p\nanalyzers: [ocr]\nlists: {{blocked_words: [{words}]}}\n")
+    assert "at most 10000" in info.value.details["errors"][0]["message"]
+    merged = Lists(blocked_words=["a"] * 2).merged(
+        Lists(blocked_words=[f"w{i}" for i in range(9_999)])
+    )
+    assert len(merged.blocked_words) == 10_000  # the union of two bounded lists is not refused
+
+
+def test_the_largest_lists_match_quickly_and_alike() -> None:
+    words = [f"word{i}" for i in range(MAX_LIST_ENTRIES - 3)] + ["casino", "割引", "free money"]
+    lists = CompiledLists(Lists(blocked_words=words), "big")
+    text = "FREE money at the Casino, 割 引 today; casinos and freemoney are other words " * 20
+    started = time.perf_counter()
+    for _ in range(10):
+        hits = lists.blocked_words(text)
+    assert time.perf_counter() - started < 1.0
+    assert hits == ["casino", "割引", "free money"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from bastion.jobs.config import JobsConfig
 from bastion.live.settings import LiveConfig
 from bastion.media.types import MediaLimits
 from bastion.media.video_config import VideoConfig
+from bastion.parsing.yaml_doc import YamlDocError, YamlLimits, load_yaml
 from bastion.runtime.config import RuntimeConfig
 
 DEFAULT_ANALYZERS = ("nsfw", "labels", "ocr", "codes", "faces", "hashes")
@@ -51,6 +53,38 @@ def _parse_analyzers(value: Any) -> Any:
     if dup:
         raise ValueError(f"analyzer names used twice: {sorted(dup)} (set 'name' to tell apart)")
     return out
+
+
+# The configuration file is read like every other YAML document: bounded, no aliases,
+# no tags beyond plain data, no key given twice (see bastion.parsing.yaml_doc).
+CONFIG_FILE_LIMITS = YamlLimits(max_bytes=1 << 20, max_depth=32, max_nodes=50_000)
+
+
+class ConfigFileError(YamlDocError):
+    """A configuration file Bastion does not read (its path, line and column in the message)."""
+
+    code = "invalid_config_file"
+
+
+class BoundedYamlSource(YamlConfigSettingsSource):
+    """pydantic-settings' YAML file source, reading the file with Bastion's bounded loader."""
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        with file_path.open("rb") as f:
+            data = f.read(CONFIG_FILE_LIMITS.max_bytes + 1)
+        try:
+            value = load_yaml(data, CONFIG_FILE_LIMITS, source=str(file_path))
+        except YamlDocError as exc:
+            raise ConfigFileError(
+                exc.problem, exc.line, exc.column, source=str(file_path), code=exc.code
+            ) from None
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigFileError(
+                "the configuration file must be a YAML mapping", 1, 1, source=str(file_path)
+            )
+        return value
 
 
 class UrlFetchConfig(BaseModel):
@@ -199,7 +233,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = settings_cls.model_config.get("yaml_file") or os.environ.get("BASTION_CONFIG")
         if config_file:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+            sources.append(BoundedYamlSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
 
     @property

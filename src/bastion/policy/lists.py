@@ -1,4 +1,11 @@
-"""Word and domain lists: turn OCR text and URLs from codes or text into Illegal Ads labels."""
+"""Word and domain lists: turn OCR text and URLs from codes or text into Illegal Ads labels.
+
+Lists come from tenants and are bounded by :class:`~bastion.policy.model.Lists` (at
+most ``MAX_LIST_ENTRIES`` entries of at most ``MAX_WORD_CHARS`` characters). Matching
+stays cheap for the largest lists: a word is first looked for as a plain substring (C
+speed), and only a word found that way is checked for word boundaries, with a pattern
+of the escaped word (a literal: no backtracking) compiled on first use.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from urllib.parse import urlsplit
 
 from bastion.policy import taxonomy
@@ -26,26 +33,36 @@ def _domain_matches(host: str, domain: str) -> bool:
     return host == domain or host.endswith("." + domain)
 
 
+@lru_cache(maxsize=4096)
+def _whole_word(folded: str) -> re.Pattern[str]:
+    """``folded`` as a whole word: not preceded or followed by a word character."""
+    return re.compile(r"(?<!\w)" + re.escape(folded) + r"(?!\w)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Word:
+    word: str  # as listed
+    folded: str
+    whole: bool  # whole words only (scripts with spaces); else a substring (CJK, Thai)
+
+
 @dataclass(frozen=True)
 class CompiledLists:
-    """Lists compiled once per policy (regexes built here, not per request)."""
+    """Lists prepared once per policy (folded here, not per request)."""
 
     lists: Lists
     version: str
 
     @cached_property
-    def _word_patterns(self) -> list[tuple[str, re.Pattern[str]]]:
+    def _words(self) -> list[_Word]:
         out = []
         for word in self.lists.blocked_words:
             w = fold(word).strip()
             if not w:
                 continue
             # word boundaries for scripts with spaces; plain substring for CJK/Thai
-            if re.fullmatch(r"[\w\s'.-]+", w, flags=re.ASCII):
-                pat = re.compile(r"(?<!\w)" + re.escape(w) + r"(?!\w)")
-            else:
-                pat = re.compile(re.escape(w))
-            out.append((word, pat))
+            whole = re.fullmatch(r"[\w\s'.-]+", w, flags=re.ASCII) is not None
+            out.append(_Word(word, w, whole))
         return out
 
     @cached_property
@@ -66,9 +83,13 @@ class CompiledLists:
         folded = fold(text)
         squeezed = re.sub(r"\s+", "", folded)
         hits = []
-        for word, pat in self._word_patterns:
-            if pat.search(folded) or (not pat.pattern.startswith("(?<!") and pat.search(squeezed)):
-                hits.append(word)
+        for entry in self._words:
+            w = entry.folded
+            if entry.whole:
+                if w in folded and _whole_word(w).search(folded) is not None:
+                    hits.append(entry.word)
+            elif w in folded or w in squeezed:
+                hits.append(entry.word)
         return hits
 
     def labels(

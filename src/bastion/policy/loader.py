@@ -1,4 +1,13 @@
-"""Load policies from YAML with errors that point at the line and column."""
+"""Load policies from YAML with errors that point at the line and column.
+
+Policies come from tenants (``PUT /v1/policies/{name}``, ``POST /v1/policies/validate``)
+and from files, so they are read with bounds (:data:`POLICY_LIMITS`): at most
+:data:`MAX_POLICY_BYTES` bytes, :data:`MAX_DEPTH` levels and :data:`MAX_VALUES` values,
+no aliases, no tags other than plain data, no key given twice
+(:mod:`bastion.parsing.yaml_doc`). Every problem is an ``invalid_policy`` (422) error
+with line numbers, or ``policy_too_large`` (413) over the limits; at most
+:data:`MAX_ERRORS_SHOWN` errors are listed (``more_errors`` counts the rest).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +18,23 @@ import yaml
 from pydantic import ValidationError
 
 from bastion.errors import PolicyError
+from bastion.parsing.yaml_doc import (
+    YamlDocError,
+    YamlLimits,
+    collector_paused,
+    compose_yaml,
+    construct_yaml,
+)
 from bastion.policy.model import Policy
 
 Path_ = tuple[str | int, ...]
+
+MAX_POLICY_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_VALUES = 50_000
+POLICY_LIMITS = YamlLimits(max_bytes=MAX_POLICY_BYTES, max_depth=MAX_DEPTH, max_nodes=MAX_VALUES)
+MAX_ERRORS_SHOWN = 50
+_IN_MESSAGE = 5
 
 
 def _positions(node: yaml.Node, path: Path_, out: dict[Path_, tuple[int, int]]) -> None:
@@ -34,23 +57,52 @@ def _locate(loc: tuple[str | int, ...], positions: dict[Path_, tuple[int, int]])
     return positions.get((), (1, 1))
 
 
-def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
+def _error(source: str, errors: list[dict[str, Any]], what: str = "invalid policy") -> PolicyError:
+    """One PolicyError listing at most MAX_ERRORS_SHOWN of ``errors``."""
+    first = errors[0]
+    summary = "; ".join(
+        f"line {e['line']}: {e['path'] or '<root>'}: {e['message']}" for e in errors[:_IN_MESSAGE]
+    )
+    if len(errors) > _IN_MESSAGE:
+        summary += f"; and {len(errors) - _IN_MESSAGE} more"
+    details: dict[str, Any] = {"errors": errors[:MAX_ERRORS_SHOWN]}
+    if len(errors) > MAX_ERRORS_SHOWN:
+        details["more_errors"] = len(errors) - MAX_ERRORS_SHOWN
+    return PolicyError(
+        f"{source}:{first['line']}:{first['column']}: {what}: {summary}", details=details
+    )
+
+
+def _yaml_error(exc: YamlDocError, source: str) -> PolicyError:
+    prefix = "YAML syntax: " if exc.code == "yaml_syntax" else ""
+    err = {
+        "line": exc.line,
+        "column": exc.column,
+        "path": "",
+        "message": prefix + exc.problem,
+        "code": exc.code,
+    }
+    error = _error(source, [err], "YAML error" if prefix else "policy refused")
+    if exc.status == 413:
+        error.code, error.status = "policy_too_large", 413
+    return error
+
+
+def parse_policy(text: str | bytes, *, source: str = "<policy>") -> Policy:
     """Parse and validate a YAML policy; raise PolicyError with line-numbered errors."""
+    with collector_paused():
+        return _parse_policy(text, source)
+
+
+def _parse_policy(text: str | bytes, source: str) -> Policy:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data: Any = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        err = {"line": line, "column": col, "path": "", "message": f"YAML syntax: {exc.problem}"}
-        raise PolicyError(
-            f"{source}:{line}:{col}: YAML syntax error: {exc.problem}", details={"errors": [err]}
-        ) from exc
+        node = compose_yaml(text, POLICY_LIMITS, source=source)
+        data: Any = construct_yaml(node, source=source)
+    except YamlDocError as exc:
+        raise _yaml_error(exc, source) from None
     if node is None or not isinstance(data, dict):
         err = {"line": 1, "column": 1, "path": "", "message": "a policy must be a YAML mapping"}
-        raise PolicyError(
-            f"{source}:1:1: a policy must be a YAML mapping", details={"errors": [err]}
-        )
+        raise _error(source, [err])
     positions: dict[Path_, tuple[int, int]] = {}
     _positions(node, (), positions)
     try:
@@ -65,14 +117,7 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
             errors.append(
                 {"line": line, "column": col, "path": ".".join(str(p) for p in loc), "message": msg}
             )
-        first = errors[0]
-        summary = "; ".join(
-            f"line {e['line']}: {e['path'] or '<root>'}: {e['message']}" for e in errors
-        )
-        raise PolicyError(
-            f"{source}:{first['line']}:{first['column']}: invalid policy: {summary}",
-            details={"errors": errors},
-        ) from exc
+        raise _error(source, errors) from None
 
 
 def default_policy_text() -> str:

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bastion.policy import taxonomy
 
 Action = Literal["allow", "review", "block"]
+
+POLICY_NAME = r"^[A-Za-z0-9_.\-]{1,64}$"
+# Bounds on what one policy or word/domain list may hold, so that validating it and
+# compiling its lists (one pattern per word) stay cheap whatever a tenant sends.
+MAX_POLICY_RULES = 500
+MAX_CATEGORIES = 200
+MAX_ANALYZERS = 64
+MAX_LIST_ENTRIES = 10_000
+MAX_WORD_CHARS = 200
+MAX_DOMAIN_CHARS = 253
+
+Word = Annotated[str, Field(max_length=MAX_WORD_CHARS)]
+DomainName = Annotated[str, Field(max_length=MAX_DOMAIN_CHARS)]
 
 
 class Rule(BaseModel):
@@ -19,10 +32,12 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(
-        None, description="Rule name shown in reasons; defaults to categories."
+        None, max_length=200, description="Rule name shown in reasons; defaults to categories."
     )
-    categories: list[str] = Field(
-        min_length=1, description="Taxonomy labels (L1 or L2) this rule covers, or '*' for all."
+    categories: list[Annotated[str, Field(max_length=100)]] = Field(
+        min_length=1,
+        max_length=MAX_CATEGORIES,
+        description="Taxonomy labels (L1 or L2) this rule covers, or '*' for all.",
     )
     review: float | None = Field(
         None, ge=0, le=100, description="Confidence at or above which the item goes to review."
@@ -66,23 +81,33 @@ class Lists(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    blocked_words: list[str] = Field(
+    blocked_words: list[Word] = Field(
         default_factory=list,
-        description="Words or phrases; matched case-insensitively after Unicode NFKC folding.",
+        max_length=MAX_LIST_ENTRIES,
+        description="Words or phrases; matched case-insensitively after Unicode NFKC folding "
+        f"(at most {MAX_LIST_ENTRIES}, each at most {MAX_WORD_CHARS} characters).",
     )
-    blocked_domains: list[str] = Field(
+    blocked_domains: list[DomainName] = Field(
         default_factory=list,
-        description="Domains; a URL on the domain or any of its subdomains is blocked.",
+        max_length=MAX_LIST_ENTRIES,
+        description="Domains; a URL on the domain or any of its subdomains is blocked "
+        f"(at most {MAX_LIST_ENTRIES}).",
     )
-    allowed_domains: list[str] = Field(
-        default_factory=list, description="Domains never reported as blocked (wins over blocked)."
+    allowed_domains: list[DomainName] = Field(
+        default_factory=list,
+        max_length=MAX_LIST_ENTRIES,
+        description="Domains never reported as blocked (wins over blocked; at most "
+        f"{MAX_LIST_ENTRIES}).",
     )
 
     def merged(self, other: Lists) -> Lists:
+        """Both lists' entries; not validated again (each side already was), so a policy's
+        and a tenant's lists together may hold more than one list's bound."""
+
         def union(a: list[str], b: list[str]) -> list[str]:
             return list(dict.fromkeys([*a, *b]))
 
-        return Lists(
+        return Lists.model_construct(
             blocked_words=union(self.blocked_words, other.blocked_words),
             blocked_domains=union(self.blocked_domains, other.blocked_domains),
             allowed_domains=union(self.allowed_domains, other.allowed_domains),
@@ -94,12 +119,18 @@ class Policy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="Policy name.")
-    description: str = Field("", description="What the policy is for.")
-    analyzers: list[str] = Field(
-        min_length=1, description="Analyzer instance names to run, e.g. nsfw, labels, ocr."
+    name: str = Field(pattern=POLICY_NAME, description="Policy name.")
+    description: str = Field("", max_length=2000, description="What the policy is for.")
+    analyzers: list[Annotated[str, Field(max_length=64)]] = Field(
+        min_length=1,
+        max_length=MAX_ANALYZERS,
+        description="Analyzer instance names to run, e.g. nsfw, labels, ocr.",
     )
-    rules: list[Rule] = Field(default_factory=list, description="Thresholds → actions.")
+    rules: list[Rule] = Field(
+        default_factory=list,
+        max_length=MAX_POLICY_RULES,
+        description=f"Thresholds → actions (at most {MAX_POLICY_RULES} rules).",
+    )
     lists: Lists = Field(default_factory=Lists, description="Blocked words and domains.")
     max_frames: int | None = Field(
         None, ge=1, le=64, description="Frames of an animated image to analyse (default: limits)."
