@@ -3,6 +3,7 @@ evaluation on real moderation results, storage on SQLite and PostgreSQL, and liv
 
 from __future__ import annotations
 
+import random
 import re
 import time
 import uuid
@@ -15,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session, sessionmaker
 
+from bastion.errors import BastionError
 from bastion.pipeline.engine import Engine
 from bastion.policy.loader import default_policy
 from bastion.policy.model import Lists
@@ -32,10 +34,13 @@ from bastion.rules import (
 )
 from bastion.rules.checks import Capabilities, feasibility_issues
 from bastion.rules.loader import parse_document, parse_rule_set, spec_version
-from bastion.rules.spec import RuleSetSpec
+from bastion.rules.models import RuleSetRow
+from bastion.rules.regex import RegexRefused, compile_regex
+from bastion.rules.spec import MAX_RULE_SETS, RuleSetSpec
 from bastion.rules.store import RuleStore
 from bastion.store.models import Base
 from bastion.store.repo import Repo
+from tests.hostile import catastrophic_regexes
 from tests.rules_support import (
     BLOCKED_DOMAIN,
     BLOCKED_WORD,
@@ -524,3 +529,159 @@ def test_rule_book_reloads_within_seconds_and_uses_fallback(
         assert time.monotonic() < deadline, "change not seen within 5 s"
         time.sleep(0.05)
     assert book.resolve(tenant, "other").name == "config-default"  # type: ignore[union-attr]
+
+
+# ---- regular expressions: linear time, Python's meaning -------------------------------------
+
+MEANING_PATTERNS = [
+    r"win\s+\$?\d+",
+    r"\w+",
+    r"[\w.-]+@\w+",
+    r"\d{3}",
+    r"[^\W\d]+",
+    r"[^\W_]+",
+    r"[\W]",
+    r"[^\S]",
+    r"[\s\d]+",
+    r"[\W\d]+",
+    r"\S+\Z",
+    r"caf\u00e9",
+    r"\N{EM DASH}",
+    r"a{,3}b",
+    r"[]a]+",
+    r"[a^]+",
+    r"\D+",
+    r"ÉCOLE",
+    r"bit\.ly/",
+    r"^test-",
+    r"\x41\101",
+]
+MEANING_SUBJECTS = [
+    "win  $500 now",
+    "Best casino in town",
+    "カジノ ３５ and café—x",
+    "ab@cd.ef",
+    "١٢٣ digits",
+    "école",
+    "\x1c\u3000\v",
+    "aaab",
+    "]]a]x^",
+    "bit.ly/x",
+    "test-1",
+    "AA",
+    "snake_case_9",
+]
+
+
+@pytest.mark.parametrize("ignore_case", [False, True])
+@pytest.mark.parametrize("pattern", MEANING_PATTERNS)
+def test_regexes_keep_their_python_meaning(pattern: str, ignore_case: bool) -> None:
+    """RE2 runs them, with the meaning Python's ``re`` gives them (Unicode \\w, \\d, \\s)."""
+    compiled = compile_regex(pattern, ignore_case=ignore_case)
+    python = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+    for subject in MEANING_SUBJECTS:
+        found = python.search(subject)
+        assert compiled.search(subject) == (found.group(0) if found else None), subject
+
+
+def test_random_regexes_keep_their_python_meaning() -> None:
+    rng = random.Random(7)
+    atoms = [r"a", r"b", r"\d", r"\w", r"\s", r"\D", r"\W", r"\S", r".", r"[ab]", r"[^a]"]
+    atoms += [r"[\w.]", r"[\W\d]", r"[^\W\d]", r"é", r"\u00e9", r"[а-я]", r"\.", r"カ", r"\t"]
+    quantifiers = ["", "", "*", "+", "?", "{2}", "{1,3}", "{,2}", "*?", "+?"]
+    chars = "ab é\t.-カ١٢3A_аб\u3000x]^["
+    checked = 0
+    for _ in range(400):
+        pattern = "".join(
+            rng.choice(atoms) + rng.choice(quantifiers) for _ in range(rng.randint(1, 4))
+        )
+        ignore_case = rng.random() < 0.5
+        compiled = compile_regex(pattern, ignore_case=ignore_case)
+        python = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+        for _ in range(8):
+            subject = "".join(rng.choice(chars) for _ in range(rng.randint(0, 12)))
+            found = python.search(subject)
+            expected = found.group(0) if found else None
+            assert compiled.search(subject) == expected, (pattern, ignore_case, subject)
+            checked += 1
+    assert checked == 3200
+
+
+@pytest.mark.parametrize(
+    ("pattern", "kind", "position"),
+    [
+        (r"(a)\1", "regex_unsupported", 3),
+        (r"x(?=y)", "regex_unsupported", 1),
+        (r"(?<=x)y", "regex_unsupported", 0),
+        (r"(?P<n>a)-(?P=n)", "regex_unsupported", 9),
+        (r"(?(1)a|b)", "bad_regex", 3),
+        (r"(?x) a b", "regex_unsupported", 0),
+        (r"a{1001}", "regex_unsupported", 1),
+        (r"[^\W\s]", "regex_unsupported", 0),
+        (r"\w{100}", "regex_too_large", 0),
+        ("a" * 1001, "regex_too_large", 1000),
+        (r"(unclosed", "bad_regex", 0),
+    ],
+)
+def test_regexes_re2_cannot_run_are_refused(pattern: str, kind: str, position: int) -> None:
+    with pytest.raises(RegexRefused) as info:
+        compile_regex(pattern, ignore_case=True)
+    assert (info.value.kind, info.value.position) == (kind, position), info.value.message
+
+
+def test_catastrophic_regexes_take_linear_time() -> None:
+    for pattern, subject in catastrophic_regexes():
+        compiled = compile_regex(pattern, ignore_case=True)
+        started = time.perf_counter()
+        for k in (1, 10, 100):
+            assert compiled.search(subject * k) is None or pattern.startswith("(x")
+        assert time.perf_counter() - started < 0.1, pattern
+
+
+def test_rule_set_limits_are_refused_with_positions() -> None:
+    rules = "".join(f"  - {{name: r{i}, text: {{}}}}\n" for i in range(501))
+    err = errors_of(rule_set(rules))[0]
+    assert err["path"] == "rules" and "at most 500" in err["message"]
+    regexes = ", ".join(f"'x{i}'" for i in range(21))
+    err = errors_of(rule_set(f"  - name: r\n    text: {{regex: [{regexes}]}}\n"))[0]
+    assert err["path"] == "rules.0.text.regex" and err["line"] == 5
+    many = "".join(f"  - {{name: r{i}, urls: {{regex: ['a{i}', 'b{i}']}}}}\n" for i in range(101))
+    err = errors_of(rule_set(many))[0]
+    # the 201st: the channel pattern counts too
+    assert err["path"] == "rules.99.urls.regex.1" and err["code"] == "regex_too_large"
+
+
+def test_stored_rule_sets_that_no_longer_validate_are_left_out(
+    db: tuple[sessionmaker[Session], Repo], tenant: str
+) -> None:
+    store = RuleStore(db[0])
+    good = store.create(tenant, spec("good", "channel_pattern: '^live-'"))
+    old = store.create(tenant, spec("old", "channel_pattern: '.*'", 5))
+    with db[0].begin() as s:  # as saved before lookarounds were refused
+        row = s.get(RuleSetRow, old.id)
+        assert row is not None
+        row.spec = {**row.spec, "channel_pattern": "^(?!test-)"}
+    assert [r.name for r in store.rule_sets(tenant)] == ["good"]
+    book = RuleBook(db[0])
+    assert book.resolve(tenant, "live-1").name == "good"  # type: ignore[union-attr]
+    assert book.resolve(tenant, "other") is None
+    with pytest.raises(BastionError) as info:
+        store.get(tenant, old.id)
+    assert (info.value.code, info.value.status) == ("rule_set_outdated", 409)
+    repaired = store.update(tenant, old.id, spec("old", "channel_pattern: '^other'"))
+    assert store.get(tenant, repaired.id).spec.channel_pattern == "^other"
+    assert good.id != old.id
+
+
+def test_a_tenant_keeps_a_bounded_number_of_rule_sets(
+    db: tuple[sessionmaker[Session], Repo], tenant: str
+) -> None:
+    store = RuleStore(db[0])
+    specs = [spec(f"r{i}", f"channel: c{i}") for i in range(MAX_RULE_SETS)]
+    store.import_rule_sets(tenant, specs, mode="replace")
+    with pytest.raises(BastionError) as info:
+        store.create(tenant, spec("one-more", "channel: more"))
+    assert (info.value.code, info.value.status) == ("too_many_rule_sets", 409)
+    with pytest.raises(BastionError):
+        store.import_rule_sets(tenant, [spec("x", "channel: x")], mode="merge")
+    assert len(store.rule_sets(tenant)) == MAX_RULE_SETS

@@ -1,5 +1,9 @@
 """What the rules API needs from the rest of Bastion: the request body as rule text,
-and whether a rule set's rules can fire under its analysis policy."""
+and whether a rule set's rules can fire under its analysis policy.
+
+The body is read up to :data:`~bastion.rules.loader.MAX_RULES_BYTES` (413
+``rules_too_large`` beyond, without reading the rest); bytes that are not UTF-8 are a
+422 ``invalid_rules`` pointing at the line and column of the first bad byte."""
 
 from __future__ import annotations
 
@@ -10,11 +14,9 @@ from fastapi import Request
 from bastion.api.services import Services
 from bastion.errors import EmptyInput, InputError, NotFound
 from bastion.rules.checks import Capabilities, feasibility_issues
-from bastion.rules.errors import Issue, Path
-from bastion.rules.loader import Format
+from bastion.rules.errors import Issue, Path, RulesError
+from bastion.rules.loader import MAX_RULES_BYTES, Format
 from bastion.rules.spec import RuleSetSpec, RuleSpec
-
-MAX_RULES_BYTES = 1 << 20
 
 RULES_BODY = {
     "requestBody": {
@@ -45,7 +47,13 @@ def decode_rules(data: bytes, ctype: str | None = None) -> tuple[str, Format]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"rules are not UTF-8: {exc}", code="invalid_encoding") from exc
+        before = data[: exc.start].decode("utf-8", "replace")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        issue = Issue(
+            (), f"not UTF-8: byte 0x{data[exc.start]:02x} cannot be read", code="invalid_encoding"
+        )
+        raise RulesError([issue], locate=lambda _: (line, column)) from None
     if ctype is None:
         return text, sniff(text)
     return text, "json" if ctype == "application/json" or ctype.endswith("+json") else "yaml"

@@ -4,6 +4,10 @@ Bodies are YAML or JSON. Rules are validated in full before anything is saved; a
 problem answers 422 ``invalid_rules`` with every error's path, line and column; a
 name or channel another rule set has answers 409 ``rule_set_conflict``. Every save
 makes the :class:`~bastion.rules.RuleBook` reload the tenant's rules at once.
+
+Bodies are bounded (413 ``rules_too_large`` over 1 MiB or 50,000 values) and parsed,
+validated and compiled in a worker thread, so a large or hostile document never holds
+the event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from bastion.api import rules_evaluate
 from bastion.api.auth import Admin, Reader
+from bastion.api.params import IdPath
 from bastion.api.rule_checks import RULES_BODY, rule_set_feasibility, rules_text
 from bastion.api.services import Services, services
 from bastion.rules.errors import Issue
@@ -81,9 +86,12 @@ async def list_rule_sets(who: Reader, svc: Svc) -> list[RuleSetOut]:
     summary="Every rule set of the tenant as one YAML document",
 )
 async def export_rule_sets(who: Reader, svc: Svc) -> Response:
-    rows = await run_in_threadpool(svc.rules.store.rule_sets, who.tenant_id)
-    text = dump_rules_yaml([r.spec for r in rows])
-    return Response(text, media_type="application/yaml")
+
+    def export() -> str:
+        rows = svc.rules.store.rule_sets(who.tenant_id)
+        return dump_rules_yaml([r.spec for r in rows])
+
+    return Response(await run_in_threadpool(export), media_type="application/yaml")
 
 
 @router.post(
@@ -105,9 +113,9 @@ async def import_rule_sets(
     ] = "merge",
 ) -> ImportOut:
     text, fmt = await rules_text(request)
-    parsed = parse_document(text, fmt=fmt)
 
     def save() -> ImportOut:
+        parsed = parse_document(text, fmt=fmt)
         issues: list[Issue] = []
         for i, spec in enumerate(parsed.value.rule_sets):
             issues += rule_set_feasibility(svc, who.tenant_id, spec, ("rule_sets", i))
@@ -141,9 +149,9 @@ async def import_rule_sets(
 )
 async def create_rule_set(request: Request, who: Admin, svc: Svc) -> RuleSetOut:
     text, fmt = await rules_text(request)
-    parsed = parse_rule_set(text, fmt=fmt)
 
     def save() -> StoredRuleSet:
+        parsed = parse_rule_set(text, fmt=fmt)
         issues = rule_set_feasibility(svc, who.tenant_id, parsed.value)
         if issues:
             raise parsed.error(issues)
@@ -157,7 +165,7 @@ async def create_rule_set(request: Request, who: Admin, svc: Svc) -> RuleSetOut:
 
 
 @router.get("/rules/{rule_set_id}", response_model=RuleSetOut, summary="One rule set")
-async def get_rule_set(rule_set_id: int, who: Reader, svc: Svc) -> RuleSetOut:
+async def get_rule_set(rule_set_id: IdPath, who: Reader, svc: Svc) -> RuleSetOut:
     stored = await run_in_threadpool(svc.rules.store.get, who.tenant_id, rule_set_id)
     return RuleSetOut.of(stored)
 
@@ -168,11 +176,13 @@ async def get_rule_set(rule_set_id: int, who: Reader, svc: Svc) -> RuleSetOut:
     openapi_extra=RULES_BODY,
     summary="Replace a rule set",
 )
-async def put_rule_set(rule_set_id: int, request: Request, who: Admin, svc: Svc) -> RuleSetOut:
+async def put_rule_set(
+    rule_set_id: IdPath, request: Request, who: Admin, svc: Svc
+) -> RuleSetOut:
     text, fmt = await rules_text(request)
-    parsed = parse_rule_set(text, fmt=fmt)
 
     def save() -> StoredRuleSet:
+        parsed = parse_rule_set(text, fmt=fmt)
         issues = rule_set_feasibility(svc, who.tenant_id, parsed.value)
         if issues:
             raise parsed.error(issues)
@@ -186,7 +196,7 @@ async def put_rule_set(rule_set_id: int, request: Request, who: Admin, svc: Svc)
 
 
 @router.delete("/rules/{rule_set_id}", status_code=204, summary="Delete a rule set")
-async def delete_rule_set(rule_set_id: int, who: Admin, svc: Svc) -> None:
+async def delete_rule_set(rule_set_id: IdPath, who: Admin, svc: Svc) -> None:
     try:
         await run_in_threadpool(svc.rules.store.delete, who.tenant_id, rule_set_id)
     finally:

@@ -3,7 +3,9 @@
 The rule set is a stored one (``rule_set_id``), one given inline (``rules``: YAML or
 JSON of one rule set, a multipart field), or the one a channel resolves to
 (``channel``), for a streamer ``tier``. The image goes through the same engine, policy
-and tenant lists a live frame would.
+and tenant lists a live frame would. The inline rule set is parsed, and the rules are
+evaluated, in a worker thread; the rules' regular expressions run in linear time
+(:mod:`bastion.rules.regex`).
 """
 
 from __future__ import annotations
@@ -15,22 +17,26 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
 
 from bastion.api.auth import Reader
 from bastion.api.inputs import MediaInput, read_single
+from bastion.api.params import IdQuery, parse_id
 from bastion.api.rule_checks import decode_rules, feasibility
 from bastion.api.services import Services, services
-from bastion.errors import BastionError, InputError, NotFound
+from bastion.errors import BastionError, EmptyInput, InputError, MediaTooLarge, NotFound
 from bastion.results import ModerationResult
 from bastion.rules.compiled import ResolvedRules, compile_rule_set
+from bastion.rules.errors import Issue
 from bastion.rules.evaluate import RuleMatch, RuleOutcome, evaluate, explain
-from bastion.rules.loader import parse_rule_set
+from bastion.rules.loader import MAX_RULES_BYTES, parse_rule_set
 from bastion.rules.spec import Action
 from bastion.store.repo import Principal
 
 router = APIRouter(prefix="/rules", tags=["rules"])
 Svc = Annotated[Services, Depends(services)]
 _TIER = re.compile(r"^[a-z][a-z0-9_\-]{0,31}$")
+MAX_CHANNEL = 256
 
 _TEST_BODY = {
     "requestBody": {
@@ -98,33 +104,56 @@ class RuleTestOut(BaseModel):
 
 @dataclass
 class _Choice:
-    """Which rule set to evaluate, from the query and the form."""
+    """Which rule set to evaluate, from the query and the form; and the form's image."""
 
     rule_set_id: int | None = None
     channel: str | None = None
     tier: str = "standard"
     rules: bytes | None = None
+    multipart: bool = False
+    item: MediaInput | None = None
 
 
-async def _choice(
-    request: Request, rule_set_id: int | None, channel: str | None, tier: str
-) -> _Choice:
-    choice = _Choice(rule_set_id=rule_set_id, channel=channel, tier=tier)
-    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if ctype == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=8)
+async def _read_form(request: Request, choice: _Choice, max_bytes: int) -> None:
+    """The form's fields into ``choice`` and its ``file`` (at most ``max_bytes``), read
+    once: the body cannot be read a second time."""
+    choice.multipart = True
+    form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_RULES_BYTES + 1)
+    try:
         for key in ("rule_set_id", "channel", "tier", "rules"):
             value = form.get(key)
             if not isinstance(value, str) or not value:
                 continue
             if key == "rule_set_id":
-                if not value.strip().isdigit():
-                    raise InputError(f"rule_set_id must be a number, not {value!r}")
-                choice.rule_set_id = int(value)
+                choice.rule_set_id = parse_id(value, "rule_set_id")
+            elif key == "channel" and len(value) > MAX_CHANNEL:
+                raise InputError(
+                    f"channel is longer than {MAX_CHANNEL} characters", code="invalid_channel"
+                )
             elif key == "rules":
                 choice.rules = value.encode()
             else:
                 setattr(choice, key, value)
+        upload = form.get("file")
+        if isinstance(upload, UploadFile):
+            data = await upload.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise MediaTooLarge(
+                    f"upload is over the limit of {max_bytes} bytes",
+                    details={"max_bytes": max_bytes},
+                )
+            choice.item = MediaInput(data, upload.content_type, None, "upload")
+    finally:
+        await form.close()
+
+
+async def _choice(
+    request: Request, rule_set_id: int | None, channel: str | None, tier: str, max_bytes: int
+) -> _Choice:
+    choice = _Choice(rule_set_id=rule_set_id, channel=channel, tier=tier)
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        await _read_form(request, choice, max_bytes)
     given = [n for n in ("rule_set_id", "channel", "rules") if getattr(choice, n) is not None]
     if len(given) != 1:
         raise InputError(
@@ -177,9 +206,9 @@ async def evaluate_rules_on_image(
     request: Request,
     who: Reader,
     svc: Svc,
-    rule_set_id: Annotated[int | None, Query(description="A stored rule set.")] = None,
+    rule_set_id: IdQuery = None,
     channel: Annotated[
-        str | None, Query(max_length=256, description="The rule set this channel gets.")
+        str | None, Query(max_length=MAX_CHANNEL, description="The rule set this channel gets.")
     ] = None,
     tier: Annotated[str, Query(max_length=32, description="Streamer tier.")] = "standard",
     alert_id: Annotated[
@@ -188,10 +217,16 @@ async def evaluate_rules_on_image(
     ] = None,
 ) -> RuleTestOut:
     async with svc.admission.slot():
-        choice = await _choice(request, rule_set_id, channel, tier)
+        choice = await _choice(
+            request, rule_set_id, channel, tier, svc.settings.limits.max_bytes
+        )
         resolved = await run_in_threadpool(_resolve, svc, who, choice)
         if alert_id is not None:
             item = await run_in_threadpool(_stored_frame, svc, who, alert_id)
+        elif choice.item is not None:
+            item = choice.item
+        elif choice.multipart:
+            raise EmptyInput("multipart body has no file part (send it as 'file')")
         else:
             item = await read_single(request, svc.settings, None)
         policy, lists = await run_in_threadpool(
@@ -205,12 +240,15 @@ async def evaluate_rules_on_image(
                 extra_lists=lists,
                 content_type=item.content_type,
             )
-    compiled = svc.engine.compiled_lists(policy.lists.merged(lists))
-    outcomes = explain(resolved, result, compiled)
-    matches = evaluate(resolved, result, compiled)
-    issues = await run_in_threadpool(
-        feasibility, svc, who.tenant_id, resolved.policy, [r.spec for r in resolved.rules]
-    )
+
+    def judge() -> tuple[list[RuleOutcome], list[RuleMatch], list[Issue]]:
+        compiled = svc.engine.compiled_lists(policy.lists.merged(lists))
+        outcomes = explain(resolved, result, compiled)
+        matches = evaluate(resolved, result, compiled)
+        rules = [r.spec for r in resolved.rules]
+        return outcomes, matches, feasibility(svc, who.tenant_id, resolved.policy, rules)
+
+    outcomes, matches, issues = await run_in_threadpool(judge)
     return RuleTestOut(
         rule_set=ResolvedOut.of(resolved, policy.name),
         action=matches[0].action if matches else None,

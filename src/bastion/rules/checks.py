@@ -14,12 +14,17 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from bastion.policy import taxonomy
-from bastion.rules.errors import Issue
+from bastion.rules.errors import Issue, Path
+from bastion.rules.regex import RegexRefused, compile_regex
 
 if TYPE_CHECKING:
     from bastion.rules.spec import IgnoreSimilar, RulesDocument, RuleSetSpec, RuleSpec
 
 HASH_BITS: dict[str, int] = {"pdq": 256, "dhash": 64}
+# One rule set's regular expressions together: how many, and how large their RE2
+# programs may be (every one is kept compiled while the rule set is in use).
+MAX_RULE_SET_REGEXES = 200
+MAX_RULE_SET_PROGRAM = 200_000
 
 
 def _default(model: BaseModel, name: str) -> Any:
@@ -104,7 +109,55 @@ def rule_set_issues(rs: RuleSetSpec) -> list[Issue]:
         first.setdefault(rule.name, i)
     if rs.enabled and not any(r.enabled for r in rs.rules):
         out.append(Issue(("rules",), "every rule is disabled: the rule set could never fire"))
+    out.extend(regex_budget_issues(rs))
     return out
+
+
+def _regexes(rs: RuleSetSpec) -> list[tuple[Path, str, bool]]:
+    found: list[tuple[Path, str, bool]] = []
+    if rs.channel_pattern is not None:
+        found.append((("channel_pattern",), rs.channel_pattern, False))
+    for i, rule in enumerate(rs.rules):
+        for kind, cond in (("text", rule.text), ("urls", rule.urls)):
+            if cond is not None:
+                found += [
+                    (("rules", i, kind, "regex", j), p, cond.ignore_case)
+                    for j, p in enumerate(cond.regex)
+                ]
+    return found
+
+
+def regex_budget_issues(rs: RuleSetSpec) -> list[Issue]:
+    """The first regular expression over the rule set's budget (their count, then the
+    size of their RE2 programs together)."""
+    found = _regexes(rs)
+    if len(found) > MAX_RULE_SET_REGEXES:
+        path = found[MAX_RULE_SET_REGEXES][0]
+        return [
+            Issue(
+                path,
+                f"a rule set may hold at most {MAX_RULE_SET_REGEXES} regular expressions; "
+                f"this one has {len(found)}",
+                code="regex_too_large",
+            )
+        ]
+    total = 0
+    for path, pattern, ignore_case in found:
+        try:
+            total += compile_regex(pattern, ignore_case=ignore_case).program_size
+        except RegexRefused:  # reported where the pattern is validated
+            continue
+        if total > MAX_RULE_SET_PROGRAM:
+            return [
+                Issue(
+                    path,
+                    "the rule set's regular expressions together compile to more than "
+                    f"{MAX_RULE_SET_PROGRAM} RE2 instructions; use fewer or simpler ones "
+                    "(a Unicode \\w costs about 1350)",
+                    code="regex_too_large",
+                )
+            ]
+    return []
 
 
 def document_issues(doc: RulesDocument) -> list[Issue]:

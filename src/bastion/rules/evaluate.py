@@ -131,10 +131,10 @@ def _text(rule: CompiledRule, result: ModerationResult) -> ConditionCheck:
     notes: list[str] = []
     for pattern in rule.text_patterns:
         for text in texts:
-            m = pattern.search(text)
-            if m is not None:
-                found.append(m.group(0))
-                notes.append(f"/{pattern.pattern}/ matched {m.group(0)!r}")
+            match = pattern.search(text)
+            if match is not None:
+                found.append(match)
+                notes.append(f"/{pattern.pattern}/ matched {match!r}")
                 break
     if rule.text_words is not None:
         for text in texts:
@@ -181,7 +181,7 @@ def _urls(rule: CompiledRule, result: ModerationResult) -> ConditionCheck:
             found.append(url)
             notes.append(f"{url} is on {domain}")
             continue
-        pattern = next((p for p in rule.url_patterns if p.search(url)), None)
+        pattern = next((p for p in rule.url_patterns if p.search(url) is not None), None)
         if pattern is not None:
             found.append(url)
             notes.append(f"{url} matches /{pattern.pattern}/")

@@ -4,13 +4,20 @@ Every problem is reported, not just the first: structure and ranges from model
 validation, checks across fields, YAML keys given twice. A bad regular expression is
 pointed at to the character where the value is written plainly or quoted without
 escapes.
+
+Documents come from tenants, so they are read with bounds (:data:`RULES_LIMITS`): at
+most :data:`MAX_RULES_BYTES` bytes, :data:`MAX_DEPTH` levels and :data:`MAX_VALUES`
+values, YAML without aliases or tags other than plain data
+(:mod:`bastion.parsing.yaml_doc`), JSON through :mod:`bastion.parsing.json_doc`.
+Parsing takes up to a few hundred milliseconds for the largest documents: the API
+calls it from a worker thread.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -18,11 +25,26 @@ from typing import Any, Generic, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from bastion.parsing.json_doc import InvalidJson, JsonTooDeep, TooManyItems, parse_json
+from bastion.parsing.yaml_doc import (
+    YamlDocError,
+    YamlLimits,
+    YamlSyntaxError,
+    collector_paused,
+    compose_yaml,
+    construct_yaml,
+)
 from bastion.rules.errors import Issue, Path, Position, RulesError
-from bastion.rules.spec import RulesDocument, RuleSetSpec
+from bastion.rules.spec import REGEX_ERRORS, RulesDocument, RuleSetSpec
 
 Format = Literal["yaml", "json"]
 M = TypeVar("M", bound=BaseModel)
+
+MAX_RULES_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_VALUES = 50_000
+RULES_LIMITS = YamlLimits(max_bytes=MAX_RULES_BYTES, max_depth=MAX_DEPTH, max_nodes=MAX_VALUES)
+_TOO_LARGE = "rules_too_large"
 
 
 class Locator:
@@ -32,27 +54,24 @@ class Locator:
         self.text = text
         self.nodes: dict[Path, yaml.Node] = {}
         self.duplicates: list[Issue] = []
-        self.aliases: list[Issue] = []
-        if root is not None:
-            self._walk(root, (), set())
+        if root is not None:  # composed without aliases: a tree, each node reached once
+            self._walk(root, ())
 
-    def _walk(self, node: yaml.Node, path: Path, seen: set[int]) -> None:
-        if id(node) in seen:  # an alias: the same node reached twice
-            self.aliases.append(Issue(path, "YAML aliases (*name) are not accepted in rules"))
-            return
-        seen.add(id(node))
+    def _walk(self, node: yaml.Node, path: Path) -> None:
         self.nodes[path] = node
         if isinstance(node, yaml.MappingNode):
             keys: set[str] = set()
             for key, value in node.value:
                 name = str(key.value)
                 if name in keys:
-                    self.duplicates.append(Issue((*path, name), f"key {name!r} given twice"))
+                    self.duplicates.append(
+                        Issue((*path, name), f"key {name!r} given twice", code="yaml_duplicate_key")
+                    )
                 keys.add(name)
-                self._walk(value, (*path, name), seen)
+                self._walk(value, (*path, name))
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                self._walk(item, (*path, i), seen)
+                self._walk(item, (*path, i))
 
     def _column(self, node: yaml.Node, offset: int) -> int | None:
         """The column of character ``offset`` of a one-line scalar written as its value."""
@@ -121,8 +140,8 @@ def _issues(exc: ValidationError, locator: Locator) -> list[Issue]:
         kind = e["type"]
         if kind == "rule_checks":
             out.extend(issue.under(loc) for issue in ctx["issues"])
-        elif kind == "bad_regex":
-            out.append(Issue(loc, e["msg"], offset=int(ctx["position"])))
+        elif kind in REGEX_ERRORS:
+            out.append(Issue(loc, e["msg"], offset=int(ctx["position"]), code=kind))
         elif kind == "extra_forbidden" and loc:
             out.append(Issue(loc, f"unknown field {loc[-1]!r}"))
         elif kind == "missing" and loc:
@@ -134,39 +153,80 @@ def _issues(exc: ValidationError, locator: Locator) -> list[Issue]:
     return out
 
 
-def _syntax(fmt: Format, line: int, column: int, problem: str) -> RulesError:
+def _at(line: int | None, column: int | None) -> Callable[[Issue], Position]:
+    return lambda _: (line, column)
+
+
+def _syntax(fmt: Format, line: int, column: int, problem: str, code: str) -> RulesError:
     return RulesError(
-        [Issue((), f"{fmt.upper()} syntax: {problem}")], locate=lambda _: (line, column)
+        [Issue((), f"{fmt.upper()} syntax: {problem}", code=code)], locate=_at(line, column)
     )
 
 
+def _yaml_error(exc: YamlDocError) -> RulesError:
+    """A YAML problem (syntax, alias, tag, limits) as the rules error, 413 when too large."""
+    if isinstance(exc, YamlSyntaxError):
+        return _syntax("yaml", exc.line, exc.column, exc.problem, exc.code)
+    large = exc.status == 413
+    return RulesError(
+        [Issue((), exc.problem, code=exc.code)],
+        locate=_at(exc.line, exc.column),
+        code=_TOO_LARGE if large else None,
+        status=413 if large else None,
+    )
+
+
+def _json_data(text: str) -> Any:
+    try:
+        return parse_json(text, max_depth=MAX_DEPTH, max_items=MAX_VALUES)
+    except InvalidJson as exc:
+        try:  # bounded already (size, items): parse again for the position
+            json.loads(text)
+        except json.JSONDecodeError as where:
+            raise _syntax("json", where.lineno, where.colno, where.msg, exc.code) from None
+        except (ValueError, RecursionError):
+            pass
+        raise _syntax("json", 1, 1, exc.message, exc.code) from None
+    except JsonTooDeep as exc:
+        raise RulesError([Issue((), exc.message, code=exc.code)], locate=_at(1, 1)) from None
+    except TooManyItems as exc:
+        raise RulesError(
+            [Issue((), exc.message, code=exc.code)], locate=_at(1, 1), code=_TOO_LARGE, status=413
+        ) from None
+
+
 def _load(text: str, fmt: Format) -> tuple[Any, Locator]:
+    if len(text) > MAX_RULES_BYTES or len(text.encode("utf-8", "replace")) > MAX_RULES_BYTES:
+        raise RulesError(
+            [Issue((), f"rules are over the limit of {MAX_RULES_BYTES} bytes", code=_TOO_LARGE)],
+            locate=_at(1, 1),
+            code=_TOO_LARGE,
+            status=413,
+        )
     if fmt == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _syntax(fmt, exc.lineno, exc.colno, exc.msg) from exc
+        data = _json_data(text)
         try:  # JSON is YAML: its nodes give the positions
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError:
+            root = compose_yaml(text, RULES_LIMITS, unique_keys=False)
+        except YamlDocError:
             root = None
         return data, Locator(text, root)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise _syntax(fmt, line, col, str(exc.problem)) from exc
-    except yaml.YAMLError as exc:
-        raise _syntax(fmt, 1, 1, str(exc)) from exc
-    locator = Locator(text, root)
-    if locator.aliases or locator.duplicates:
-        raise RulesError([*locator.aliases, *locator.duplicates], locate=locator)
-    return yaml.safe_load(text), locator
+        root = compose_yaml(text, RULES_LIMITS, unique_keys=False)
+        locator = Locator(text, root)
+        if locator.duplicates:
+            raise RulesError(locator.duplicates, locate=locator)
+        return construct_yaml(root), locator
+    except YamlDocError as exc:
+        raise _yaml_error(exc) from None
 
 
 def parse(text: str, model: type[M], *, fmt: Format = "yaml", what: str) -> Parsed[M]:
     """Parse ``text`` and validate it as ``model``; RulesError lists every problem."""
+    with collector_paused():
+        return _parse(text, model, fmt, what)
+
+
+def _parse(text: str, model: type[M], fmt: Format, what: str) -> Parsed[M]:
     data, locator = _load(text, fmt)
     if not isinstance(data, dict):
         raise RulesError([Issue((), f"{what} must be a mapping")], locate=locator)

@@ -16,7 +16,6 @@ checks across fields run in :mod:`bastion.rules.checks` and are reported through
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -25,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_core import PydanticCustomError
 
 from bastion.policy import taxonomy
+from bastion.policy.model import POLICY_NAME
 from bastion.rules.checks import (
     document_issues,
     rule_issues,
@@ -32,6 +32,7 @@ from bastion.rules.checks import (
     similarity_issues,
 )
 from bastion.rules.errors import Issue, dotted
+from bastion.rules.regex import MAX_PATTERN_CHARS, RegexRefused, compile_regex
 
 Action = Literal["alert", "auto_stop"]
 HashKind = Literal["pdq", "dhash"]
@@ -42,17 +43,26 @@ _ALL_SOURCES: tuple[UrlSource, ...] = ("codes", "text")
 DEFAULT_TIERS: dict[str, float] = {"trusted": 3.0, "standard": 1.0, "new": 0.5}
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
+# Bounds on what one document may hold, so that validating, compiling and evaluating a
+# hostile rule set stays cheap (the document's size and value count are bounded too:
+# see bastion.rules.loader).
+MAX_RULE_SETS = 500  # per document, and per tenant
+MAX_RULES = 500  # per rule set
+MAX_REGEXES = 20  # per text or urls condition
+MAX_WORDS = 1000  # words of a text condition, domains of a urls condition
+MAX_CATEGORIES = 200
+MAX_TIERS = 32
+REGEX_ERRORS = ("bad_regex", "regex_unsupported", "regex_too_large")
+
 
 def check_regex(pattern: str) -> str:
-    """A regular expression that compiles; the error says where it does not."""
+    """A regular expression Bastion runs (in linear time, with RE2; see
+    :mod:`bastion.rules.regex`); the error says what is wrong and where."""
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        pos = exc.pos if exc.pos is not None else 0
+        compile_regex(pattern, ignore_case=True)  # the larger program of the two
+    except RegexRefused as exc:
         raise PydanticCustomError(
-            "bad_regex",
-            "bad regular expression at position {position}: {error}",
-            {"position": pos, "error": exc.msg},
+            exc.kind, "{message}", {"position": exc.position, "message": exc.message}
         ) from None
     return pattern
 
@@ -93,8 +103,10 @@ def check_domain(value: str) -> str:
         ) from None
 
 
-Regex = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(check_regex)]
-CategoryName = Annotated[str, AfterValidator(check_category)]
+Regex = Annotated[
+    str, Field(min_length=1, max_length=MAX_PATTERN_CHARS), AfterValidator(check_regex)
+]
+CategoryName = Annotated[str, Field(max_length=100), AfterValidator(check_category)]
 Domain = Annotated[str, Field(max_length=253), AfterValidator(check_domain)]
 Name = Annotated[str, Field(pattern=_NAME)]
 TierName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_\-]{0,31}$")]
@@ -114,13 +126,18 @@ class TextCondition(BaseModel):
 
     regex: list[Regex] = Field(
         default_factory=list,
-        description="Regular expressions (Python syntax) searched in each text line and in "
-        "all lines joined by newlines; one string or a list.",
+        max_length=MAX_REGEXES,
+        description="Regular expressions (Python syntax and meaning, run in linear time by "
+        "RE2: no backreferences or lookarounds; at most 1000 characters each, "
+        f"{MAX_REGEXES} per condition) searched in each text line and in all lines joined "
+        "by newlines; one string or a list.",
     )
     words: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list,
+        max_length=MAX_WORDS,
         description="Words or phrases, matched as whole words after Unicode NFKC folding and "
-        "case folding (substrings for scripts without spaces).",
+        "case folding (substrings for scripts without spaces); at most "
+        f"{MAX_WORDS} of at most 200 characters.",
     )
     ignore_case: bool = Field(True, description="Match the regular expressions ignoring case.")
 
@@ -140,15 +157,20 @@ class UrlCondition(BaseModel):
 
     domains: list[Domain] = Field(
         default_factory=list,
-        description="Domains; a URL on the domain or any subdomain of it matches.",
+        max_length=MAX_WORDS,
+        description=f"Domains (at most {MAX_WORDS}); a URL on the domain or any subdomain of "
+        "it matches.",
     )
     regex: list[Regex] = Field(
         default_factory=list,
-        description="Regular expressions searched in each normalised URL; one string or a list.",
+        max_length=MAX_REGEXES,
+        description="Regular expressions (as for text, at most "
+        f"{MAX_REGEXES}) searched in each normalised URL; one string or a list.",
     )
     sources: list[UrlSource] = Field(
         default_factory=lambda: list(_ALL_SOURCES),
         min_length=1,
+        max_length=len(_ALL_SOURCES),
         description="Where URLs count from: decoded codes, OCR text, or both.",
     )
     ignore_case: bool = Field(True, description="Match the regular expressions ignoring case.")
@@ -170,6 +192,7 @@ class RuleSpec(BaseModel):
     enabled: bool = Field(True, description="A disabled rule is kept but never evaluated.")
     categories: list[CategoryName] = Field(
         default_factory=list,
+        max_length=MAX_CATEGORIES,
         description="Taxonomy labels (an L1 covers its L2 labels) or '*' for any label. "
         "Empty: the rule is decided by its other conditions alone.",
     )
@@ -184,6 +207,7 @@ class RuleSpec(BaseModel):
     lists: list[ListName] | None = Field(
         None,
         min_length=1,
+        max_length=2,
         description="Holds when the frame hits any of these tenant lists: 'blocked_words' "
         "(OCR or code text) or 'blocked_domains' (a URL found in the frame).",
     )
@@ -232,7 +256,8 @@ class RuleSetSpec(BaseModel):
     channel_pattern: Regex | None = Field(
         None,
         description="A global rule set: applies to channels in whose name this regular "
-        "expression finds a match ('.*' all, '^test-' names starting with 'test-').",
+        "expression (as for text rules: linear time, no backreferences or lookarounds) "
+        "finds a match ('.*' all, '^test-' names starting with 'test-').",
     )
     priority: int = Field(
         100,
@@ -249,17 +274,22 @@ class RuleSetSpec(BaseModel):
     )
     policy: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
+        pattern=POLICY_NAME,
         description="The analysis policy whose analyzers run on frames; none: the tenant's "
         "default policy.",
     )
     tiers: dict[TierName, Multiplier] = Field(
         default_factory=lambda: dict(DEFAULT_TIERS),
+        max_length=MAX_TIERS,
         description="Streamer reputation tiers and the factor each multiplies the sampling "
         "interval by (trusted streamers sampled less often, new ones more); a tier not "
-        "listed gets 1.",
+        f"listed gets 1 (at most {MAX_TIERS} tiers).",
     )
-    rules: list[RuleSpec] = Field(min_length=1, description="The rules, evaluated on every frame.")
+    rules: list[RuleSpec] = Field(
+        min_length=1,
+        max_length=MAX_RULES,
+        description=f"The rules (at most {MAX_RULES}), evaluated on every frame.",
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> RuleSetSpec:
@@ -277,7 +307,9 @@ class RulesDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rule_sets: list[RuleSetSpec] = Field(
-        default_factory=list, description="The rule sets; names and channels unique."
+        default_factory=list,
+        max_length=MAX_RULE_SETS,
+        description=f"The rule sets (at most {MAX_RULE_SETS}); names and channels unique.",
     )
 
     @model_validator(mode="after")

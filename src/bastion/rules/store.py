@@ -3,28 +3,36 @@
 Every write raises the tenant's row in ``rule_revisions`` first, in the same
 transaction: that row lock serialises a tenant's writers (so the name and channel
 checks below cannot race) and the new revision tells every :class:`RuleBook` that
-the rule sets changed.
+the rule sets changed. A tenant holds at most :data:`MAX_RULE_SETS` rule sets.
+
+A stored rule set that no longer validates (saved before a check was added, e.g. a
+regular expression RE2 cannot run) is left out of listings and of the rule book, with
+a warning in the log; reading it by id answers 409 ``rule_set_outdated``, and saving
+it again with a valid body repairs it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from bastion.errors import NotFound
+from bastion.errors import BastionError, NotFound
 from bastion.rules.errors import Issue, Path, RuleSetConflict
 from bastion.rules.loader import spec_data, spec_version
 from bastion.rules.models import RuleRevision, RuleSetRow
-from bastion.rules.spec import RuleSetSpec
+from bastion.rules.spec import MAX_RULE_SETS, RuleSetSpec
 
 ImportMode = Literal["replace", "merge"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,31 @@ def _not_found(rule_set_id: int) -> NotFound:
     return NotFound(f"rule set {rule_set_id} not found", code="rule_set_not_found")
 
 
+def _too_many(count: int) -> BastionError:
+    return BastionError(
+        f"a tenant may keep at most {MAX_RULE_SETS} rule sets; this would make {count}",
+        code="too_many_rule_sets",
+        status=409,
+        details={"max_rule_sets": MAX_RULE_SETS},
+    )
+
+
+def _valid(rows: Iterable[RuleSetRow]) -> list[StoredRuleSet]:
+    """The rows that still validate; the others are logged and left out."""
+    out: list[StoredRuleSet] = []
+    for row in rows:
+        try:
+            out.append(StoredRuleSet.of(row))
+        except ValidationError as exc:
+            log.warning(
+                "rule set %s of tenant %s no longer validates and is not applied: %s",
+                row.id,
+                row.tenant_id,
+                str(exc).splitlines()[0],
+            )
+    return out
+
+
 def _fill(row: RuleSetRow, spec: RuleSetSpec, now: datetime) -> None:
     row.name = spec.name
     row.channel = spec.channel
@@ -101,7 +134,7 @@ class RuleStore:
             rows = s.scalars(
                 select(RuleSetRow).where(RuleSetRow.tenant_id == tenant_id).order_by(RuleSetRow.id)
             )
-            return [StoredRuleSet.of(r) for r in rows]
+            return _valid(rows)
 
     def snapshot(self, tenant_id: str) -> tuple[int, list[StoredRuleSet]]:
         """The revision and the rule sets, read in one transaction."""
@@ -112,14 +145,22 @@ class RuleStore:
             rows = s.scalars(
                 select(RuleSetRow).where(RuleSetRow.tenant_id == tenant_id).order_by(RuleSetRow.id)
             )
-            return int(revision or 0), [StoredRuleSet.of(r) for r in rows]
+            return int(revision or 0), _valid(rows)
 
     def get(self, tenant_id: str, rule_set_id: int) -> StoredRuleSet:
         with self.sessions() as s:
             row = s.get(RuleSetRow, rule_set_id)
             if row is None or row.tenant_id != tenant_id:
                 raise _not_found(rule_set_id)
-            return StoredRuleSet.of(row)
+            try:
+                return StoredRuleSet.of(row)
+            except ValidationError as exc:
+                raise BastionError(
+                    f"rule set {rule_set_id} was saved before a check it fails was added: "
+                    f"{str(exc).splitlines()[0]}; save it again (PUT) to repair it",
+                    code="rule_set_outdated",
+                    status=409,
+                ) from None
 
     # ---- writes ----------------------------------------------------------
     def _bump(self, s: Session, tenant_id: str, now: datetime) -> None:
@@ -161,9 +202,12 @@ class RuleStore:
         now = datetime.now(UTC)
         with self.sessions.begin() as s:
             self._bump(s, tenant_id, now)
-            clashes = self._clashes(spec, self._rows(s, tenant_id))
+            rows = self._rows(s, tenant_id)
+            clashes = self._clashes(spec, rows)
             if clashes:
                 raise RuleSetConflict(clashes)
+            if len(rows) >= MAX_RULE_SETS:
+                raise _too_many(len(rows) + 1)
             row = RuleSetRow(tenant_id=tenant_id, created_at=now)
             _fill(row, spec, now)
             s.add(row)
@@ -217,6 +261,8 @@ class RuleStore:
                 clashes += self._clashes(spec, kept, ("rule_sets", i))
             if clashes:
                 raise RuleSetConflict(clashes)
+            if len(kept) + len(names) > MAX_RULE_SETS:
+                raise _too_many(len(kept) + len(names))
             if mode == "replace":
                 for row in rows:
                     if row.name not in names:
