@@ -1,18 +1,28 @@
-"""Tenants, API keys, policies and word/domain lists."""
+"""Tenants, API keys, policies and word/domain lists.
+
+Bodies are bounded before they are parsed, and parsed and validated off the event
+loop: JSON bodies through :func:`bastion.api.params.json_model` (64 KiB; lists 4 MiB),
+policies (YAML) up to :data:`bastion.policy.loader.MAX_POLICY_BYTES` (413
+``policy_too_large`` beyond). Names are checked like policy names everywhere: a
+tenant's default policy must be a policy name, tenant and key names must be visible
+text of bounded length.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import unicodedata
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bastion.api.auth import Admin, Reader
+from bastion.api.params import json_body_doc, json_model, read_body
 from bastion.api.services import Services, services
 from bastion.errors import Forbidden, InputError, NotFound
-from bastion.policy.loader import dump_policy, parse_policy
-from bastion.policy.model import Lists
+from bastion.policy.loader import MAX_POLICY_BYTES, dump_policy, parse_policy
+from bastion.policy.model import POLICY_NAME, Lists, Policy
 from bastion.store.models import ApiKey
 from bastion.store.repo import DEFAULT_TENANT, Principal
 from bastion.store.types import UtcTime
@@ -21,12 +31,35 @@ router = APIRouter(prefix="/v1", tags=["administration"])
 Svc = Annotated[Services, Depends(services)]
 _YAML_BODY = {
     "requestBody": {
+        "required": True,
         "content": {
             "application/yaml": {"schema": {"type": "string"}},
             "text/plain": {"schema": {"type": "string"}},
-        }
+        },
     }
 }
+MAX_LISTS_BYTES = 4 * 1024 * 1024
+TENANT_ID = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
+
+
+def _visible(value: str) -> str:
+    """Text people read: no control characters, and not empty or only whitespace."""
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in value):
+        raise ValueError("must not contain control or unassigned characters")
+    if value and not value.strip():
+        raise ValueError("must not be only whitespace")
+    return value
+
+
+DisplayName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_visible)]
+KeyName = Annotated[str, Field(max_length=200), AfterValidator(_visible)]
+PolicyName = Annotated[str, Field(pattern=POLICY_NAME, description="A policy name.")]
+TenantId = Annotated[str, Field(pattern=TENANT_ID, description="Tenant id: a-z, 0-9, '-', '_'.")]
+Scope = Literal["moderate", "read", "admin"]
+
+
+def _default_scopes() -> list[Scope]:
+    return ["moderate", "read"]
 
 
 def _root(who: Principal) -> None:
@@ -63,16 +96,18 @@ class NewKey(KeyOut):
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("", max_length=200)
-    scopes: list[str] = Field(default_factory=lambda: ["moderate", "read"])
-    tenant_id: str | None = Field(None, description="Another tenant (default-tenant admins only).")
+    name: KeyName = Field("", description="What the key is for (at most 200 characters).")
+    scopes: list[Scope] = Field(default_factory=_default_scopes, min_length=1, max_length=3)
+    tenant_id: TenantId | None = Field(
+        None, description="Another tenant (default-tenant admins only)."
+    )
 
 
 class TenantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(max_length=64, description="Tenant id: a-z, 0-9, '-', '_'.")
-    name: str = Field(max_length=200)
+    id: TenantId
+    name: DisplayName = Field(description="The tenant's name (1 to 200 visible characters).")
 
 
 class TenantOut(BaseModel):
@@ -89,7 +124,9 @@ class TenantCreated(TenantOut):
 class TenantPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    default_policy: str | None = Field(None, max_length=64)
+    default_policy: PolicyName | None = Field(
+        None, description="The policy used when a request names none (an existing policy)."
+    )
 
 
 class PolicyOut(BaseModel):
@@ -109,9 +146,12 @@ async def list_tenants(who: Admin, svc: Svc) -> list[TenantOut]:
     ]
 
 
-@router.post("/tenants", response_model=TenantCreated, status_code=201)
-async def create_tenant(body: TenantIn, who: Admin, svc: Svc) -> TenantCreated:
+@router.post(
+    "/tenants", response_model=TenantCreated, status_code=201, openapi_extra=json_body_doc(TenantIn)
+)
+async def create_tenant(request: Request, who: Admin, svc: Svc) -> TenantCreated:
     _root(who)
+    body = await json_model(request, TenantIn)
     t = await run_in_threadpool(svc.repo.create_tenant, body.id, body.name)
     full, row = await run_in_threadpool(svc.repo.create_key, t.id, "admin", ["admin"])
     return TenantCreated(
@@ -129,8 +169,9 @@ async def my_tenant(who: Reader, svc: Svc) -> TenantOut:
     return TenantOut(id=t.id, name=t.name, default_policy=t.default_policy, created_at=t.created_at)
 
 
-@router.patch("/tenant", response_model=TenantOut)
-async def patch_tenant(body: TenantPatch, who: Admin, svc: Svc) -> TenantOut:
+@router.patch("/tenant", response_model=TenantOut, openapi_extra=json_body_doc(TenantPatch))
+async def patch_tenant(request: Request, who: Admin, svc: Svc) -> TenantOut:
+    body = await json_model(request, TenantPatch)
     if body.default_policy is not None:
         await run_in_threadpool(svc.policies.resolve, who.tenant_id, body.default_policy)
     t = await run_in_threadpool(
@@ -145,12 +186,17 @@ async def list_keys(who: Admin, svc: Svc) -> list[KeyOut]:
     return [KeyOut.of(r) for r in rows]
 
 
-@router.post("/keys", response_model=NewKey, status_code=201)
-async def create_key(body: KeyIn, who: Admin, svc: Svc) -> NewKey:
+@router.post(
+    "/keys", response_model=NewKey, status_code=201, openapi_extra=json_body_doc(KeyIn)
+)
+async def create_key(request: Request, who: Admin, svc: Svc) -> NewKey:
+    body = await json_model(request, KeyIn)
     tenant = body.tenant_id or who.tenant_id
     if tenant != who.tenant_id:
         _root(who)
-    full, row = await run_in_threadpool(svc.repo.create_key, tenant, body.name, body.scopes)
+    full, row = await run_in_threadpool(
+        svc.repo.create_key, tenant, body.name, list(body.scopes)
+    )
     return NewKey(key=full, **KeyOut.of(row).model_dump())
 
 
@@ -160,6 +206,15 @@ async def revoke_key(key_id: str, who: Admin, svc: Svc) -> KeyOut:
     row = await run_in_threadpool(svc.repo.revoke_key, key_id, scope)
     svc.forget_auth()
     return KeyOut.of(row)
+
+
+async def _policy_body(request: Request) -> tuple[Policy, str]:
+    """The YAML policy in the body, parsed and validated in a worker thread."""
+    data = await read_body(request, MAX_POLICY_BYTES, code="policy_too_large")
+    if not data.strip():
+        raise InputError("empty body: send a YAML policy", code="empty_input")
+    policy = await run_in_threadpool(parse_policy, data)
+    return policy, data.decode("utf-8-sig")
 
 
 @router.get("/policies", response_model=list[PolicyOut])
@@ -179,7 +234,8 @@ async def list_policies(who: Reader, svc: Svc) -> list[PolicyOut]:
 async def get_policy(name: str, who: Reader, svc: Svc) -> PolicyOut:
     text = await run_in_threadpool(svc.repo.get_policy_text, who.tenant_id, name)
     if text is not None:
-        return PolicyOut(name=name, version=parse_policy(text).version, source="tenant", yaml=text)
+        version = (await run_in_threadpool(parse_policy, text)).version
+        return PolicyOut(name=name, version=version, source="tenant", yaml=text)
     if name in svc.policies.builtin:
         p = svc.policies.builtin[name]
         return PolicyOut(name=name, version=p.version, source="builtin", yaml=dump_policy(p))
@@ -192,10 +248,8 @@ async def get_policy(name: str, who: Reader, svc: Svc) -> PolicyOut:
     openapi_extra=_YAML_BODY,
     summary="Validate a YAML policy without saving it (errors carry line numbers)",
 )
-async def validate_policy(
-    who: Reader, text: Annotated[str, Body(media_type="application/yaml")]
-) -> PolicyOut:
-    p = parse_policy(text)
+async def validate_policy(request: Request, who: Reader) -> PolicyOut:
+    p, text = await _policy_body(request)
     return PolicyOut(name=p.name, version=p.version, source="tenant", yaml=text)
 
 
@@ -205,10 +259,8 @@ async def validate_policy(
     openapi_extra=_YAML_BODY,
     summary="Create or replace a tenant policy from YAML",
 )
-async def put_policy(
-    name: str, who: Admin, svc: Svc, text: Annotated[str, Body(media_type="application/yaml")]
-) -> PolicyOut:
-    p = parse_policy(text)
+async def put_policy(name: str, request: Request, who: Admin, svc: Svc) -> PolicyOut:
+    p, text = await _policy_body(request)
     if p.name != name:
         raise InputError(
             f"policy name in the body ({p.name!r}) differs from the URL ({name!r})",
@@ -229,7 +281,13 @@ async def get_lists(who: Reader, svc: Svc) -> Lists:
     return Lists.model_validate(t.lists or {})
 
 
-@router.put("/lists", response_model=Lists, summary="Replace the tenant's word and domain lists")
-async def put_lists(body: Lists, who: Admin, svc: Svc) -> Lists:
+@router.put(
+    "/lists",
+    response_model=Lists,
+    openapi_extra=json_body_doc(Lists),
+    summary="Replace the tenant's word and domain lists",
+)
+async def put_lists(request: Request, who: Admin, svc: Svc) -> Lists:
+    body = await json_model(request, Lists, MAX_LISTS_BYTES)
     await run_in_threadpool(svc.repo.update_tenant, who.tenant_id, lists=body)
     return body

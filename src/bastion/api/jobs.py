@@ -32,6 +32,7 @@ from bastion.api.inputs import (
     read_body,
 )
 from bastion.api.job_upload import receive_job_media
+from bastion.api.params import DbIdList, IdPath
 from bastion.api.services import Services, services
 from bastion.delivery import outbox, signing
 from bastion.delivery.models import Delivery
@@ -470,14 +471,14 @@ async def list_deliveries(
 class RedriveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[int] | None = None
+    ids: DbIdList | None = None
     event_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
 
 @router.post("/deliveries/{delivery_id}/redrive", tags=["webhooks"])
-async def redrive_one(delivery_id: int, who: Moderator, svc: Svc) -> dict[str, int]:
+async def redrive_one(delivery_id: IdPath, who: Moderator, svc: Svc) -> dict[str, int]:
     def run() -> int:
         with svc.db_sessions.begin() as s:
             return outbox.redrive(s, [delivery_id], tenant_id=who.tenant_id)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from bastion.api.auth import Moderator, Reader
 from bastion.api.inputs import read_single
+from bastion.api.params import MAX_DB_ID
 from bastion.api.services import Services, services
 from bastion.errors import NotFound
 from bastion.live.models import Stream
@@ -163,7 +164,11 @@ async def push_frame(
     svc: Svc,
     timestamp_ms: Annotated[
         int | None,
-        Query(ge=0, description="The frame's time in the stream (default: when it arrived)."),
+        Query(
+            ge=0,
+            le=MAX_DB_ID,
+            description="The frame's time in the stream (default: when it arrived).",
+        ),
     ] = None,
 ) -> FrameOut:
     """A frame sampled by your app: the stream's rules apply as to a stream Bastion reads."""
