@@ -4,23 +4,37 @@ The container format is sniffed from the leading bytes and FFmpeg is told to use
 one demuxer, the way images are opened with one Pillow plugin: playlists, concat
 scripts and other formats that open further files or URLs are never reached. Sizes
 are checked before any frame is decoded (bytes, then width × height and each side
-from the stream header, then the declared duration), and again on every decoded
-frame, since a stream may change resolution half-way; the decoder itself is also
-given the pixel limit.
+from the stream header), and again on every decoded frame, since a stream may change
+resolution half-way; the decoder itself is also given the pixel limit.
+
+Nothing the header says about time is trusted. Before decoding, one pass reads the
+packets (no decoding, cheap next to it) through a *content clock*: timestamps are
+followed while they move forward by less than ``max_timestamp_gap_s``; a reset (two
+clips joined end to end, a looped recording) or a longer jump is a discontinuity
+that the clock bridges, carrying on one frame later. That pass measures the length
+of the content (checked against ``max_duration_s``; reported as ``duration_s``), the
+keyframes and the discontinuities; the decoding pass runs the same clock and hands
+every packet to the decoder with its content time, so decoded frames carry content
+times whatever the container says. Frames whose times are missing, repeated or out
+of order are timed one frame after the previous one. Sampling follows that clock to
+the end of the data: a wrong, short or missing declared duration, B-frame reordering
+or a variable frame rate do not make it stop early or drop frames.
 
 Frames are decoded one at a time and only the frames that are returned are turned
 into RGB, so memory does not depend on the length of the video. Three ways to pick
 frames (:class:`VideoSampling`):
 
 ``interval``
-    The first frame at or after every N seconds. When the next wanted time lies
-    beyond the next keyframe, the demuxer seeks to the keyframe before it (found in
-    the container's index) and decodes forward from there; otherwise decoding
-    simply continues, which is cheaper than seeking back to a keyframe already
-    passed.
+    The first frame at or after every N seconds. When the keyframe before the next
+    wanted time lies well ahead, the packets up to it are read but not decoded (the
+    position is always known, so a hostile index cannot make it skip content; this
+    only happens while the timestamps are in an order that makes it safe);
+    otherwise decoding simply continues.
 ``keyframes``
     Only keyframe packets reach the decoder, which is also told to drop everything
-    else (``skip_frame = NONKEY``). Cheapest, but the spacing is the encoder's GOP.
+    else (``skip_frame = NONKEY``). Cheapest, but the spacing is the encoder's GOP;
+    when keyframes lie more than ``keyframe_max_gap_s`` apart anywhere, the video
+    is sampled by interval instead.
 ``scene``
     Every frame is decoded and compared with the previous one on a small grey
     thumbnail; a frame is kept where the picture changes abruptly (a cut), with a
@@ -28,25 +42,29 @@ frames (:class:`VideoSampling`):
 
 Returned frames are upright (the display matrix is applied), have square pixels
 (the sample aspect ratio is applied) and their longest side is at most
-``max_side``. ``Frame.timestamp_ms`` is the presentation time from the start of the
+``max_side``. ``Frame.timestamp_ms`` is the content time from the start of the
 stream and ``Frame.index`` the frame number that time corresponds to at the stream's
-frame rate.
+frame rate. What could not be analysed (damaged data, undecodable packets, a file
+that ends before its declared end, ``max_frames`` reached) is listed in
+``FrameSampler.unanalysed`` as well as in the warnings.
 
-Every function here opens its own container: nothing is shared between calls, so
+Every function here opens its own containers: nothing is shared between calls, so
 different threads may sample different videos at the same time.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
 import math
 import os
 import time
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
 from fractions import Fraction
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import av
 import av.error
@@ -72,6 +90,7 @@ from bastion.media.types import Frame
 __all__ = [
     "FrameSampler",
     "StreamInfo",
+    "TimestampDiscontinuity",
     "VideoInfo",
     "VideoLimits",
     "VideoSampling",
@@ -89,6 +108,15 @@ _MAX_ERRORS_IN_A_ROW = 64
 # Side of the grey thumbnails compared in scene mode.
 _SCENE_SIDE = 64
 _SCENE_BINS = 32
+# Timestamp discontinuities listed one by one (the rest are only counted).
+_MAX_REPORTED_JUMPS = 20
+# Packets of all streams read per video frame allowed, at most (see max_decoded_frames).
+_PACKETS_PER_FRAME = 4
+# How close to a timestamp discontinuity a packet flagged damaged counts as a seam.
+_SEAM_PACKETS = 8
+# MPEG-TS packet sizes and where their sync byte is: plain, with a 4-byte timestamp
+# before it (M2TS), with 16 Reed-Solomon bytes after it.
+_TS_PACKETS = ((188, 0), (192, 4), (204, 0))
 
 
 class VideoLimits(BaseModel):
@@ -109,8 +137,19 @@ class VideoLimits(BaseModel):
     max_decoded_frames: int = Field(
         2_000_000,
         ge=1,
-        description="Most frames decoded from one video (bounds the time a video with "
-        "very many tiny frames can take).",
+        description="Most frames decoded (or video packets read) from one video; four "
+        "times as many packets of all its streams may be read (bounds the time a video "
+        "with very many tiny frames or packets can take).",
+    )
+    max_timestamp_gap_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Largest forward step of the timestamps from one frame to the next that "
+        "is taken as real time. A larger jump, or any step backwards (a timestamp reset, "
+        "e.g. two clips joined end to end), is a discontinuity: the content clock carries "
+        "on one frame later, so the frames after it are analysed like any other, and the "
+        "discontinuity is reported.",
     )
 
 
@@ -146,6 +185,14 @@ class VideoSampling(BaseModel):
         description="scene mode: also analyse a frame when nothing has changed for this "
         "long (None: only at cuts).",
     )
+    keyframe_max_gap_s: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="keyframes mode: when keyframes lie further apart than this anywhere in "
+        "the video (or the video starts or ends that far from one), the video is sampled "
+        "every `interval_s` instead, so that no stretch of it goes unseen.",
+    )
     max_frames: int = Field(
         7200,
         ge=1,
@@ -160,8 +207,9 @@ class VideoSampling(BaseModel):
     seek_min_gap_s: float = Field(
         0.5,
         ge=0,
-        description="interval mode: seek (to the keyframe before the next wanted time) "
-        "instead of decoding forward when that keyframe is at least this far ahead.",
+        description="interval mode: skip ahead to the keyframe before the next wanted time "
+        "(leaving the packets in between undecoded) instead of decoding forward when that "
+        "keyframe is at least this far ahead.",
     )
     threads: int = Field(
         1,
@@ -199,6 +247,20 @@ class VideoInfo(BaseModel):
     fps: float | None = Field(description="Average frame rate; None when unknown.")
     frames: int | None = Field(description="Declared frame count; None when unknown.")
     streams: list[StreamInfo]
+
+
+class TimestampDiscontinuity(BaseModel):
+    """A point where a video's timestamps stop following its content."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at_ms: int = Field(description="Content time at which the video carries on after it.")
+    kind: Literal["backwards", "forward"] = Field(
+        description="backwards: the timestamps went back (a reset, e.g. clips joined end to "
+        "end or a looped recording); forward: they jumped further ahead than "
+        "max_timestamp_gap_s."
+    )
+    jump_ms: int = Field(description="How far the timestamps jumped (negative: backwards).")
 
 
 def _is_theora(head: bytes) -> bool:
@@ -327,7 +389,7 @@ def _check_size(width: int, height: int, limits: VideoLimits, what: str) -> None
         )
 
 
-def _check(info: VideoInfo, limits: VideoLimits) -> None:
+def _check(info: VideoInfo, limits: VideoLimits, *, duration: bool = True) -> None:
     if not info.has_video:
         kinds = sorted({s.type for s in info.streams}) or ["no"]
         raise MediaError(
@@ -338,11 +400,16 @@ def _check(info: VideoInfo, limits: VideoLimits) -> None:
     if info.width <= 0 or info.height <= 0:
         raise CorruptMedia(f"the video stream has an invalid size {info.width}×{info.height}")
     _check_size(info.width, info.height, limits, "the video")
-    if info.duration_s is not None and info.duration_s > limits.max_duration_s:
+    if duration and info.duration_s is not None:
+        _check_duration(info.duration_s, limits)
+
+
+def _check_duration(duration_s: float, limits: VideoLimits) -> None:
+    if duration_s > limits.max_duration_s:
         raise MediaTooLarge(
-            f"the video lasts {info.duration_s:.0f} s; at most {limits.max_duration_s:.0f} s "
+            f"the video lasts {duration_s:.0f} s; at most {limits.max_duration_s:.0f} s "
             "are accepted",
-            details={"duration_s": info.duration_s, "max_duration_s": limits.max_duration_s},
+            details={"duration_s": duration_s, "max_duration_s": limits.max_duration_s},
         )
 
 
@@ -351,10 +418,51 @@ class _Opened:
     container: InputContainer
     stream: VideoStream | None
     info: VideoInfo
+    reopen: Callable[[], InputContainer]
+    head: bytes
 
 
-def _open(source: VideoSource, limits: VideoLimits, *, check: bool = True) -> _Opened:
-    """Sniff, open with the one matching demuxer and read the stream headers."""
+def _ts_packet_size(head: bytes) -> int | None:
+    """The MPEG-TS packet size that the leading bytes show (sync bytes in step)."""
+    for size, sync in _TS_PACKETS:
+        if len(head) > sync + 2 * size and all(head[sync + k * size] == 0x47 for k in range(3)):
+            return size
+    return None
+
+
+def _av_open(source: VideoSource, demuxer: str, name: str) -> InputContainer:
+    target: str | io.BytesIO = (
+        io.BytesIO(bytes(source))
+        if isinstance(source, bytes | bytearray | memoryview)
+        else os.fspath(source)
+    )
+    try:
+        return av.open(
+            target,
+            mode="r",
+            format=demuxer,
+            container_options={"protocol_whitelist": "file"},
+            metadata_errors="replace",
+        )
+    except av.error.FFmpegError as exc:
+        raise CorruptMedia(
+            f"corrupt or truncated {name}: {exc.strerror or exc}",
+            details={"detected": name},
+        ) from exc
+
+
+def _open(
+    source: VideoSource,
+    limits: VideoLimits,
+    *,
+    check: bool = True,
+    check_duration: bool = True,
+) -> _Opened:
+    """Sniff, open with the one matching demuxer and read the stream headers.
+
+    ``check_duration=False`` leaves the declared duration unchecked, for callers that
+    measure the content itself.
+    """
     head, size = _read_head(source)
     if size == 0:
         raise EmptyInput("the input is empty (0 bytes)")
@@ -367,33 +475,17 @@ def _open(source: VideoSource, limits: VideoLimits, *, check: bool = True) -> _O
     demuxer = _demuxer(found, head)
     if demuxer is None:
         raise _refuse(found)
-    target: str | io.BytesIO = (
-        io.BytesIO(bytes(source))
-        if isinstance(source, bytes | bytearray | memoryview)
-        else os.fspath(source)
-    )
-    try:
-        container = av.open(
-            target,
-            mode="r",
-            format=demuxer,
-            container_options={"protocol_whitelist": "file"},
-            metadata_errors="replace",
-        )
-    except av.error.FFmpegError as exc:
-        raise CorruptMedia(
-            f"corrupt or truncated {found.name}: {exc.strerror or exc}",
-            details={"detected": found.name},
-        ) from exc
+    name = found.name
+    container = _av_open(source, demuxer, name)
     try:
         stream = _video_stream(container)
         info = _info(container, stream, found, size)
         if check:
-            _check(info, limits)
+            _check(info, limits, duration=check_duration)
     except BaseException:
         container.close()
         raise
-    return _Opened(container, stream, info)
+    return _Opened(container, stream, info, lambda: _av_open(source, demuxer, name), head)
 
 
 def probe(
@@ -453,15 +545,198 @@ class _SceneScore:
         return min(1.0, max(jump, hist_change))
 
 
+# ---- the content clock ------------------------------------------------------------------
+class _Timeline:
+    """The content clock of a video stream, run over its packets in decode order.
+
+    Timestamps may restart (clips joined end to end, a looped recording), jump far
+    ahead, repeat, stall or be missing, and the declared duration may be anything.
+    The clock follows the decode timestamps while they move forward by at most
+    ``gap_us`` from one packet to the next. A step back behind the previous packet's
+    own timestamp, or a longer jump forward, is a discontinuity: the clock carries on
+    one frame (``step_us``) past the furthest time reached and keeps that offset for
+    the packets after it. A packet that repeats (or stalls between) the timestamps of
+    the packet before is put one frame after it, for itself only, so the clock falls
+    back in step once the timestamps move on. A presentation time that is implausible
+    next to its decode time (before it, or more than ``gap_us`` after it) is dropped;
+    the frame is then timed from the one before it when decoded.
+
+    :meth:`admit` rewrites each packet's timestamps to the clock, in microseconds,
+    before the packet reaches the decoder, so decoded frames carry content times. The
+    scan before decoding and the decoding pass run the same clock over the same
+    packets, so they agree on every time.
+
+    ``regular`` stays true while presentation times come in an order that lets whole
+    groups of pictures be skipped without decoding them: each keyframe later than
+    everything before it, each other picture later than everything before its
+    keyframe, no repeated decode time.
+    """
+
+    def __init__(self, time_base: Fraction, start: int | None, step_us: int, gap_us: int):
+        # exact integer microseconds: timestamps may be anywhere in 64 bits
+        self._num = time_base.numerator * 1_000_000
+        self._den = time_base.denominator
+        self._start = start
+        self._step = step_us
+        self._gap = gap_us
+        self._offset = 0
+        self._last_dts: int | None = None  # content decode time of the packet before
+        self._last_own: int | None = None  # and what its own timestamp said
+        self._max_pts: int | None = None
+        self._floor: int | None = None  # the furthest presentation time before the keyframe
+        self.head: int | None = None  # the furthest content time reached, µs
+        self.raw_end: int | None = None  # the furthest timestamp as written, µs
+        self.pts_us: int | None = None  # content presentation time of the last packet
+        self.last_step: int | None = None  # the last ordinary step between decode times
+        self.regular = True
+        self.count = 0
+        self.repeated = 0
+        self.found: list[TimestampDiscontinuity] = []
+
+    def admit(self, packet: av.Packet[Any]) -> None:
+        raw_dts, raw_pts = packet.dts, packet.pts
+        key = packet.is_keyframe
+        if self._start is None:
+            self._start = raw_pts if raw_pts is not None else raw_dts
+        start = self._start or 0
+        dts = None if raw_dts is None else (raw_dts - start) * self._num // self._den
+        pts = None if raw_pts is None else (raw_pts - start) * self._num // self._den
+        for value in (dts, pts):
+            if value is not None and (self.raw_end is None or value > self.raw_end):
+                self.raw_end = value
+        dts = None if dts is None else dts + self._offset
+        pts = None if pts is None else pts + self._offset
+        if dts is not None:
+            own = dts
+            bump = self._follow(dts, pts, decode=True)
+            if bump:
+                own += bump
+                dts += bump
+                pts = None if pts is None else pts + bump
+            elif self._last_dts is not None and dts <= self._last_dts:
+                # repeats or stalls behind the packet before: a frame after it, alone
+                self.repeated += 1
+                self.regular = False
+                lag = self._last_dts + self._step - dts
+                dts += lag
+                pts = None if pts is None else pts + lag
+            elif self._last_dts is not None:
+                self.last_step = dts - self._last_dts
+            self._last_own = own
+        elif key and pts is not None:  # no decode time: a keyframe must follow everything
+            pts += self._follow(pts, pts, decode=False)
+        if pts is not None:
+            if dts is not None:
+                plausible = dts <= pts <= dts + self._gap
+            else:
+                near = self.head if self.head is not None else pts
+                plausible = near - self._gap <= pts <= near + self._gap
+            if not plausible:
+                pts = None
+        self._order(pts, dts, key)
+        packet.dts = dts
+        packet.pts = pts
+        self.pts_us = pts
+
+    def _follow(self, ref: int, pts: int | None, *, decode: bool) -> int:
+        """How far the clock moves (for good) so that this packet follows the ones before.
+
+        ``ref`` is the decode time, or the presentation time of a keyframe without one.
+        After a discontinuity the packet's picture is presented one frame after the
+        furthest time reached, its decode time staying after the previous one.
+        """
+        head = self.head
+        if head is None:  # the first timestamp: the content starts at 0
+            shift = -ref if abs(ref) > self._gap else 0
+            self._offset += shift
+            return shift
+        if decode and self._last_own is not None:
+            prev = self._last_own
+            back = ref < prev
+        elif decode:  # the first decode time after packets that had none
+            prev = head
+            back = ref + self._gap < head
+        else:
+            prev = self._max_pts if self._max_pts is not None else head
+            back = ref <= prev
+        if not back and ref <= head + self._gap:
+            return 0
+        shown = pts if pts is not None and ref <= pts <= ref + self._gap else ref
+        shift = head + self._step - shown
+        if decode and self._last_dts is not None:
+            shift = max(shift, self._last_dts + self._step - ref)
+        self._offset += shift
+        self.count += 1
+        if len(self.found) < _MAX_REPORTED_JUMPS:
+            self.found.append(
+                TimestampDiscontinuity(
+                    at_ms=round((shown + shift) / 1000),
+                    kind="backwards" if back else "forward",
+                    jump_ms=round((ref - prev) / 1000),
+                )
+            )
+        return shift
+
+    def _order(self, pts: int | None, dts: int | None, key: bool) -> None:
+        if pts is None:
+            self.regular = False
+        else:
+            if key:
+                if self._max_pts is not None and pts <= self._max_pts:
+                    self.regular = False
+                self._floor = self._max_pts
+            elif self._floor is not None and pts <= self._floor:
+                self.regular = False
+            self._max_pts = pts if self._max_pts is None else max(self._max_pts, pts)
+        if dts is not None:
+            if self._last_dts is not None and dts <= self._last_dts:
+                self.regular = False
+            self._last_dts = dts
+        for value in (dts, pts):
+            if value is not None and (self.head is None or value > self.head):
+                self.head = value
+
+
+@dataclass
+class _Scan:
+    """What one pass over the packets, without decoding, tells about the content."""
+
+    packets: int = 0
+    keys_ms: list[float] = field(default_factory=list)  # content time of each keyframe
+    keys_at: list[int] = field(default_factory=list)  # and its packet number
+    last_ms: float = 0.0  # the latest presentation time of any packet
+    end_ms: float = 0.0  # the length of the content: last_ms and one frame
+    data_end_ms: float = 0.0  # where the data of the video or audio ends, at the latest
+    regular: bool = True
+    discontinuities: int = 0
+    repeated: int = 0
+    damaged: int = 0  # packets the container flags as damaged (seams of joined files aside)
+    found: list[TimestampDiscontinuity] = field(default_factory=list)
+    error: str | None = None
+
+    def key_gap_ms(self) -> float:
+        """The longest stretch without a keyframe, the start and end included."""
+        points = [0.0, *sorted(self.keys_ms), self.end_ms]
+        return max(b - a for a, b in itertools.pairwise(points))
+
+
 class FrameSampler(Iterator[Frame]):
     """The sampled frames of one video, decoded lazily; see :func:`sample_frames`.
 
+    Before any frame is decoded, one pass reads the packets (no decoding) to measure
+    the content: its length on the content clock (see :class:`_Timeline`), its
+    keyframes and any timestamp discontinuities. Sampling, frame times and the
+    reported ``duration_s`` follow that clock, never the declared duration.
+
     Besides iterating, it tells what it found: ``info`` (from the headers),
-    ``warnings``, ``frames_decoded``, ``frames_sampled``, ``seeks``,
-    ``decode_seconds`` (time spent decoding and converting), ``rotation`` and
-    ``complete`` (the whole video was sampled, not cut short by ``max_frames``).
-    Use it from one thread at a time; :meth:`close` (or the context manager)
-    releases the decoder early.
+    ``duration_s`` (measured), ``discontinuities`` (the first few; their count in
+    ``discontinuity_count``), ``warnings``, ``unanalysed`` (why part of the video was
+    not analysed: damage, truncation, ``max_frames``; empty when all of it was),
+    ``frames_decoded``, ``frames_sampled``, ``seeks`` (skips past undecoded groups of
+    pictures), ``decode_seconds`` (time spent reading, decoding and converting),
+    ``rotation`` and ``complete`` (sampling reached the end, not cut short by
+    ``max_frames``). Use it from one thread at a time; :meth:`close` (or the context
+    manager) releases the decoder early.
     """
 
     def __init__(
@@ -470,35 +745,53 @@ class FrameSampler(Iterator[Frame]):
         sampling: VideoSampling | None = None,
         limits: VideoLimits | None = None,
     ) -> None:
+        started = time.perf_counter()
         self.sampling = sampling or VideoSampling()
         self.limits = limits or VideoLimits()
-        opened = _open(source, self.limits)
+        opened = _open(source, self.limits, check_duration=False)
         assert opened.stream is not None  # _check refuses files without one
         self.info = opened.info
         self.warnings: list[str] = []
+        self.unanalysed: list[str] = []
         self.frames_decoded = 0
         self.frames_sampled = 0
         self.seeks = 0
+        self.decode_errors = 0
+        self.damaged_frames = 0
+        self.retimed_frames = 0
         self.decode_seconds = 0.0
         self.rotation = 0
         self.complete = False
+        self.duration_s = 0.0
+        self.discontinuities: list[TimestampDiscontinuity] = []
+        self.discontinuity_count = 0
         self._container = opened.container
         self._stream = opened.stream
+        self._head = opened.head
         self._time_base = self._stream.time_base or Fraction(1, 1000)
-        self._start = self._stream.start_time or 0
         fps = self.info.fps
-        self._frame_ms = 1000.0 / fps if fps else 40.0
-        self._seek_to: int | None = None
-        self._last_packet_ms = 0.0
-        self._blind_seek = True
-        self._eof = False
+        # a frame whose time is not known lasts this long (1–100 fps, whatever is declared)
+        self._step_ms = min(1000.0, max(10.0, 1000.0 / fps)) if fps else 40.0
+        self._mode = self.sampling.mode
+        self._regular = False
+        self._skip_to: int | None = None
+        self._fed = -1
+        self._last_ms: float | None = None
+        self._pts_faults = 0
+        self._dts_faults = 0
+        self._last_pts: int | None = None
+        self._last_dts: int | None = None
         self._closed = False
         self._iter = self._run()
         try:
+            self._scan = self._read_packets(opened.reopen)
+            self._measured()
             self._setup_decoder()
         except BaseException:
             self._container.close()
             raise
+        finally:
+            self.decode_seconds += time.perf_counter() - started
 
     # ---- iteration -------------------------------------------------------
     def __iter__(self) -> FrameSampler:
@@ -529,117 +822,318 @@ class FrameSampler(Iterator[Frame]):
     ) -> None:
         self.close()
 
+    # ---- measuring the content -------------------------------------------
+    def _timeline(self) -> _Timeline:
+        return _Timeline(
+            self._time_base,
+            self._stream.start_time,
+            round(self._step_ms * 1000),
+            round(self.limits.max_timestamp_gap_s * 1_000_000),
+        )
+
+    def _read_packets(self, reopen: Callable[[], InputContainer]) -> _Scan:
+        """Run the content clock over every packet of the video, decoding nothing.
+
+        The other streams' packets are read too, only to see where their data ends.
+        """
+        scan = _Scan()
+        timeline = self._timeline()
+        limits = self.limits
+        max_us = limits.max_duration_s * 1_000_000
+        max_packets = _PACKETS_PER_FRAME * limits.max_decoded_frames
+        start_s = float((self._stream.start_time or 0) * self._time_base)
+        other_end = -math.inf
+        packets = 0
+        damaged: list[int] = []
+        joins: list[int] = []
+        container = reopen()
+        try:
+            video = container.streams[self._stream.index]
+            try:
+                for packet in container.demux():
+                    packets += 1
+                    if packets > max_packets:
+                        raise MediaTooLarge(
+                            f"the file has more than {max_packets} packets",
+                            details={"max_packets": max_packets},
+                        )
+                    if packet.stream_index != video.index:
+                        if packet.pts is not None and packet.time_base is not None:
+                            end = (packet.pts + (packet.duration or 0)) * float(packet.time_base)
+                            other_end = max(other_end, (end - start_s) * 1000)
+                        continue
+                    if not packet.size:
+                        continue
+                    at = scan.packets
+                    scan.packets += 1
+                    if scan.packets > limits.max_decoded_frames:
+                        raise MediaTooLarge(
+                            f"the video has more than {limits.max_decoded_frames} frames",
+                            details={"max_decoded_frames": limits.max_decoded_frames},
+                        )
+                    if packet.is_corrupt:
+                        damaged.append(at)
+                    count = timeline.count
+                    timeline.admit(packet)
+                    if timeline.count > count:
+                        joins.append(at)
+                    if packet.is_keyframe and timeline.pts_us is not None:
+                        scan.keys_ms.append(timeline.pts_us / 1000)
+                        scan.keys_at.append(at)
+                    if timeline.head is not None and timeline.head > max_us:
+                        self._too_long(timeline.head / 1_000_000)
+            except av.error.FFmpegError as exc:
+                scan.error = str(exc.strerror or exc)
+        finally:
+            container.close()
+        # A packet that the container flags as damaged right at a discontinuity is the
+        # seam of files joined byte for byte (MPEG-TS continuity counters restart there);
+        # anywhere else, data was lost.
+        scan.damaged = sum(
+            1 for at in damaged if not any(abs(at - j) <= _SEAM_PACKETS for j in joins)
+        )
+        scan.last_ms = max(0.0, (timeline.head or 0) / 1000)
+        # the last frame lasts as long as the step before it, or a frame at the declared rate
+        last_frame_ms = (timeline.last_step or round(self._step_ms * 1000)) / 1000
+        scan.end_ms = scan.last_ms + last_frame_ms if scan.packets else 0.0
+        # as the file's own timestamps count it (a jump forward is not missing data)
+        written_ms = (timeline.raw_end or 0) / 1000 + last_frame_ms
+        scan.data_end_ms = max(scan.end_ms, written_ms, other_end)
+        scan.regular = timeline.regular
+        scan.discontinuities = timeline.count
+        scan.repeated = timeline.repeated
+        scan.found = timeline.found
+        return scan
+
+    def _too_long(self, reached_s: float) -> None:
+        """Refuse a video found to run past max_duration_s (the scan stops there)."""
+        declared = self.info.duration_s
+        if declared is not None and declared >= reached_s:
+            _check_duration(declared, self.limits)  # it said so: say how long it is
+        limit = self.limits.max_duration_s
+        raise MediaTooLarge(
+            f"the video lasts more than {limit:.0f} s; at most {limit:.0f} s are accepted",
+            details={"duration_s": round(reached_s, 3), "max_duration_s": limit},
+        )
+
+    def _measured(self) -> None:
+        """Take the measured content as the truth, and say where it differs from the header."""
+        scan = self._scan
+        self.duration_s = scan.end_ms / 1000
+        _check_duration(self.duration_s, self.limits)
+        self.discontinuities = scan.found
+        self.discontinuity_count = scan.discontinuities
+        self._regular = scan.regular
+        if scan.discontinuities:
+            first = scan.found[0]
+            self.warnings.append(
+                f"the timestamps are discontinuous at {scan.discontinuities} point(s) (first "
+                f"at {first.at_ms / 1000:.1f} s, {first.kind} by {abs(first.jump_ms) / 1000:.1f} "
+                "s); the content clock carries on across them and all of the video is analysed"
+            )
+        if scan.repeated:
+            self.warnings.append(
+                f"{scan.repeated} frame(s) repeat (or fall behind) the timestamp of the frame "
+                "before; each is timed one frame after it"
+            )
+        if scan.damaged:
+            self._not_analysed(
+                f"{scan.damaged} packet(s) of the video are damaged (the container's checks "
+                "failed); what they held may not have been analysed"
+            )
+        packet_size = _ts_packet_size(self._head) if self.info.container == "mpegts" else None
+        if packet_size and self.info.byte_size % packet_size:
+            self._not_analysed(
+                "the MPEG-TS stops in the middle of a packet; the file looks truncated"
+            )
+        declared = self.info.duration_s
+        tolerance = max(1.0, 0.02 * (declared or 0.0))
+        if declared is not None and scan.error is None:
+            if scan.data_end_ms / 1000 < declared - tolerance:
+                self._not_analysed(
+                    f"the video data ends at {scan.data_end_ms / 1000:.1f} s but {declared:.1f} "
+                    "s are declared; the file looks truncated"
+                )
+            elif self.duration_s > declared + tolerance:
+                self.warnings.append(
+                    f"the header declares {declared:.1f} s but the video runs "
+                    f"{self.duration_s:.1f} s; all of it is analysed"
+                )
+        if self._mode == "keyframes":
+            gap = scan.key_gap_ms() / 1000
+            if gap > self.sampling.keyframe_max_gap_s:
+                self._mode = "interval"
+                self.warnings.append(
+                    f"keyframes are up to {gap:.1f} s apart (more than keyframe_max_gap_s, "
+                    f"{self.sampling.keyframe_max_gap_s:g} s); sampled every "
+                    f"{self.sampling.interval_s:g} s instead"
+                )
+
+    def _not_analysed(self, why: str) -> None:
+        self.warnings.append(why)
+        self.unanalysed.append(why)
+
     # ---- decoding --------------------------------------------------------
     def _setup_decoder(self) -> None:
         ctx = self._stream.codec_context
         ctx.thread_count = self.sampling.threads
         ctx.options = {"max_pixels": str(self.limits.max_pixels)}
-        if self.sampling.mode == "keyframes":
+        if self._mode == "keyframes":
             ctx.skip_frame = "NONKEY"
 
-    def _ms(self, raw: int) -> float:
-        return float((raw - self._start) * self._time_base * 1000)
-
-    def _raw(self, ms: float) -> int:
-        return self._start + math.floor(Fraction(ms) / 1000 / self._time_base)
-
-    def _decode_packet(self, packet: av.Packet[VideoStream], errors: list[int]) -> list[VideoFrame]:
+    def _decode_packet(
+        self, packet: av.Packet[VideoStream] | None, errors: list[int]
+    ) -> list[VideoFrame]:
         try:
             frames = self._stream.decode(packet)
         except av.error.FFmpegError as exc:
             errors[0] += 1
+            self.decode_errors += 1
             if errors[0] >= _MAX_ERRORS_IN_A_ROW:
                 if self.frames_decoded == 0:
                     raise CorruptMedia(
                         f"the video stream cannot be decoded: {exc.strerror or exc}"
                     ) from exc
-                raise _StreamEnded(f"decoding stopped after repeated errors ({exc})") from exc
+                raise _StreamEnded(
+                    f"decoding stopped after repeated errors ({exc.strerror or exc}) at "
+                    f"{(self._last_ms or 0.0) / 1000:.1f} s; the rest of the video was not "
+                    "analysed"
+                ) from exc
             return []
         if frames:
             errors[0] = 0
         return frames
 
-    def _decoded(self, keyframes_only: bool) -> Iterator[tuple[VideoFrame, float]]:
-        """Decoded frames with their time in ms; honours seek requests between frames."""
-        errors = [0]
-        last_ms = -self._frame_ms
-        while True:
-            self._seek_to = None
-            try:
-                for packet in self._container.demux(self._stream):
-                    if packet.pts is not None:
-                        self._last_packet_ms = max(self._last_packet_ms, self._ms(packet.pts))
-                    if keyframes_only and packet.size and not packet.is_keyframe:
-                        continue
-                    for vf in self._decode_packet(packet, errors):
-                        self.frames_decoded += 1
-                        if self.frames_decoded > self.limits.max_decoded_frames:
-                            raise MediaTooLarge(
-                                f"the video has more than {self.limits.max_decoded_frames} "
-                                "frames to decode",
-                                details={"max_decoded_frames": self.limits.max_decoded_frames},
-                            )
-                        raw = vf.pts if vf.pts is not None else vf.dts
-                        ms = self._ms(raw) if raw is not None else last_ms + self._frame_ms
-                        last_ms = ms = max(ms, 0.0)
-                        if ms > self.limits.max_duration_s * 1000:
-                            raise MediaTooLarge(
-                                f"the video runs past {self.limits.max_duration_s:.0f} s, the "
-                                "longest accepted",
-                                details={"max_duration_s": self.limits.max_duration_s},
-                            )
-                        yield vf, ms
-                        if self._seek_to is not None:
-                            break
-                    if self._seek_to is not None:
-                        break
-            except _StreamEnded as exc:
-                self.warnings.append(str(exc))
-                return
-            except av.error.FFmpegError as exc:
-                if self.frames_decoded == 0:
-                    raise CorruptMedia(
-                        f"corrupt or truncated {self.info.format}: {exc.strerror or exc}"
-                    ) from exc
-                self.warnings.append(
-                    f"the video is damaged after {last_ms / 1000:.1f} s ({exc.strerror or exc}); "
-                    "analysed up to there"
+    def _frame_ms(self, vf: VideoFrame) -> float:
+        """A decoded frame's content time: always after the previous frame's.
+
+        The presentation time is used unless it has gone backwards more often than
+        the decode time (FFmpeg's best-effort rule). A time that has moved on from the
+        previous one of its kind but lags the clock (after a switch between the two,
+        or a frame timed below) keeps its own pace; a frame whose time is missing,
+        repeated or going backwards is timed one frame after the previous one.
+        """
+        pts, dts = vf.pts, vf.dts
+        prev_pts, prev_dts = self._last_pts, self._last_dts
+        if dts is not None:
+            if prev_dts is not None and dts <= prev_dts:
+                self._dts_faults += 1
+            self._last_dts = dts
+        if pts is not None:
+            if prev_pts is not None and pts <= prev_pts:
+                self._pts_faults += 1
+            self._last_pts = pts
+        use: int | None
+        if pts is not None and self._pts_faults <= self._dts_faults:
+            use, prev = pts, prev_pts
+        else:
+            use, prev = dts, prev_dts  # dts is None while the decoder drains
+            self._regular = False
+        last = self._last_ms
+        if use is None:
+            ms = 0.0 if last is None else last + self._step_ms
+            if pts is None:
+                self.retimed_frames += 1
+                self._regular = False
+        elif last is None:
+            ms = max(use / 1000, 0.0)
+        else:
+            ms = use / 1000
+            if ms <= last:
+                if prev is not None and use > prev:
+                    ms = last + (use - prev) / 1000
+                else:
+                    ms = last + self._step_ms
+                    self.retimed_frames += 1
+                    self._regular = False
+        self._last_ms = ms
+        return ms
+
+    def _frames(self, frames: list[VideoFrame]) -> Iterator[tuple[VideoFrame, float]]:
+        limits = self.limits
+        for vf in frames:
+            self.frames_decoded += 1
+            if self.frames_decoded > limits.max_decoded_frames:
+                raise MediaTooLarge(
+                    f"the video has more than {limits.max_decoded_frames} frames to decode",
+                    details={"max_decoded_frames": limits.max_decoded_frames},
                 )
-                return
-            if self._seek_to is None:
-                self._eof = True
-                return
-            self._seek(self._seek_to)
+            if vf.is_corrupt:
+                self.damaged_frames += 1
+            ms = self._frame_ms(vf)
+            if ms > limits.max_duration_s * 1000:
+                raise MediaTooLarge(
+                    f"the video runs past {limits.max_duration_s:.0f} s, the longest accepted",
+                    details={"max_duration_s": limits.max_duration_s},
+                )
+            yield vf, ms
 
-    def _seek(self, raw: int) -> None:
+    def _decoded(self, keyframes_only: bool) -> Iterator[tuple[VideoFrame, float]]:
+        """Decoded frames with their content time in ms, in presentation order.
+
+        Every packet goes through the content clock; the decoder gets all of them
+        (only keyframes with ``keyframes_only``) except those skipped on request: when
+        ``_skip_to`` is set between frames, packets up to that keyframe are left
+        undecoded and the decoder restarts there.
+        """
+        errors = [0]
+        timeline = self._timeline()
+        ordinal = -1
         try:
-            self._container.seek(raw, stream=self._stream, backward=True)
-        except av.error.FFmpegError:
-            self._blind_seek = False  # decode forward from where we are
-            return
-        self._stream.codec_context.flush_buffers()
-        self.seeks += 1
+            for packet in self._container.demux(self._stream):
+                if not packet.size:
+                    continue
+                ordinal += 1
+                timeline.admit(packet)
+                if self._skip_to is not None:
+                    if ordinal < self._skip_to:
+                        continue
+                    self._skip_to = None
+                    self._stream.codec_context.flush_buffers()
+                    self.seeks += 1
+                    if not packet.is_keyframe:
+                        self._regular = False  # the file changed under us: skip no more
+                if keyframes_only and not packet.is_keyframe:
+                    continue
+                self._fed = ordinal
+                yield from self._frames(self._decode_packet(packet, errors))
+            yield from self._frames(self._decode_packet(None, errors))
+        except _StreamEnded as exc:
+            self._not_analysed(str(exc))
+        except av.error.FFmpegError as exc:
+            if self.frames_decoded == 0:
+                raise CorruptMedia(
+                    f"corrupt or truncated {self.info.format}: {exc.strerror or exc}"
+                ) from exc
+            self._not_analysed(
+                f"the video is damaged after {(self._last_ms or 0.0) / 1000:.1f} s "
+                f"({exc.strerror or exc}); the rest of it was not analysed"
+            )
 
-    def _want_seek(self, target_ms: float, current_ms: float) -> bool:
-        """Seek when the keyframe before ``target_ms`` lies well ahead of the position."""
+    def _plan_skip(self, target_ms: float, tolerance: float, position_ms: float) -> None:
+        """Skip to the last keyframe not after the next wanted time when it lies well ahead.
+
+        Only while the timestamps are regular (see :class:`_Timeline`): then no frame
+        of a skipped packet is presented at or after that keyframe, and the frame
+        sampled is the keyframe or one after it, within ``tolerance`` of the frame that
+        decoding everything would give.
+        """
+        if not self._regular or self._skip_to is not None:
+            return
         gap_ms = self.sampling.seek_min_gap_s * 1000
-        if target_ms - current_ms < max(gap_ms, 2 * self._frame_ms):
-            return False
-        entries = self._stream.index_entries
-        if len(entries):
-            found = entries.search_timestamp(self._raw(target_ms), backward=True)
-            if found < 0:
-                return False
-            key_ms = self._ms(entries[found].timestamp)
-            return key_ms - current_ms >= max(gap_ms, self._frame_ms)
-        # No index (e.g. MPEG-TS): seek only across long gaps, and stop seeking if a
-        # seek ever lands behind the position it started from.
-        return self._blind_seek and target_ms - current_ms >= max(10_000.0, gap_ms)
+        if target_ms - position_ms < max(gap_ms, 2 * self._step_ms):
+            return
+        keys = self._scan.keys_ms
+        found = bisect.bisect_right(keys, target_ms + tolerance) - 1
+        if found < 0 or self._scan.keys_at[found] <= self._fed:
+            return
+        if keys[found] - position_ms >= max(gap_ms, self._step_ms):
+            self._skip_to = self._scan.keys_at[found]
 
     # ---- frame selection -------------------------------------------------
     def _interval_ms(self) -> float:
         interval = self.sampling.interval_s * 1000
-        duration = self.info.duration_s
+        duration = self.duration_s
         if duration and duration * 1000 / interval > self.sampling.max_frames:
             widened = duration * 1000 / self.sampling.max_frames
             self.warnings.append(
@@ -652,23 +1146,20 @@ class FrameSampler(Iterator[Frame]):
 
     def _interval(self) -> Iterator[tuple[VideoFrame, float]]:
         interval = self._interval_ms()
-        tolerance = min(interval / 2, self._frame_ms / 2)
-        duration = self.info.duration_s
+        tolerance = min(interval / 2, self._step_ms / 2)
         target = 0.0
-        position = -math.inf
         for vf, ms in self._decoded(keyframes_only=False):
-            if position > ms and self._blind_seek and not len(self._stream.index_entries):
-                self._blind_seek = False  # a seek went backwards: no more blind seeks
-            position = ms
             if ms + tolerance < target:
                 continue
             yield vf, ms
-            while target <= ms + tolerance:
-                target += interval
-            if duration is not None and target - tolerance > duration * 1000 - self._frame_ms:
+            target += (math.floor((ms + tolerance - target) / interval) + 1) * interval
+            if (
+                self._regular
+                and self._scan.error is None
+                and target - tolerance > self._scan.last_ms
+            ):
                 return  # no frame starts that late
-            if self._want_seek(target, ms):
-                self._seek_to = self._raw(target)
+            self._plan_skip(target, tolerance, ms)
 
     def _keyframes(self) -> Iterator[tuple[VideoFrame, float]]:
         min_gap = self.sampling.min_gap_s * 1000
@@ -725,22 +1216,23 @@ class FrameSampler(Iterator[Frame]):
         limit = self.sampling.max_frames
         fps = self.info.fps
         try:
-            for vf, ms in pick[self.sampling.mode]():
+            for vf, ms in pick[self._mode]():
                 if self.frames_sampled >= limit:
-                    self.warnings.append(
-                        f"stopped at max_frames ({limit}) after {ms / 1000:.1f} s; the rest "
-                        "of the video was not analysed"
+                    self._not_analysed(
+                        f"stopped at max_frames ({limit}) after {ms / 1000:.1f} s of "
+                        f"{self.duration_s:.1f} s; the rest of the video was not analysed"
                     )
-                    return
+                    break
                 stamp = round(ms)
                 index = round(ms * fps / 1000) if fps else self.frames_sampled
                 frame = Frame(rgb=self._to_rgb(vf), index=index, timestamp_ms=stamp)
                 self.frames_sampled += 1
                 yield frame
-            if self.frames_sampled == 0:
-                raise CorruptMedia(f"the {self.info.format} has no decodable video frame")
-            self.complete = True
-            self._check_complete()
+            else:
+                if self.frames_sampled == 0:
+                    raise CorruptMedia(f"the {self.info.format} has no decodable video frame")
+                self.complete = True
+            self._summarise()
         except BastionError:
             raise
         except MemoryError as exc:
@@ -752,15 +1244,21 @@ class FrameSampler(Iterator[Frame]):
         finally:
             self._container.close()
 
-    def _check_complete(self) -> None:
-        duration = self.info.duration_s
-        if duration is None or not self._eof:
-            return
-        end = self._last_packet_ms / 1000
-        if end < duration - max(2.0, 0.05 * duration):
+    def _summarise(self) -> None:
+        if self.retimed_frames:
             self.warnings.append(
-                f"the video data ends at {end:.1f} s but {duration:.1f} s are declared; "
-                "the file looks truncated"
+                f"{self.retimed_frames} decoded frame(s) had missing, repeated or out-of-order "
+                "timestamps; each was timed one frame after the frame before it"
+            )
+        if self.decode_errors:
+            self._not_analysed(
+                f"{self.decode_errors} packet(s) of the video could not be decoded; what they "
+                "hold was not analysed"
+            )
+        if self.damaged_frames:
+            self._not_analysed(
+                f"{self.damaged_frames} frame(s) were decoded from damaged data and may not "
+                "show what the video holds"
             )
 
 

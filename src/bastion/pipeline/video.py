@@ -12,6 +12,10 @@ bounded queue between the two keeps memory flat whatever the length of the video
 The per-frame decisions are then merged: the video's decision is the strictest
 frame decision, flagged frames (decision other than allow) close together in time
 form violation segments, and every label is summarised with where it was seen.
+Times are those of the content clock of :mod:`bastion.media.video` (timestamp resets
+and jumps bridged, the declared duration ignored), and a video of which part could
+not be analysed (damaged, truncated, cut short by max_frames) is never allowed: an
+allow becomes review, with a ``video_incomplete`` error saying what was missed.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bastion.media.types import DecodedImage, Frame
 from bastion.media.video import (
     FrameSampler,
+    TimestampDiscontinuity,
     VideoLimits,
     VideoSampling,
     VideoSource,
@@ -126,13 +131,25 @@ class VideoMedia(BaseModel):
     height: int
     rotation: int = Field(0, description="Degrees the frames were turned to be upright.")
     fps: float | None
-    duration_ms: int | None
+    duration_ms: int | None = Field(
+        description="Length of the content, measured from the timestamps of its frames "
+        "(discontinuities bridged), whatever the header declares."
+    )
+    declared_duration_ms: int | None = Field(
+        None, description="The duration the header declares; None when it declares none."
+    )
     has_audio: bool
     bytes: int
     frames_decoded: int
     frames_sampled: int
     frames_analyzed: int
-    seeks: int
+    seeks: int = Field(description="Skips past groups of pictures left undecoded.")
+    discontinuity_count: int = Field(
+        0, description="Points where the timestamps went backwards or jumped far ahead."
+    )
+    discontinuities: list[TimestampDiscontinuity] = Field(
+        default_factory=list, description="The first of those points."
+    )
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -160,6 +177,14 @@ class VideoResult(BaseModel):
     frames: list[FrameResult]
     stopped_early: bool = Field(
         description="Frames after a blocked one were left out (early_stop_on_block)."
+    )
+    complete: bool = Field(
+        True,
+        description="All of the video was sampled, from start to end of its content. False "
+        "when frames were left out by early_stop_on_block, or when part of the video could "
+        "not be analysed (damaged or truncated data, undecodable packets, max_frames "
+        "reached): then `errors` has a `video_incomplete` entry saying why, and an allow "
+        "becomes review.",
     )
     media: VideoMedia
     sampling: VideoSampling
@@ -427,7 +452,7 @@ async def moderate_video(
         hashing = asyncio.ensure_future(asyncio.to_thread(_source_sha256, source))
         tasks.append(hashing)
         thumbs = Path(thumbnails_dir) if thumbnails_dir is not None else None
-        reporter = _Progress(progress, sampler.info.duration_s)
+        reporter = _Progress(progress, sampler.duration_s)
         queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency)
         stop = asyncio.Event()
         done: list[_Done] = []
@@ -507,19 +532,29 @@ def _assemble(
     results = [d.result for d in done]
     info = sampler.info
     gap = segment_gap_ms if segment_gap_ms is not None else default_segment_gap_ms(frames)
-    duration_ms = round(info.duration_s * 1000) if info.duration_s is not None else None
-    covered_ms = duration_ms if sampler.complete and not stopped_early else None
+    duration_ms = round(sampler.duration_s * 1000)
+    declared = info.duration_s
+    unanalysed = list(sampler.unanalysed)
+    whole = sampler.complete and not stopped_early and not unanalysed
+    covered_ms: int | None = duration_ms if whole else None
     if covered_ms is None and frames:
         covered_ms = frames[-1].timestamp_ms
+    decision = _strictest(f.decision for f in frames)
+    errors = _errors(results)
+    if unanalysed:
+        errors.append({"code": "video_incomplete", "message": "; ".join(unanalysed)})
+        if decision == "allow":
+            decision = "review"  # fail safe: content that was not looked at is not allowed
     first = results[0] if results else None
     return VideoResult(
-        decision=_strictest(f.decision for f in frames),
+        decision=decision,
         reasons=_reasons(frames),
         segments=_segments(frames, gap),
         labels=_label_summary(frames),
         tags=_tags(results, tag_min_confidence),
         frames=frames,
         stopped_early=stopped_early,
+        complete=whole,
         media=VideoMedia(
             format=info.format,
             container=info.container,
@@ -529,12 +564,15 @@ def _assemble(
             rotation=sampler.rotation,
             fps=round(info.fps, 3) if info.fps else None,
             duration_ms=duration_ms,
+            declared_duration_ms=round(declared * 1000) if declared is not None else None,
             has_audio=info.has_audio,
             bytes=info.byte_size,
             frames_decoded=sampler.frames_decoded,
             frames_sampled=sampler.frames_sampled,
             frames_analyzed=len(frames),
             seeks=sampler.seeks,
+            discontinuity_count=sampler.discontinuity_count,
+            discontinuities=list(sampler.discontinuities),
             warnings=list(sampler.warnings),
         ),
         sampling=sampling,
@@ -543,7 +581,7 @@ def _assemble(
         policy_version=policy.version,
         versions=first.versions if first else {},
         undetectable=first.undetectable if first else [],
-        errors=_errors(results),
+        errors=errors,
         timings=VideoTimings(
             decode_ms=round(sampler.decode_seconds * 1000, 2),
             total_ms=round(wall_s * 1000, 2),
