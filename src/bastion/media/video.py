@@ -114,6 +114,8 @@ _MAX_REPORTED_JUMPS = 20
 _PACKETS_PER_FRAME = 4
 # How close to a timestamp discontinuity a packet flagged damaged counts as a seam.
 _SEAM_PACKETS = 8
+# How much later than the keyframe skipped to the first picture after it may be.
+_LANDING_SLACK_MS = 500.0
 # MPEG-TS packet sizes and where their sync byte is: plain, with a 4-byte timestamp
 # before it (M2TS), with 16 Reed-Solomon bytes after it.
 _TS_PACKETS = ((188, 0), (192, 4), (204, 0))
@@ -775,6 +777,8 @@ class FrameSampler(Iterator[Frame]):
         self._mode = self.sampling.mode
         self._regular = False
         self._skip_to: int | None = None
+        self._skip_ms = 0.0  # the time of the keyframe skipped to
+        self._landing: float | None = None  # set from the skip until the next picture
         self._fed = -1
         self._last_ms: float | None = None
         self._pts_faults = 0
@@ -1061,6 +1065,8 @@ class FrameSampler(Iterator[Frame]):
             if vf.is_corrupt:
                 self.damaged_frames += 1
             ms = self._frame_ms(vf)
+            if self._landing is not None:
+                self._landed(ms)
             if ms > limits.max_duration_s * 1000:
                 raise MediaTooLarge(
                     f"the video runs past {limits.max_duration_s:.0f} s, the longest accepted",
@@ -1091,6 +1097,7 @@ class FrameSampler(Iterator[Frame]):
                     self._skip_to = None
                     self._stream.codec_context.flush_buffers()
                     self.seeks += 1
+                    self._landing = self._skip_ms
                     if not packet.is_keyframe:
                         self._regular = False  # the file changed under us: skip no more
                 if keyframes_only and not packet.is_keyframe:
@@ -1098,6 +1105,8 @@ class FrameSampler(Iterator[Frame]):
                 self._fed = ordinal
                 yield from self._frames(self._decode_packet(packet, errors))
             yield from self._frames(self._decode_packet(None, errors))
+            if self._landing is not None:  # skipped, and nothing decoded since
+                self._landed(math.inf)
         except _StreamEnded as exc:
             self._not_analysed(str(exc))
         except av.error.FFmpegError as exc:
@@ -1129,6 +1138,24 @@ class FrameSampler(Iterator[Frame]):
             return
         if keys[found] - position_ms >= max(gap_ms, self._step_ms):
             self._skip_to = self._scan.keys_at[found]
+            self._skip_ms = keys[found]
+
+    def _landed(self, ms: float) -> None:
+        """Check the first picture after a skip: it must be the keyframe skipped to.
+
+        A packet marked as a keyframe that is not one decodes to nothing until the next
+        real keyframe; what lies between would go unseen, so it is reported and
+        nothing more is skipped.
+        """
+        expected, self._landing = self._landing, None
+        if expected is None or ms <= expected + max(_LANDING_SLACK_MS, 2 * self._step_ms):
+            return
+        self._regular = False
+        found = "nothing more" if math.isinf(ms) else f"the next picture at {ms / 1000:.1f} s"
+        self._not_analysed(
+            f"the packet marked as a keyframe at {expected / 1000:.1f} s decoded to "
+            f"{found}; what lies between was not analysed"
+        )
 
     # ---- frame selection -------------------------------------------------
     def _interval_ms(self) -> float:
