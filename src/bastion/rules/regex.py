@@ -30,7 +30,7 @@ import re2
 
 MAX_PATTERN_CHARS = 1000
 MAX_PROGRAM = 30_000  # RE2 instructions in one pattern (a Unicode \w costs about 1350)
-MAX_MEM = 8 << 20  # bytes RE2 may use for one pattern's program and matching caches
+MAX_MEM = 2 << 20  # bytes RE2 may use for one pattern (program and DFA cache; past it, NFA)
 
 Kind = Literal["bad_regex", "regex_unsupported", "regex_too_large"]
 
