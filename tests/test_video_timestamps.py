@@ -152,10 +152,12 @@ def ffmpeg(*args: str, stdin: bytes | None = None) -> None:
     )
 
 
-def ffmpeg_coded(path: Path, seconds: int, *codec: str, fmt: str | None = None) -> Path:
+def ffmpeg_coded(
+    path: Path, seconds: int, *codec: str, fmt: str | None = None, first: int = 0
+) -> Path:
     """A clip encoded by the ffmpeg program from raw frames on stdin; each frame (not each
-    second) has its colour: ``second_shown`` tells the frame's number."""
-    raw = b"".join(f.tobytes() for f in coded(range(seconds * FPS), fps=1))
+    second) has its colour, from frame number ``first``: ``second_shown`` tells it."""
+    raw = b"".join(f.tobytes() for f in coded(range(first, first + seconds * FPS), fps=1))
     source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", str(FPS), "-i", "-"]
     ffmpeg(*source, *codec, *(["-f", fmt] if fmt else []), str(path), stdin=raw)
     return path
@@ -267,6 +269,32 @@ def test_a_looped_clip_reports_its_whole_length(tmp_path: Path, loops: int) -> N
     assert sampler.discontinuity_count == loops - 1 and not sampler.unanalysed
     _, got = run(path, VideoSampling(interval_s=2.5))
     assert [ms for ms, _ in got] == list(range(0, 4000 * loops, 2500))
+
+
+JOINED_FILES: dict[str, list[str]] = {  # suffix: ffmpeg encoder options
+    ".mpg": ["-c:v", "mpeg2video", "-g", "10"],
+    ".webm": ["-c:v", "libvpx", "-g", "10"],
+    ".avi": ["-c:v", "mpeg4", "-g", "10"],
+    ".mkv": ["-c:v", "libx264", "-g", "10"],
+    ".ogv": ["-c:v", "libtheora", "-g", "10"],
+    ".flv": ["-c:v", "libx264", "-g", "10"],
+    ".mp4": ["-c:v", "libx264", "-g", "10"],
+    ".ts": ["-c:v", "libx264", "-g", "10", "-mpegts_start_pid", "0x300"],  # other ids
+}
+
+
+@pytest.mark.parametrize("suffix", list(JOINED_FILES))
+def test_other_files_joined_end_to_end_are_analysed_or_reported(
+    tmp_path: Path, suffix: str
+) -> None:
+    """Every second of both files is analysed, or the result says what was not."""
+    options = JOINED_FILES[suffix]
+    first = ffmpeg_coded(tmp_path / f"a{suffix}", 4, *options[:4])
+    second = ffmpeg_coded(tmp_path / f"b{suffix}", 6, *options, first=4 * FPS)
+    path = joined(tmp_path / f"joined{suffix}", [first, second])
+    sampler, got = run(path)
+    if {frame // FPS for _, frame in got} != set(range(10)):
+        assert sampler.unanalysed, (got, sampler.warnings)
 
 
 # ---- what the header declares ---------------------------------------------------------------

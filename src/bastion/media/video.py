@@ -114,6 +114,10 @@ _MAX_REPORTED_JUMPS = 20
 _PACKETS_PER_FRAME = 4
 # How close to a timestamp discontinuity a packet flagged damaged counts as a seam.
 _SEAM_PACKETS = 8
+# Bytes an FLV may hold after its last packet (the size of that last tag, metadata).
+_FLV_TAIL_BYTES = 1024
+# Top-level MP4 boxes walked at most, looking for a second movie.
+_MAX_BOXES = 4096
 # How much later than the keyframe skipped to the first picture after it may be.
 _LANDING_SLACK_MS = 500.0
 # MPEG-TS packet sizes and where their sync byte is: plain, with a 4-byte timestamp
@@ -328,12 +332,18 @@ def _fraction(value: Fraction | None) -> Fraction | None:
     return value
 
 
+def _videos(container: InputContainer) -> list[VideoStream]:
+    """The video streams, cover art left out."""
+    return [
+        stream
+        for stream in container.streams.video
+        if not stream.disposition & (Disposition.attached_pic | Disposition.still_image)
+    ]
+
+
 def _video_stream(container: InputContainer) -> VideoStream | None:
-    for stream in container.streams.video:
-        if stream.disposition & (Disposition.attached_pic | Disposition.still_image):
-            continue  # cover art, not a video
-        return stream
-    return None
+    videos = _videos(container)
+    return videos[0] if videos else None
 
 
 def _duration_s(container: InputContainer, stream: VideoStream | None) -> float | None:
@@ -422,6 +432,41 @@ class _Opened:
     info: VideoInfo
     reopen: Callable[[], InputContainer]
     head: bytes
+
+
+def _top_level_boxes(source: VideoSource, kind: str) -> int:
+    """How many top-level boxes of ``kind`` an MP4/QuickTime file has (stops at junk)."""
+    want = kind.encode("latin-1")
+    found = 0
+
+    def walk(read: Callable[[int, int], bytes], size: int) -> int:
+        nonlocal found
+        at = 0
+        for _ in range(_MAX_BOXES):
+            if at + 8 > size:
+                break
+            header = read(at, 16)
+            length, name = int.from_bytes(header[:4], "big"), header[4:8]
+            if length == 1 and len(header) == 16:
+                length = int.from_bytes(header[8:16], "big")
+            elif length == 0:
+                length = size - at
+            if length < 8:
+                break
+            found += name == want
+            at += length
+        return found
+
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source)
+        return walk(lambda at, n: bytes(view[at : at + n]), len(view))
+    with open(source, "rb") as fh:
+
+        def read(at: int, n: int) -> bytes:
+            fh.seek(at)
+            return fh.read(n)
+
+        return walk(read, os.fstat(fh.fileno()).st_size)
 
 
 def _ts_packet_size(head: bytes) -> int | None:
@@ -713,6 +758,8 @@ class _Scan:
     discontinuities: int = 0
     repeated: int = 0
     damaged: int = 0  # packets the container flags as damaged (seams of joined files aside)
+    read_to: int = 0  # the byte offset where the last packet read ends
+    new_streams: bool = False  # streams appear part-way; reading stopped there
     found: list[TimestampDiscontinuity] = field(default_factory=list)
     error: str | None = None
 
@@ -770,6 +817,7 @@ class FrameSampler(Iterator[Frame]):
         self._container = opened.container
         self._stream = opened.stream
         self._head = opened.head
+        self._source = source
         self._time_base = self._stream.time_base or Fraction(1, 1000)
         fps = self.info.fps
         # a frame whose time is not known lasts this long (1–100 fps, whatever is declared)
@@ -861,6 +909,8 @@ class FrameSampler(Iterator[Frame]):
                             f"the file has more than {max_packets} packets",
                             details={"max_packets": max_packets},
                         )
+                    if packet.size and packet.pos is not None and packet.pos >= 0:
+                        scan.read_to = max(scan.read_to, packet.pos + packet.size)
                     if packet.stream_index != video.index:
                         if packet.pts is not None and packet.time_base is not None:
                             end = (packet.pts + (packet.duration or 0)) * float(packet.time_base)
@@ -888,6 +938,8 @@ class FrameSampler(Iterator[Frame]):
                         self._too_long(timeline.head / 1_000_000)
             except av.error.FFmpegError as exc:
                 scan.error = str(exc.strerror or exc)
+            except IndexError:  # PyAV meets a stream that was not there at the start
+                scan.new_streams = True
         finally:
             container.close()
         # A packet that the container flags as damaged right at a discontinuity is the
@@ -939,6 +991,28 @@ class FrameSampler(Iterator[Frame]):
             self.warnings.append(
                 f"{scan.repeated} frame(s) repeat (or fall behind) the timestamp of the frame "
                 "before; each is timed one frame after it"
+            )
+        others = len(_videos(self._container)) - 1
+        if others > 0:
+            self._not_analysed(
+                f"the file has {others + 1} video streams (clips joined with other stream "
+                "ids, or other views); only the first was analysed"
+            )
+        if scan.new_streams:
+            self._not_analysed(
+                f"new streams start after {scan.end_ms / 1000:.1f} s (another file joined "
+                "after this one?); what follows was not analysed"
+            )
+        tail = self.info.byte_size - scan.read_to
+        if self.info.container == "flv" and scan.error is None and tail > _FLV_TAIL_BYTES:
+            self._not_analysed(
+                f"the video data stops after {scan.read_to} of {self.info.byte_size} bytes "
+                "(another file joined after this one?); the rest was not read"
+            )
+        if self.info.container.startswith("mov") and _top_level_boxes(self._source, "moov") > 1:
+            self._not_analysed(
+                "the file holds more than one MP4 movie (files joined end to end?); only "
+                "the first was analysed"
             )
         if scan.damaged:
             self._not_analysed(
@@ -1109,6 +1183,8 @@ class FrameSampler(Iterator[Frame]):
                 self._landed(math.inf)
         except _StreamEnded as exc:
             self._not_analysed(str(exc))
+        except IndexError:
+            return  # a stream that was not there at the start: reported by the scan
         except av.error.FFmpegError as exc:
             if self.frames_decoded == 0:
                 raise CorruptMedia(
