@@ -639,11 +639,26 @@ async def test_ids_out_of_range_are_4xx(api: Api, bad: str) -> None:
         refused(r, statuses=(400, 404, 422))
 
 
+@pytest.mark.parametrize("bad", [2**31, 2**32 + 1, 2**62])
+async def test_rule_set_ids_beyond_their_32_bit_column_are_4xx(api: Api, bad: int) -> None:
+    """Rule set ids are a 32-bit INTEGER on PostgreSQL: larger ones never reach it."""
+    admin = await api.tenant()
+    c = api.client
+    image = {"file": ("cat.jpg", photo("skimage-chelsea"), "image/jpeg")}
+    for r in (
+        await c.get(f"/v1/rules/{bad}", headers=admin),
+        await c.delete(f"/v1/rules/{bad}", headers=admin),
+        await c.post(f"/v1/rules/test?rule_set_id={bad}", files=image, headers=admin),
+        await c.post("/v1/rules/test", files=image, data={"rule_set_id": str(bad)}, headers=admin),
+    ):
+        refused(r, statuses=(422,))
+
+
 async def test_the_largest_id_is_not_found(api: Api) -> None:
     admin = await api.tenant()
-    top = 2**63 - 1
-    r = await api.client.get(f"/v1/rules/{top}", headers=admin)
+    r = await api.client.get(f"/v1/rules/{2**31 - 1}", headers=admin)
     refused(r, "rule_set_not_found", statuses=(404,))
+    top = 2**63 - 1
     r = await api.client.post(f"/v1/deliveries/{top}/redrive", headers=admin)
     refused(r, "delivery_not_found", statuses=(404,))
 

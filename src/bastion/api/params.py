@@ -1,9 +1,10 @@
 """Bounded parameter types and JSON bodies shared by the API routes.
 
-Integer ids live in 64-bit signed database columns: a larger number in a path, query
-or body made the database driver overflow (a 500) instead of a "not found". Every id
-the API takes is one of the types here, so a value outside ``1..2**63-1`` is a 422
-before it reaches the database.
+Integer ids live in signed database columns: a larger number in a path, query or body
+made the database driver overflow (a 500) instead of a "not found". Every id the API
+takes is one of the types here, so a value outside the column's range is a 422 before
+it reaches the database: ``1..2**63-1`` for 64-bit ids (deliveries), ``1..2**31-1``
+for rule sets, whose id column is a 32-bit INTEGER on PostgreSQL.
 
 Small JSON bodies (tenants, keys, lists) are read with :func:`json_model`: the body is
 capped, parsed with :mod:`bastion.parsing.json_doc` (bounded depth and items, in a
@@ -23,22 +24,28 @@ from bastion.errors import EmptyInput, InputError
 from bastion.parsing.json_doc import parse_json_async
 
 MAX_DB_ID = 2**63 - 1
+MAX_RULE_SET_ID = 2**31 - 1
 MAX_ERRORS_SHOWN = 50
 
 DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID, description="A database id (1 to 2**63-1).")]
 IdPath = Annotated[int, Path(ge=1, le=MAX_DB_ID, description="Id (1 to 2**63-1).")]
-IdQuery = Annotated[int | None, Query(ge=1, le=MAX_DB_ID, description="Id (1 to 2**63-1).")]
+RuleSetIdPath = Annotated[
+    int, Path(ge=1, le=MAX_RULE_SET_ID, description="Rule set id (1 to 2**31-1).")
+]
+RuleSetIdQuery = Annotated[
+    int | None, Query(ge=1, le=MAX_RULE_SET_ID, description="Rule set id (1 to 2**31-1).")
+]
 DbIdList = Annotated[list[DbId], Field(max_length=1000, description="At most 1000 ids.")]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_id(value: str, what: str) -> int:
-    """An id given as text (a form field): digits only, within the database's range."""
+def parse_id(value: str, what: str, maximum: int = MAX_DB_ID) -> int:
+    """An id given as text (a form field): digits only, from 1 to ``maximum``."""
     text = value.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not 1 <= int(text) <= MAX_DB_ID:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not 1 <= int(text) <= maximum:
         raise InputError(
-            f"{what} must be a whole number from 1 to {MAX_DB_ID}, not {text[:40]!r}",
+            f"{what} must be a whole number from 1 to {maximum}, not {text[:40]!r}",
             code="invalid_id",
             status=422,
         )

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from bastion.api import rules_evaluate
 from bastion.api.auth import Admin, Reader
-from bastion.api.params import IdPath
+from bastion.api.params import RuleSetIdPath
 from bastion.api.rule_checks import RULES_BODY, rule_set_feasibility, rules_text
 from bastion.api.services import Services, services
 from bastion.rules.errors import Issue
@@ -165,7 +165,7 @@ async def create_rule_set(request: Request, who: Admin, svc: Svc) -> RuleSetOut:
 
 
 @router.get("/rules/{rule_set_id}", response_model=RuleSetOut, summary="One rule set")
-async def get_rule_set(rule_set_id: IdPath, who: Reader, svc: Svc) -> RuleSetOut:
+async def get_rule_set(rule_set_id: RuleSetIdPath, who: Reader, svc: Svc) -> RuleSetOut:
     stored = await run_in_threadpool(svc.rules.store.get, who.tenant_id, rule_set_id)
     return RuleSetOut.of(stored)
 
@@ -177,7 +177,7 @@ async def get_rule_set(rule_set_id: IdPath, who: Reader, svc: Svc) -> RuleSetOut
     summary="Replace a rule set",
 )
 async def put_rule_set(
-    rule_set_id: IdPath, request: Request, who: Admin, svc: Svc
+    rule_set_id: RuleSetIdPath, request: Request, who: Admin, svc: Svc
 ) -> RuleSetOut:
     text, fmt = await rules_text(request)
 
@@ -196,7 +196,7 @@ async def put_rule_set(
 
 
 @router.delete("/rules/{rule_set_id}", status_code=204, summary="Delete a rule set")
-async def delete_rule_set(rule_set_id: IdPath, who: Admin, svc: Svc) -> None:
+async def delete_rule_set(rule_set_id: RuleSetIdPath, who: Admin, svc: Svc) -> None:
     try:
         await run_in_threadpool(svc.rules.store.delete, who.tenant_id, rule_set_id)
     finally:

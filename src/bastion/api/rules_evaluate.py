@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 
 from bastion.api.auth import Reader
 from bastion.api.inputs import MediaInput, read_single
-from bastion.api.params import IdQuery, parse_id
+from bastion.api.params import MAX_RULE_SET_ID, RuleSetIdQuery, parse_id
 from bastion.api.rule_checks import decode_rules, feasibility
 from bastion.api.services import Services, services
 from bastion.errors import BastionError, EmptyInput, InputError, MediaTooLarge, NotFound
@@ -125,7 +125,7 @@ async def _read_form(request: Request, choice: _Choice, max_bytes: int) -> None:
             if not isinstance(value, str) or not value:
                 continue
             if key == "rule_set_id":
-                choice.rule_set_id = parse_id(value, "rule_set_id")
+                choice.rule_set_id = parse_id(value, "rule_set_id", MAX_RULE_SET_ID)
             elif key == "channel" and len(value) > MAX_CHANNEL:
                 raise InputError(
                     f"channel is longer than {MAX_CHANNEL} characters", code="invalid_channel"
@@ -206,7 +206,7 @@ async def evaluate_rules_on_image(
     request: Request,
     who: Reader,
     svc: Svc,
-    rule_set_id: IdQuery = None,
+    rule_set_id: RuleSetIdQuery = None,
     channel: Annotated[
         str | None, Query(max_length=MAX_CHANNEL, description="The rule set this channel gets.")
     ] = None,
