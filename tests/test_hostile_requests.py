@@ -440,6 +440,18 @@ async def test_form_fields_and_query_parameters_are_checked(
     assert r.json()["error"]["code"] == code, r.text
 
 
+@pytest.mark.parametrize("path", ["/v1/moderate", "/v1/jobs"])
+@pytest.mark.parametrize("policy", ["p" * 65, "p" * 10_000, ""])
+async def test_form_url_with_a_bad_policy_is_4xx(
+    client: httpx.AsyncClient, path: str, policy: str
+) -> None:
+    """A url sent as a form field goes through the same validation as a JSON one."""
+    files = {"url": (None, "http://127.0.0.1:9/a.jpg"), "policy": (None, policy)}
+    r = await client.post(path, files=files, headers=AUTH)
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["error"]["code"], r.text
+
+
 async def test_repeated_query_parameters_with_different_values(client: httpx.AsyncClient) -> None:
     r = await client.post(
         "/v1/jobs?policy=default&policy=strict",

@@ -309,7 +309,7 @@ async def _receive_form(
         if upload is None:
             url = fields.get("url")
             if url:
-                return MediaRef(url=url, policy=policy)
+                return _json_ref({"url": url, "policy": policy})
             raise EmptyInput("multipart body has no file part (send it as 'file')")
         if fields.get("url"):
             raise InputError("send a file or a url, not both", code="invalid_request")
