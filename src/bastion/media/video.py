@@ -985,7 +985,7 @@ class FrameSampler(Iterator[Frame]):
             self.warnings.append(
                 f"the timestamps are discontinuous at {scan.discontinuities} point(s) (first "
                 f"at {first.at_ms / 1000:.1f} s, {first.kind} by {abs(first.jump_ms) / 1000:.1f} "
-                "s); the content clock carries on across them and all of the video is analysed"
+                "s); the content clock carries on across them, so what follows is analysed too"
             )
         if scan.repeated:
             self.warnings.append(
@@ -1035,7 +1035,7 @@ class FrameSampler(Iterator[Frame]):
             elif self.duration_s > declared + tolerance:
                 self.warnings.append(
                     f"the header declares {declared:.1f} s but the video runs "
-                    f"{self.duration_s:.1f} s; all of it is analysed"
+                    f"{self.duration_s:.1f} s; it is analysed to its end"
                 )
         if self._mode == "keyframes":
             gap = scan.key_gap_ms() / 1000
