@@ -663,6 +663,9 @@ async def test_slow_senders_hold_no_slot_and_get_408(
         ("PUT", "/v1/lists", "application/json"),
         ("PUT", "/v1/policies/slow", "application/yaml"),
         ("POST", "/v1/rules", "application/yaml"),
+        # these analyse an image too: two of them would take both admission slots
+        ("POST", "/v1/rules/test?channel=slow", "image/jpeg"),
+        ("POST", "/v1/streams/slow-1/frames", "image/jpeg"),
     ]
     image = photo()
     good = base64.b64encode(photo("skimage-coffee")).decode()
@@ -673,6 +676,11 @@ async def test_slow_senders_hold_no_slot_and_get_408(
     assert (await client.post("/v1/moderate", content=image, headers=jpeg)).status_code == 200
     batch = {"items": [{"base64": good}]}
     assert (await client.post("/v1/moderate/batch", json=batch, headers=AUTH)).status_code == 200
+    rules = "name: slow\nchannel_pattern: '^slow'\nrules:\n  - {name: any, categories: ['*']}\n"
+    r = await client.post(
+        "/v1/rules", content=rules, headers={**AUTH, "Content-Type": "application/yaml"}
+    )
+    assert r.status_code in (200, 201), r.text
     async with responsive(client):
         trickling = [
             asyncio.create_task(_trickle(port, m, p, c, total=100_000, piece=1, every_s=0.5))

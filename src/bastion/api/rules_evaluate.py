@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from bastion.api.auth import Reader
-from bastion.api.inputs import MediaInput, read_single
+from bastion.api.inputs import MediaInput, declared_length, read_single
 from bastion.api.params import MAX_RULE_SET_ID, RuleSetIdQuery, parse_id
 from bastion.api.rule_checks import decode_rules, feasibility
 from bastion.api.services import Services, services
@@ -216,7 +216,9 @@ async def evaluate_rules_on_image(
         Query(max_length=64, description="Test on the stored frame of this alert, not an upload."),
     ] = None,
 ) -> RuleTestOut:
-    async with svc.admission.slot():
+    svc.admission.check()  # a full server refuses before reading the body
+    # the body is read before a slot is taken: a slow sender holds no slot
+    async with svc.admission.memory.hold(declared_length(request)) as held:
         choice = await _choice(
             request, rule_set_id, channel, tier, svc.settings.limits.max_bytes
         )
@@ -228,18 +230,19 @@ async def evaluate_rules_on_image(
         elif choice.multipart:
             raise EmptyInput("multipart body has no file part (send it as 'file')")
         else:
-            item = await read_single(request, svc.settings, None)
-        policy, lists = await run_in_threadpool(
-            svc.policies.resolve, who.tenant_id, resolved.policy
-        )
-        async with svc.inflight:
-            result = await svc.engine.moderate_bytes(
-                item.data,
-                policy,
-                tenant=who.tenant_id,
-                extra_lists=lists,
-                content_type=item.content_type,
+            item = await read_single(request, svc.settings, None, held=held)
+        async with svc.admission.slot():
+            policy, lists = await run_in_threadpool(
+                svc.policies.resolve, who.tenant_id, resolved.policy
             )
+            async with svc.inflight:
+                result = await svc.engine.moderate_bytes(
+                    item.data,
+                    policy,
+                    tenant=who.tenant_id,
+                    extra_lists=lists,
+                    content_type=item.content_type,
+                )
 
     def judge() -> tuple[list[RuleOutcome], list[RuleMatch], list[Issue]]:
         compiled = svc.engine.compiled_lists(policy.lists.merged(lists))

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from bastion.api.auth import Moderator, Reader
-from bastion.api.inputs import read_single
+from bastion.api.inputs import declared_length, read_single
 from bastion.api.params import MAX_DB_ID
 from bastion.api.services import Services, services
 from bastion.errors import NotFound
@@ -172,9 +172,11 @@ async def push_frame(
     ] = None,
 ) -> FrameOut:
     """A frame sampled by your app: the stream's rules apply as to a stream Bastion reads."""
-    async with svc.admission.slot():
-        item = await read_single(request, svc.settings, None)
-        async with svc.inflight:
+    svc.admission.check()  # a full server refuses before reading the body
+    async with svc.admission.memory.hold(declared_length(request)) as held:
+        # the body is read before a slot is taken: a slow sender holds no slot
+        item = await read_single(request, svc.settings, None, held=held)
+        async with svc.admission.slot(), svc.inflight:
             pushed = await svc.pushed_frames.push(
                 who.tenant_id,
                 stream_id,
