@@ -18,7 +18,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bastion.api.auth import Admin, Reader
-from bastion.api.params import json_body_doc, json_model, read_body
+from bastion.api.inputs import read_body
+from bastion.api.params import json_body_doc, json_model
 from bastion.api.services import Services, services
 from bastion.errors import Forbidden, InputError, NotFound
 from bastion.policy.loader import MAX_POLICY_BYTES, dump_policy, parse_policy
@@ -210,7 +211,7 @@ async def revoke_key(key_id: str, who: Admin, svc: Svc) -> KeyOut:
 
 async def _policy_body(request: Request) -> tuple[Policy, str]:
     """The YAML policy in the body, parsed and validated in a worker thread."""
-    data = await read_body(request, MAX_POLICY_BYTES, code="policy_too_large")
+    data = await read_body(request, MAX_POLICY_BYTES, what="the policy", code="policy_too_large")
     if not data.strip():
         raise InputError("empty body: send a YAML policy", code="empty_input")
     policy = await run_in_threadpool(parse_policy, data)

@@ -193,39 +193,53 @@ def declared_length(request: Request) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _over(limit: int, what: str, declared: int | None = None) -> MediaTooLarge:
+def _over(
+    limit: int, what: str, declared: int | None = None, code: str = "media_too_large"
+) -> MediaTooLarge:
     size = f" of {declared} bytes" if declared is not None else ""
     details: dict[str, object] = {"max_bytes": limit}
     if declared is not None:
         details["content_length"] = declared
-    return MediaTooLarge(f"{what}{size} is over the limit of {limit} bytes", details=details)
+    message = f"{what}{size} is over the limit of {limit} bytes"
+    return MediaTooLarge(message, code=code, details=details)
 
 
 async def body_chunks(
-    request: Request, max_bytes: int, held: Held | None = None, *, what: str = "the body"
+    request: Request,
+    max_bytes: int,
+    held: Held | None = None,
+    *,
+    what: str = "the body",
+    code: str = "media_too_large",
 ) -> AsyncGenerator[bytes, None]:
-    """The body's chunks; 413 ``media_too_large`` past ``max_bytes`` (before reading
-    when declared), each byte counted in ``held``."""
+    """The body's chunks; 413 ``code`` past ``max_bytes`` (before reading when
+    declared), each byte counted in ``held``."""
     declared = declared_length(request)
     if declared is not None and declared > max_bytes:
-        raise _over(max_bytes, what, declared)
+        raise _over(max_bytes, what, declared, code)
     size = 0
     async for chunk in request.stream():
         if not chunk:
             continue
         size += len(chunk)
         if size > max_bytes:
-            raise _over(max_bytes, what)
+            raise _over(max_bytes, what, code=code)
         if held is not None:
             held.add(len(chunk))
         yield chunk
 
 
 async def read_body(
-    request: Request, max_bytes: int, held: Held | None = None, *, what: str = "the body"
+    request: Request,
+    max_bytes: int,
+    held: Held | None = None,
+    *,
+    what: str = "the body",
+    code: str = "media_too_large",
 ) -> bytes:
     """The whole body, at most ``max_bytes`` (see :func:`body_chunks`)."""
-    return b"".join([c async for c in body_chunks(request, max_bytes, held, what=what)])
+    chunks = body_chunks(request, max_bytes, held, what=what, code=code)
+    return b"".join([c async for c in chunks])
 
 
 def is_json(content_type: str) -> bool:

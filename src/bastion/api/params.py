@@ -8,8 +8,8 @@ for rule sets, whose id column is a 32-bit INTEGER on PostgreSQL.
 
 Small JSON bodies (tenants, keys, lists) are read with :func:`json_model`: the body is
 capped, parsed with :mod:`bastion.parsing.json_doc` (bounded depth and items, in a
-worker thread when large) and validated off the event loop, with at most
-:data:`MAX_ERRORS_SHOWN` validation errors listed.
+worker thread when large) and validated off the event loop; its validation errors are
+listed as in every error answer (bounded, :func:`bastion.api.errors.validation_details`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from fastapi import Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 
+from bastion.api.errors import validation_details
+from bastion.api.inputs import read_body
 from bastion.errors import EmptyInput, InputError
 from bastion.parsing.json_doc import parse_json_async
 
 MAX_DB_ID = 2**63 - 1
 MAX_RULE_SET_ID = 2**31 - 1
-MAX_ERRORS_SHOWN = 50
 
 DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID, description="A database id (1 to 2**63-1).")]
 IdPath = Annotated[int, Path(ge=1, le=MAX_DB_ID, description="Id (1 to 2**63-1).")]
@@ -52,42 +53,11 @@ def parse_id(value: str, what: str, maximum: int = MAX_DB_ID) -> int:
     return int(text)
 
 
-def validation_details(exc: ValidationError) -> dict[str, Any]:
-    """A ValidationError as ``{"errors": [...], "more_errors": n}``, at most
-    MAX_ERRORS_SHOWN errors listed."""
-    errors = exc.errors(include_url=False, include_input=False)
-    shown = [
-        {"loc": list(e.get("loc", ())), "message": e.get("msg", "")}
-        for e in errors[:MAX_ERRORS_SHOWN]
-    ]
-    details: dict[str, Any] = {"errors": shown}
-    if len(errors) > MAX_ERRORS_SHOWN:
-        details["more_errors"] = len(errors) - MAX_ERRORS_SHOWN
-    return details
-
-
-async def read_body(request: Request, max_bytes: int, *, code: str = "body_too_large") -> bytes:
-    """The request body, refused (413 ``code``) as soon as it is over ``max_bytes``."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and (
-        len(declared) > 18 or int(declared) > max_bytes
-    ):
-        raise InputError(
-            f"the body is over the limit of {max_bytes} bytes", code=code, status=413
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise InputError(
-                f"the body is over the limit of {max_bytes} bytes", code=code, status=413
-            )
-    return bytes(body)
-
-
 async def json_model(request: Request, model: type[M], max_bytes: int = 64 * 1024) -> M:
     """The JSON body as ``model``: capped, parsed with bounds, validated off the loop."""
-    data = await parse_json_async(await read_body(request, max_bytes))
+    data = await parse_json_async(
+        await read_body(request, max_bytes, what="the JSON body", code="body_too_large")
+    )
     if data is None:
         raise EmptyInput("empty body: send a JSON object")
 
@@ -99,7 +69,7 @@ async def json_model(request: Request, model: type[M], max_bytes: int = 64 * 102
                 "request does not validate",
                 code="invalid_request",
                 status=422,
-                details=validation_details(exc),
+                details=validation_details(exc.errors()),
             ) from None
 
     return await run_in_threadpool(validate)

@@ -6,7 +6,7 @@ and from files, so they are read with bounds (:data:`POLICY_LIMITS`): at most
 no aliases, no tags other than plain data, no key given twice
 (:mod:`bastion.parsing.yaml_doc`). Every problem is an ``invalid_policy`` (422) error
 with line numbers, or ``policy_too_large`` (413) over the limits; at most
-:data:`MAX_ERRORS_SHOWN` errors are listed (``more_errors`` counts the rest).
+:data:`MAX_ERRORS_SHOWN` errors are listed (``errors_omitted`` counts the rest).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _error(source: str, errors: list[dict[str, Any]], what: str = "invalid polic
         summary += f"; and {len(errors) - _IN_MESSAGE} more"
     details: dict[str, Any] = {"errors": errors[:MAX_ERRORS_SHOWN]}
     if len(errors) > MAX_ERRORS_SHOWN:
-        details["more_errors"] = len(errors) - MAX_ERRORS_SHOWN
+        details["errors_omitted"] = len(errors) - MAX_ERRORS_SHOWN
     return PolicyError(
         f"{source}:{first['line']}:{first['column']}: {what}: {summary}", details=details
     )

@@ -4,7 +4,7 @@ Every problem is an :class:`Issue`: a path into the rule document (``rules.2.tex
 and a message. :class:`RulesError` turns a list of them into a 4xx error whose
 ``details['errors']`` holds ``{path, line, column, message}`` for each (and ``code`` where
 the problem has a stable one, e.g. ``yaml_alias`` or ``regex_unsupported``): at most
-:data:`MAX_ERRORS_SHOWN` of them, with ``more_errors`` counting the rest, so a hostile
+:data:`MAX_ERRORS_SHOWN` of them, with ``errors_omitted`` counting the rest, so a hostile
 document cannot make a huge error body.
 """
 
@@ -79,7 +79,7 @@ class RulesError(BastionError):
             summary += f"; and {len(self.issues) - _IN_MESSAGE} more"
         details: dict[str, Any] = {"errors": errors}
         if more:
-            details["more_errors"] = more
+            details["errors_omitted"] = more
         super().__init__(f"invalid {source}: {summary}", code=code, status=status, details=details)
 
     def relocated(self, locate: Callable[[Issue], Position]) -> RulesError:
