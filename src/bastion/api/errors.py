@@ -13,17 +13,20 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from itertools import islice
+from typing import TypeVar
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from bastion.errors import BastionError
+from bastion.errors import BastionError, InputError
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 MAX_LIST_ITEMS = 50
 MAX_KEYS = 50
@@ -121,6 +124,17 @@ def validation_details(errors: Sequence[Mapping[str, object]]) -> dict[str, obje
     if len(errors) > MAX_LIST_ITEMS:
         details["errors_omitted"] = len(errors) - MAX_LIST_ITEMS
     return details
+
+
+def validated(model: type[M], data: object, message: str, *, status: int = 422) -> M:
+    """``data`` as ``model``, or an ``invalid_request`` error with its validation errors
+    listed as in every error answer."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(
+            message, code="invalid_request", status=status, details=validation_details(exc.errors())
+        ) from None
 
 
 def _disconnected(request: Request, exc: BaseException) -> JSONResponse:

@@ -23,11 +23,11 @@ from typing import Any
 
 import anyio
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from bastion.api.errors import validation_details
+from bastion.api.errors import validated
 from bastion.api.limits import Held
 from bastion.config import Settings
 from bastion.errors import EmptyInput, InputError, MediaTooLarge, UnsupportedMediaType
@@ -247,13 +247,9 @@ def is_json(content_type: str) -> bool:
 
 
 def _json_ref(payload: Any) -> MediaRef:
-    try:
-        return MediaRef.model_validate(payload)
-    except ValidationError as exc:
-        raise InputError(
-            'JSON body must be {"url": ...} or {"base64": ...}',
-            details=validation_details(exc.errors()),
-        ) from None
+    return validated(
+        MediaRef, payload, 'JSON body must be {"url": ...} or {"base64": ...}', status=400
+    )
 
 
 async def parse_ref(body: bytes) -> MediaRef:

@@ -16,11 +16,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from bastion.api.auth import Admin, Moderator, Reader
-from bastion.api.errors import validation_details
+from bastion.api.errors import validated
 from bastion.api.inputs import (
     FIELD_MAX_BYTES,
     MediaRef,
@@ -198,15 +198,7 @@ _FORM_FIELDS = {
 
 def _form_options(fields: dict[str, str]) -> JobOptions:
     given = {k: v for k, v in fields.items() if v != ""}  # an empty form field is no value
-    try:
-        return JobOptions.model_validate(given)
-    except ValidationError as exc:
-        raise InputError(
-            "the form fields do not validate",
-            code="invalid_request",
-            status=422,
-            details=validation_details(exc.errors()),
-        ) from None
+    return validated(JobOptions, given, "the form fields do not validate")
 
 
 def _merge(query: JobOptions, form: JobOptions) -> JobOptions:
@@ -509,15 +501,7 @@ async def _redrive_body(request: Request, svc: Services) -> RedriveIn:
         payload = await parse_json_async(raw, max_depth=3, max_items=REDRIVE_MAX_ITEMS)
     if payload is None:
         raise InputError("send a JSON object (`{}` redrives every dead delivery)", status=422)
-    try:
-        return RedriveIn.model_validate(payload)
-    except ValidationError as exc:
-        raise InputError(
-            "the body does not validate",
-            code="invalid_request",
-            status=422,
-            details=validation_details(exc.errors()),
-        ) from None
+    return validated(RedriveIn, payload, "the body does not validate")
 
 
 @router.post(

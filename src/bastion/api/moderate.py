@@ -13,10 +13,10 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.api.auth import Moderator
-from bastion.api.errors import bounded, validation_details
+from bastion.api.errors import bounded, validated
 from bastion.api.inputs import (
     MediaInput,
     MediaRef,
@@ -179,14 +179,11 @@ async def _read_batch(request: Request, svc: Services, held: Held) -> BatchReque
     items = payload.get("items") if isinstance(payload, dict) else None
     if isinstance(items, list) and len(items) > most:
         raise _batch_too_large(f"at most {most} items per batch", {"max_items": most})
-    try:
-        return BatchRequest.model_validate(payload)
-    except ValidationError as exc:
-        raise InputError(
-            'the batch must be {"items": [{"url": ...} or {"base64": ...}, ...]}',
-            status=422,
-            details=validation_details(exc.errors()),
-        ) from None
+    return validated(
+        BatchRequest,
+        payload,
+        'the batch must be {"items": [{"url": ...} or {"base64": ...}, ...]}',
+    )
 
 
 @router.post(

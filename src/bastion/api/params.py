@@ -18,9 +18,9 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from bastion.api.errors import validation_details
+from bastion.api.errors import validated
 from bastion.api.inputs import read_body
 from bastion.errors import EmptyInput, InputError
 from bastion.parsing.json_doc import parse_json_async
@@ -61,18 +61,7 @@ async def json_model(request: Request, model: type[M], max_bytes: int = 64 * 102
     if data is None:
         raise EmptyInput("empty body: send a JSON object")
 
-    def validate() -> M:
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise InputError(
-                "request does not validate",
-                code="invalid_request",
-                status=422,
-                details=validation_details(exc.errors()),
-            ) from None
-
-    return await run_in_threadpool(validate)
+    return await run_in_threadpool(validated, model, data, "request does not validate")
 
 
 def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
