@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from bastion.api.auth import Moderator, Reader
 from bastion.api.inputs import declared_length, read_single
-from bastion.api.params import MAX_DB_ID
+from bastion.api.params import MAX_DB_ID, json_body_doc, json_model
 from bastion.api.services import Services, services
 from bastion.errors import NotFound
 from bastion.live.models import Stream
@@ -96,12 +96,15 @@ class FrameOut(BaseModel):
     stream: StreamOut
 
 
-@router.post("/streams", response_model=StreamOut, status_code=201)
+@router.post(
+    "/streams", response_model=StreamOut, status_code=201, openapi_extra=json_body_doc(StreamSpec)
+)
 async def register_stream(
-    spec: StreamSpec, who: Moderator, svc: Svc, response: Response
+    request: Request, who: Moderator, svc: Svc, response: Response
 ) -> StreamOut:
     """Start moderating a stream (or, without `source_url`, accept its pushed frames).
     Registering a running id again with the same channel and source changes nothing (200)."""
+    spec = await json_model(request, StreamSpec)  # bounded, parsed off the event loop
     row, created = await run_in_threadpool(svc.streams.register, who.tenant_id, spec)
     if not created:
         response.status_code = 200
