@@ -452,6 +452,33 @@ async def test_form_url_with_a_bad_policy_is_4xx(
     assert r.json()["error"]["code"], r.text
 
 
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/deliveries", "/v1/alerts"])
+@pytest.mark.parametrize("since", ["4", "-2.2e-311", "1700000000", " 12.5 ", "1e9"])
+async def test_since_takes_iso_times_not_numbers(
+    client: httpx.AsyncClient, path: str, since: str
+) -> None:
+    """The document says date-time: a number (read by pydantic as a Unix time) is 422."""
+    r = await client.get(path, params={"since": since}, headers=AUTH)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
+    r = await client.get(path, params={"since": "2026-12-02T20:25:58+05:30"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/v1/alerts?stream_id=a&stream_id=b",
+        "/v1/jobs?status=queued&status=failed",
+        "/v1/deliveries?limit=1&limit=2",
+        "/v1/streams?channel=a&channel=b",
+        "/v1/rules?channel=a&channel=b",
+    ],
+)
+async def test_every_query_parameter_takes_one_value(client: httpx.AsyncClient, query: str) -> None:
+    r = await client.get(query, headers=AUTH)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "conflicting_field", r.text
+
+
 async def test_repeated_query_parameters_with_different_values(client: httpx.AsyncClient) -> None:
     r = await client.post(
         "/v1/jobs?policy=default&policy=strict",

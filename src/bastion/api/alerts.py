@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -12,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from bastion.api.alert_socket import serve_alert_feed
 from bastion.api.auth import Moderator, Reader
+from bastion.api.params import SinceQuery
 from bastion.api.services import Services, services
 from bastion.errors import BastionError, NotFound
 from bastion.live.alert_view import AlertOut
@@ -36,9 +36,7 @@ async def list_alerts(
     state: Annotated[str | None, Query(description=f"One of {', '.join(ALERT_STATES)}.")] = None,
     stream_id: Annotated[str | None, Query(max_length=128)] = None,
     channel: Annotated[str | None, Query(max_length=256)] = None,
-    since: Annotated[
-        datetime | None, Query(description="Only alerts changed at or after this time.")
-    ] = None,
+    since: SinceQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> AlertList:

@@ -10,14 +10,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.routing import NoMatchFound
 
 from bastion import __version__
 from bastion.api import admin, alerts, errors, jobs, moderate, openapi, streams, system
 from bastion.api import rules as rules_api
-from bastion.api.inputs import fetch_policy
+from bastion.api.inputs import fetch_policy, single_valued_query
 from bastion.api.limits import Admission, BodyGuardMiddleware
 from bastion.api.services import Services
 from bastion.bootstrap import Bootstrap, bootstrap
@@ -124,6 +124,7 @@ def create_app(
         description="Self-hosted content moderation. "
         "Authenticate with `Authorization: Bearer <key>`.",
         lifespan=lifespan,
+        dependencies=[Depends(single_valued_query)],
     )
     errors.install(app)
     openapi.install(app)

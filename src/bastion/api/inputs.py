@@ -26,6 +26,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import HTTPConnection
 
 from bastion.api.errors import validated
 from bastion.api.limits import Held
@@ -165,15 +166,23 @@ def conflicting_field(name: str) -> InputError:
     )
 
 
+def single_valued_query(connection: HTTPConnection) -> None:
+    """Every query parameter of the API takes one value: one given twice with different
+    values is 422 ``conflicting_field`` rather than the last one silently winning (an
+    app-wide dependency)."""
+    params = connection.query_params
+    for name in params:
+        if len(set(params.getlist(name))) > 1:
+            raise conflicting_field(name)
+
+
 def check_query(request: Request, known: Collection[str]) -> None:
     """422 for a query parameter the endpoint does not know, or one repeated with
     different values."""
-    params = request.query_params
-    for name in params:
+    for name in request.query_params:
         if name not in known:
             raise unknown_field(name, "query parameter", known)
-        if len(set(params.getlist(name))) > 1:
-            raise conflicting_field(name)
+    single_valued_query(request)
 
 
 def merge_field(name: str, first: Any, second: Any) -> Any:

@@ -10,7 +10,6 @@ items and depth.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -32,7 +31,7 @@ from bastion.api.inputs import (
     read_body,
 )
 from bastion.api.job_upload import receive_job_media
-from bastion.api.params import DbIdList, IdPath
+from bastion.api.params import DbIdList, IdPath, IsoDatetime, SinceQuery
 from bastion.api.services import Services, services
 from bastion.delivery import outbox, signing
 from bastion.delivery.models import Delivery
@@ -407,7 +406,7 @@ async def list_jobs(
     who: Reader,
     svc: Svc,
     status: str | None = None,
-    since: datetime | None = None,
+    since: SinceQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> JobList:
@@ -446,7 +445,7 @@ async def list_deliveries(
     who: Reader,
     svc: Svc,
     state: str | None = None,
-    since: datetime | None = None,
+    since: SinceQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> DeliveryList:
@@ -465,8 +464,8 @@ class RedriveIn(BaseModel):
 
     ids: DbIdList | None = None
     event_type: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDatetime | None = None
+    until: IsoDatetime | None = None
 
 
 @router.post("/deliveries/{delivery_id}/redrive", tags=["webhooks"])

@@ -14,11 +14,13 @@ listed as in every error answer (bounded, :func:`bastion.api.errors.validation_d
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from bastion.api.errors import validated
 from bastion.api.inputs import read_body
@@ -39,6 +41,27 @@ RuleSetIdQuery = Annotated[
 DbIdList = Annotated[list[DbId], Field(max_length=1000, description="At most 1000 ids.")]
 
 M = TypeVar("M", bound=BaseModel)
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _iso_only(value: object) -> object:
+    """Refuse numbers: pydantic would read them as Unix times, which the document (and
+    every client reading it) takes for ISO 8601 date-times only."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if is_number or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("give a date-time in ISO 8601 (e.g. 2026-12-02T20:25:58Z), not a number")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
+SinceQuery = Annotated[
+    IsoDatetime | None,
+    Query(
+        description="Only what changed at or after this time "
+        "(ISO 8601, e.g. 2026-12-02T20:25:58Z)."
+    ),
+]
 
 
 def parse_id(value: str, what: str, maximum: int = MAX_DB_ID) -> int:
