@@ -479,6 +479,24 @@ async def test_every_query_parameter_takes_one_value(client: httpx.AsyncClient, 
     assert r.status_code == 422 and r.json()["error"]["code"] == "conflicting_field", r.text
 
 
+async def test_a_repeated_job_request_still_needs_a_valid_json_body(
+    client: httpx.AsyncClient,
+) -> None:
+    """An idempotent replay answers without reading media, but a JSON body is checked."""
+    headers = {**AUTH, "Idempotency-Key": "replay-json-1"}
+    data = base64.b64encode(photo()).decode()
+    first = await client.post("/v1/jobs", json={"base64": data}, headers=headers)
+    assert first.status_code == 202, first.text
+    again = await client.post("/v1/jobs", json={"base64": data}, headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"], again.text
+    for body in ({"base64": data, "colour": "red"}, {"nothing": 1}, [1, 2]):
+        r = await client.post("/v1/jobs", json=body, headers=headers)
+        assert 400 <= r.status_code < 500, r.text
+    deep = {**headers, "Content-Type": "application/json"}
+    r = await client.post("/v1/jobs", content=b"[" * 50 + b"]" * 50, headers=deep)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "json_too_deep", r.text
+
+
 async def test_repeated_query_parameters_with_different_values(client: httpx.AsyncClient) -> None:
     r = await client.post(
         "/v1/jobs?policy=default&policy=strict",

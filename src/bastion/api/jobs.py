@@ -26,8 +26,10 @@ from bastion.api.inputs import (
     check_query,
     declared_length,
     fetch_policy,
+    inline_json_bytes,
     is_json,
     merge_field,
+    parse_ref,
     read_body,
 )
 from bastion.api.job_upload import receive_job_media
@@ -195,6 +197,17 @@ _FORM_FIELDS = {
 }
 
 
+async def _check_json_body(request: Request, svc: Services) -> None:
+    """A JSON body is small: even a repeated request's must be one Bastion takes (a
+    replay of an upload or a form is answered without reading its media)."""
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if not is_json(ctype):
+        return
+    async with svc.admission.memory.hold(declared_length(request)) as held:
+        limit = inline_json_bytes(svc.settings.limits.max_bytes)
+        await parse_ref(await read_body(request, limit, held, what="a JSON body"))
+
+
 def _form_options(fields: dict[str, str]) -> JobOptions:
     given = {k: v for k, v in fields.items() if v != ""}  # an empty form field is no value
     return validated(JobOptions, given, "the form fields do not validate")
@@ -336,9 +349,10 @@ async def create_job(
         stop_on_block=stop_on_block,
     )
     prepared = await _prepare(options, svc)  # bad query options fail before the body is read
-    if idempotency_key is not None:  # a repeated request: answer without reading its body
+    if idempotency_key is not None:  # a repeated request: answer without reading its media
         found = await run_in_threadpool(svc.jobs.find_by_key, who.tenant_id, idempotency_key)
         if found is not None:
+            await _check_json_body(request, svc)
             response.status_code = 200
             response.headers["Location"] = str(request.url_for("get_job", job_id=found.id))
             return JobOut.of(found, request)
