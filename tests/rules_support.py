@@ -1,21 +1,56 @@
-"""Rule sets and real images shared by the rules engine and rules API tests."""
+"""Rule sets, real images and the API handle shared by the rules engine and rules API tests."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import qrcode
+from fastapi import FastAPI
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
+from bastion.api.services import Services
 from bastion.store.db import make_engine, migrate, session_factory
 from bastion.store.repo import Repo
+from tests.conftest import ADMIN_KEY
 from tests.samples import benign_photos, encode
 from tests.services import pg_available, pg_schema, unavailable
 from tests.textimages import banner
+
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@dataclass
+class Api:
+    """An in-process app and its client; each test makes a tenant of its own."""
+
+    client: httpx.AsyncClient
+    app: FastAPI
+
+    @property
+    def services(self) -> Services:
+        svc: Services = self.app.state.services
+        return svc
+
+    async def tenant(self) -> dict[str, str]:
+        """Admin headers of a new tenant, so tests do not see each other's documents."""
+        tid = f"t{uuid.uuid4().hex[:10]}"
+        r = await self.client.post("/v1/tenants", json={"id": tid, "name": tid}, headers=AUTH)
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['admin_key']['key']}"}
+
+    async def reader(self, admin: dict[str, str]) -> dict[str, str]:
+        """Headers of a read-only key of the tenant ``admin`` belongs to."""
+        r = await self.client.post("/v1/keys", json={"scopes": ["read"]}, headers=admin)
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['key']}"}
+
 
 BLOCKED_DOMAIN = "spam-shop.example"
 BLOCKED_WORD = "casino"

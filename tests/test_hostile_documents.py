@@ -14,20 +14,16 @@ import asyncio
 import gc
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-from fastapi import FastAPI
 
 from bastion.api.app import create_app
-from bastion.api.services import Services
 from bastion.config import ConfigFileError, load_settings
 from bastion.errors import BastionError
 from bastion.pipeline.engine import Engine
@@ -35,39 +31,15 @@ from bastion.results import Code, TextLine
 from bastion.rules.compiled import compile_rule_set
 from bastion.rules.evaluate import explain
 from bastion.rules.loader import parse_rule_set
-from tests.conftest import ADMIN_KEY, make_settings
+from tests.conftest import make_settings
 from tests.hostile import Probe, catastrophic_regexes, nested_json, responsive, yaml_alias_bomb
-from tests.rules_support import photo, qr_on_photo, text_on_photo
+from tests.rules_support import AUTH, Api, photo, qr_on_photo, text_on_photo
 
 pytestmark = pytest.mark.models
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ERROR_BODY_MAX = 16 * 1024  # bytes: no error answer may be larger, whatever was sent
 QUICK_S = 5.0  # the tester's alias bomb took 8.4 s, the 15,000 rules 10.8 s
 DEPTHS = range(1, 9)
 FANS = (2, 9, 50)
-
-
-@dataclass
-class Api:
-    client: httpx.AsyncClient
-    app: FastAPI
-
-    @property
-    def services(self) -> Services:
-        svc: Services = self.app.state.services
-        return svc
-
-    async def tenant(self) -> dict[str, str]:
-        """Admin headers of a new tenant, so tests do not see each other's documents."""
-        tid = f"t{uuid.uuid4().hex[:10]}"
-        r = await self.client.post("/v1/tenants", json={"id": tid, "name": tid}, headers=AUTH)
-        assert r.status_code == 201, r.text
-        return {"Authorization": f"Bearer {r.json()['admin_key']['key']}"}
-
-    async def reader(self, admin: dict[str, str]) -> dict[str, str]:
-        r = await self.client.post("/v1/keys", json={"scopes": ["read"]}, headers=admin)
-        assert r.status_code == 201, r.text
-        return {"Authorization": f"Bearer {r.json()['key']}"}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

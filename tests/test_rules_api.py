@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 import yaml
-from fastapi import FastAPI
 
 from bastion.api.app import create_app
-from bastion.api.services import Services
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, make_settings
+from tests.conftest import make_settings
 from tests.rules_support import (
+    AUTH,
     BLOCKED_DOMAIN,
     BLOCKED_WORD,
     STREAM_RULES,
+    Api,
     database_url,
     photo,
     qr_on_photo,
@@ -28,26 +26,7 @@ from tests.rules_support import (
 )
 
 pytestmark = pytest.mark.models
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 YAML = {**AUTH, "Content-Type": "application/yaml"}
-
-
-@dataclass
-class Api:
-    client: httpx.AsyncClient
-    app: FastAPI
-
-    @property
-    def services(self) -> Services:
-        svc: Services = self.app.state.services
-        return svc
-
-    async def tenant(self) -> dict[str, str]:
-        """Admin headers of a new tenant, so tests do not see each other's rule sets."""
-        tid = f"t{uuid.uuid4().hex[:10]}"
-        r = await self.client.post("/v1/tenants", json={"id": tid, "name": tid}, headers=AUTH)
-        assert r.status_code == 201, r.text
-        return {"Authorization": f"Bearer {r.json()['admin_key']['key']}"}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session", params=["sqlite", "postgres"])
