@@ -48,6 +48,19 @@ async def engine(data_root: Path) -> AsyncIterator[Engine]:
     await eng.close()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """A test runs once on each database: None (SQLite in the data dir), or a PostgreSQL
+    URL on a schema of its own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    if not pg_available():
+        unavailable("PostgreSQL")
+    with pg_schema() as url:
+        yield url
+
+
 @dataclass
 class JobBackend:
     """Where jobs live in a test: the embedded queue on SQLite, or RabbitMQ + PostgreSQL.

@@ -40,7 +40,6 @@ from bastion.results import ModerationResult
 from bastion.store.db import make_engine, migrate, session_factory
 from tests.conftest import ADMIN_KEY, make_settings
 from tests.samples import benign_photos, encode
-from tests.services import pg_available, pg_schema, unavailable
 from tests.test_media_video import noise_frames, write_video
 
 pytestmark = pytest.mark.models
@@ -53,18 +52,6 @@ rules:
   - categories: [Explicit Nudity]
     block: 85
 """
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None (SQLite in the data dir) or a PostgreSQL URL on a schema of its own."""
-    if request.param == "sqlite":
-        yield None
-        return
-    if not pg_available():
-        unavailable("PostgreSQL")
-    with pg_schema() as url:
-        yield url
 
 
 def settings_for(data_dir: Path, database_url: str | None = None, **kw: Any) -> Settings:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,21 +20,9 @@ from bastion.pipeline.engine import Engine
 from tests.conftest import make_settings
 from tests.jobs_support import AUTH, files_under, running, services_of, wait_for
 from tests.samples import benign_photos, encode
-from tests.services import pg_available, pg_schema
 
 HOUR = 3600.0
 JPEG = {**AUTH, "Content-Type": "image/jpeg"}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    if request.param == "sqlite":
-        yield None
-        return
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable on loopback")
-    with pg_schema() as url:
-        yield url
 
 
 def _age(path: Path, seconds: float) -> None:

@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,8 +44,8 @@ from bastion.live.spec import StreamSpec
 from bastion.live.thumbnails import LiveThumbnails
 from bastion.rules import RuleMatch
 from tests.conftest import ADMIN_KEY, make_settings
+from tests.rules_support import database_url
 from tests.samples import benign_photos
-from tests.services import pg_available, pg_schema, unavailable
 
 pytestmark = pytest.mark.server
 
@@ -93,17 +92,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.server.shutdown()
-
-
-@contextmanager
-def database_url(kind: str, folder: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{folder / 'bastion.db'}"
-        return
-    if not pg_available():
-        unavailable("PostgreSQL")
-    with pg_schema() as url:
-        yield url
 
 
 @dataclass

@@ -41,8 +41,9 @@ from bastion.store.db import make_engine, migrate, session_factory
 from bastion.store.models import Tenant
 from tests.conftest import ADMIN_KEY, make_settings
 from tests.jobs_support import CODES_POLICY
+from tests.rules_support import database_url as any_database_url
 from tests.samples import benign_photos, encode
-from tests.services import pg_available, pg_schema, unavailable
+from tests.services import pg_available
 
 pytestmark = pytest.mark.models
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -85,13 +86,11 @@ class Receiver:
 @contextmanager
 def database_url(kind: str, folder: Path) -> Iterator[str]:
     """SQLite in ``folder``, or a PostgreSQL schema whose session zone is not UTC."""
-    if kind == "sqlite":
-        yield f"sqlite:///{folder / 'bastion.db'}"
-        return
-    if not pg_available():
-        unavailable("PostgreSQL")
-    with pg_schema() as url:
-        yield url + f"%20-ctimezone%3D{PG_ZONE.replace('/', '%2F')}"
+    with any_database_url(kind, folder) as url:
+        if kind == "sqlite":
+            yield url
+        else:
+            yield url + f"%20-ctimezone%3D{PG_ZONE.replace('/', '%2F')}"
 
 
 def stamps(body: Any, path: str = "$") -> list[tuple[str, str]]:

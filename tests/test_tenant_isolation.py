@@ -12,7 +12,7 @@ their tenant.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -40,18 +40,6 @@ from tests.test_media_video import noise_frames, write_video
 pytestmark = pytest.mark.models
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 NEAR = DedupConfig(near_duplicate_max_distance=8)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None (SQLite in the data dir) or a PostgreSQL URL on a schema of its own."""
-    if request.param == "sqlite":
-        yield None
-        return
-    if not pg_available():
-        unavailable("PostgreSQL")
-    with pg_schema() as url:
-        yield url
 
 
 def settings_for(data_dir: Path, database_url: str | None = None, **kw: Any) -> Settings:
