@@ -38,9 +38,9 @@ import numpy as np
 from av.video.stream import VideoStream
 from tests.live_server import Publisher, find_rtmp_module, live_server
 
-from bastion.live.config import LiveSampling, StreamReaderConfig
-from bastion.live.reader import StreamReader
-from bastion.live.sampler import StreamSampler
+from bastion.live.reading.config import LiveSampling, StreamReaderConfig
+from bastion.live.reading.reader import StreamReader
+from bastion.live.reading.sampler import StreamSampler
 from bastion.media.fetch import FetchPolicy
 from bench.bench_video import _source_frames
 from bench.common import machine

@@ -16,13 +16,13 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from bastion.analyzers import yolo
 from bastion.analyzers.nsfw import NsfwAnalyzer, NsfwConfig, open_nsfw_path
 from bastion.analyzers.nudenet import CLASSES, DEFAULT_CLASS_MAP
 from bastion.analyzers.onnx_classifier import OnnxClassifierAnalyzer, OnnxClassifierConfig
 from bastion.analyzers.onnx_detector import OnnxDetectorAnalyzer, OnnxDetectorConfig
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
+from bastion.models import yolo
 from tests.analyzer_contract import AnalyzerContract, context
 from tests.samples import OPENCV_DOC, benign_photos
 

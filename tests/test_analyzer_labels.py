@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from bastion.analyzers import efficientnet_export as export_mod
 from bastion.analyzers.base import Analyzer, file_version
 from bastion.analyzers.labels import (
     DEFAULT_CLASS_LABELS,
@@ -29,6 +28,7 @@ from bastion.analyzers.labels import (
     imagenet_classes,
 )
 from bastion.media.types import Frame
+from bastion.models import efficientnet_export as export_mod
 from tests.analyzer_contract import AnalyzerContract, context
 from tests.samples import OPENCV_DOC, benign_photos
 

@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
-from bastion.analyzers import langid
 from bastion.analyzers.base import Analyzer, registry
 from bastion.analyzers.ocr import OcrAnalyzer, OcrConfig
-from bastion.analyzers.tesseract import Tesseract, join_words, parse_tsv, space_ratio
 from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput, TextLine
+from bastion.text import langid
+from bastion.text.tesseract import Tesseract, join_words, parse_tsv, space_ratio
 from tests import textimages as ti
 from tests.analyzer_contract import AnalyzerContract, context
 from tests.samples import benign_photos

@@ -28,9 +28,9 @@ from bastion.api.app import create_app
 from bastion.api.services import Services
 from bastion.config import Settings
 from bastion.dedup.config import DedupConfig
-from bastion.dedup.models import DedupBand, DedupEntry
 from bastion.dedup.pdqindex import BANDS, MAX_DISTANCE, PdqHash, band_codes, probe_codes
-from bastion.dedup.store import NearMatch, ResultStore
+from bastion.dedup.repo import NearMatch, ResultStore
+from bastion.dedup.tables import DedupBand, DedupEntry
 from bastion.jobs.config import JobsConfig
 from bastion.pipeline.cache import ResultCache
 from bastion.pipeline.engine import Engine

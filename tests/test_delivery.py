@@ -34,7 +34,6 @@ from standardwebhooks.webhooks import WebhookVerificationError as OfficialError
 
 from bastion.delivery import client, signing
 from bastion.delivery.dispatcher import Dispatcher
-from bastion.delivery.models import Delivery, DeliveryAttempt, WebhookSecret
 from bastion.delivery.outbox import (
     claim_due,
     enqueue,
@@ -52,11 +51,12 @@ from bastion.delivery.schedule import (
     span_bounds,
 )
 from bastion.delivery.signing import get_or_create_secret, rotate, signing_secrets
+from bastion.delivery.tables import Delivery, DeliveryAttempt, WebhookSecret
 from bastion.errors import InputError
 from bastion.media.fetch import FetchPolicy
 from bastion.store.db import make_engine, migrate, session_factory
-from bastion.store.models import Base
 from bastion.store.repo import Repo
+from bastion.store.tables import Base
 from tests.services import pg_available, pg_schema, unavailable
 
 PG_URL = os.environ.get("BASTION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1/test")

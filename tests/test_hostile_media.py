@@ -183,9 +183,9 @@ def test_the_builders_make_animations_pillow_reads() -> None:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
-    httpx.AsyncClient
-]:
+async def client(
+    engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(
         tmp_path_factory.mktemp("hostile-media"), jobs=JobsConfig(poll_s=0.05, lease_s=5)
     )

@@ -215,9 +215,7 @@ async def test_validation_errors_are_capped(client: httpx.AsyncClient) -> None:
     assert error["details"]["errors_omitted"] == 64 * 4 - MAX_LIST_ITEMS
     # many bad values in a body pydantic validates
     async with responsive(client):
-        r = await client.post(
-            "/v1/deliveries/redrive", json={"ids": ["x"] * 900}, headers=AUTH
-        )
+        r = await client.post("/v1/deliveries/redrive", json={"ids": ["x"] * 900}, headers=AUTH)
     error = assert_refused(r, "invalid_request")
     assert len(error["details"]["errors"]) == MAX_LIST_ITEMS
     assert error["details"]["errors_omitted"] == 900 - MAX_LIST_ITEMS
@@ -598,6 +596,7 @@ async def test_a_client_going_away_is_no_error(
 
 
 # -- a real server: slow senders, big batches, disconnects --------------------------------
+
 
 @dataclass
 class Server:

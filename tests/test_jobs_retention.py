@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import update
 
 from bastion.jobs.config import JobsConfig
-from bastion.jobs.mediastore import MediaStore
-from bastion.jobs.models import Job
+from bastion.jobs.media_files import MediaStore
 from bastion.jobs.retention import MediaRetention
 from bastion.jobs.service import JobService
+from bastion.jobs.tables import Job
 from bastion.pipeline.engine import Engine
 from tests.conftest import make_settings
 from tests.jobs_support import AUTH, files_under, running, services_of, wait_for

@@ -9,8 +9,8 @@ import pytest
 from bastion.errors import InputError
 from bastion.store import keys
 from bastion.store.db import make_engine, migrate, session_factory
-from bastion.store.models import ApiKey
 from bastion.store.repo import Repo
+from bastion.store.tables import ApiKey
 
 
 @pytest.fixture

@@ -34,13 +34,13 @@ from websockets.exceptions import ConnectionClosed
 
 from bastion.api.app import create_app
 from bastion.api.services import Services
-from bastion.delivery.models import Delivery
 from bastion.delivery.schedule import DeliveryConfig
+from bastion.delivery.tables import Delivery
 from bastion.errors import NotFound
-from bastion.live.alerts import AlertService
-from bastion.live.feed import CLOSE_TOO_SLOW, AlertFeed, FeedConfig
-from bastion.live.models import Stream
+from bastion.live.alerts.feed import CLOSE_TOO_SLOW, AlertFeed, FeedConfig
+from bastion.live.alerts.service import AlertService
 from bastion.live.spec import StreamSpec
+from bastion.live.tables import Stream
 from bastion.live.thumbnails import LiveThumbnails
 from bastion.rules import RuleMatch
 from tests.conftest import ADMIN_KEY, make_settings

@@ -20,10 +20,10 @@ import zxingcpp
 from av.video.stream import VideoStream
 
 from bastion.errors import UrlRejected
-from bastion.live.config import LiveSampling, StreamReaderConfig
-from bastion.live.reader import StreamReader
-from bastion.live.sampler import StreamSampler
-from bastion.live.status import LiveFrame, StreamState, StreamStatus
+from bastion.live.reading.config import LiveSampling, StreamReaderConfig
+from bastion.live.reading.reader import StreamReader
+from bastion.live.reading.sampler import StreamSampler
+from bastion.live.reading.status import LiveFrame, StreamState, StreamStatus
 from bastion.media.fetch import FetchPolicy
 from tests.live_server import LiveServer, Publisher, live_server, still_then, write_clip
 from tests.services import free_port

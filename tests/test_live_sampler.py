@@ -12,12 +12,12 @@ from pydantic import ValidationError
 
 from bastion.analyzers.hashes import dhash, hamming
 from bastion.errors import UrlRejected
-from bastion.live.backoff import Backoff
-from bastion.live.clock import StreamClock
-from bastion.live.config import LiveSampling, StreamReaderConfig
-from bastion.live.sampler import StreamSampler
-from bastion.live.similarity import Fingerprinter, SimilarityFilter
-from bastion.live.source import parse_source
+from bastion.live.reading.backoff import Backoff
+from bastion.live.reading.clock import StreamClock
+from bastion.live.reading.config import LiveSampling, StreamReaderConfig
+from bastion.live.reading.sampler import StreamSampler
+from bastion.live.reading.similarity import Fingerprinter, SimilarityFilter
+from bastion.live.reading.source import parse_source
 from tests.test_media_video import fitted, with_qr
 from tests.textimages import banner
 

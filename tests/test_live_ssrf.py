@@ -35,11 +35,11 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from bastion.errors import UrlFetchFailed, UrlRejected
-from bastion.live.config import StreamReaderConfig
-from bastion.live.egress import absolute_playlist
-from bastion.live.reader import StreamReader
-from bastion.live.source import parse_source
-from bastion.live.status import LiveFrame, StreamState, StreamStatus
+from bastion.live.reading.config import StreamReaderConfig
+from bastion.live.reading.egress import absolute_playlist
+from bastion.live.reading.reader import StreamReader
+from bastion.live.reading.source import parse_source
+from bastion.live.reading.status import LiveFrame, StreamState, StreamStatus
 from bastion.media.fetch import FetchPolicy, check_host
 from tests.live_server import LiveServer, Publisher, live_server
 from tests.services import missing_tool
@@ -177,9 +177,7 @@ def _write_hls(folder: Path) -> None:
         format="hls",
         options={"hls_time": "1", "hls_list_size": "0", "hls_playlist_type": "vod"},
     ) as out:
-        stream = out.add_stream(
-            "libx264", rate=FPS, options={"g": str(FPS), "preset": "ultrafast"}
-        )
+        stream = out.add_stream("libx264", rate=FPS, options={"g": str(FPS), "preset": "ultrafast"})
         assert isinstance(stream, VideoStream)
         stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
         for i in range(SEGMENTS * FPS):
@@ -283,9 +281,7 @@ class Run:
         return self.statuses[-1]
 
 
-async def read(
-    url: str, policy: FetchPolicy = POLICY, config: StreamReaderConfig = CONFIG
-) -> Run:
+async def read(url: str, policy: FetchPolicy = POLICY, config: StreamReaderConfig = CONFIG) -> Run:
     run = Run()
     started = time.monotonic()
     async with asyncio.timeout(25):
@@ -362,9 +358,7 @@ async def test_hls_from_the_allowed_host_is_read(public: _Server, forbidden: For
     assert forbidden.connections == []
 
 
-async def test_aes_128_hls_is_decrypted(
-    media: Path, public: _Server, forbidden: Forbidden
-) -> None:
+async def test_aes_128_hls_is_decrypted(media: Path, public: _Server, forbidden: Forbidden) -> None:
     key = public_url(public, "key.bin")
     text = _playlist(
         [f"enc{i}.ts" for i in range(SEGMENTS)],
@@ -585,9 +579,7 @@ OTHER_CASES = [
 
 
 @pytest.mark.parametrize("case", OTHER_CASES)
-async def test_other_protocols_are_checked_at_connect_time(
-    forbidden: Forbidden, case: str
-) -> None:
+async def test_other_protocols_are_checked_at_connect_time(forbidden: Forbidden, case: str) -> None:
     cases = other_protocol_sources(forbidden)
     if case not in cases:
         pytest.skip("no IPv6 loopback here")

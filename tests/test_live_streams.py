@@ -33,8 +33,8 @@ from standardwebhooks import Webhook
 from bastion.api.app import create_app
 from bastion.config import Settings
 from bastion.delivery.schedule import DeliveryConfig
-from bastion.live.config import StreamReaderConfig
-from bastion.live.settings import LiveConfig
+from bastion.live.config import LiveConfig
+from bastion.live.reading.config import StreamReaderConfig
 from bastion.pipeline.engine import Engine
 from tests.conftest import ADMIN_KEY, make_settings, write_config
 from tests.live_server import LiveServer, Publisher, live_server, still_then, write_clip

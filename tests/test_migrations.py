@@ -8,18 +8,18 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from bastion.store.db import make_engine, migrate
-from bastion.store.models import Base
+from bastion.store.tables import Base
 from tests.services import pg_available, pg_schema, unavailable
 
 
 def _diffs(url: str) -> list[object]:
     # the migration environment imports every model module: load them the same way
-    import bastion.dedup.models
-    import bastion.delivery.models
+    import bastion.dedup.tables
+    import bastion.delivery.tables
     import bastion.jobs.embedded
-    import bastion.jobs.models
-    import bastion.live.models
-    import bastion.rules.models  # noqa: F401
+    import bastion.jobs.tables
+    import bastion.live.tables
+    import bastion.rules.tables  # noqa: F401
 
     engine = make_engine(url)
     try:

@@ -34,11 +34,11 @@ from sqlalchemy import select
 from bastion.api.app import create_app
 from bastion.api.services import Services
 from bastion.delivery.schedule import DeliveryConfig
-from bastion.live.models import Stream
+from bastion.live.tables import Stream
 from bastion.pipeline.engine import Engine
 from bastion.rules import RuleMatch
 from bastion.store.db import make_engine, migrate, session_factory
-from bastion.store.models import Tenant
+from bastion.store.tables import Tenant
 from tests.conftest import ADMIN_KEY, make_settings
 from tests.jobs_support import CODES_POLICY
 from tests.rules_support import database_url as any_database_url

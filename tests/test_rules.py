@@ -34,12 +34,12 @@ from bastion.rules import (
 )
 from bastion.rules.checks import Capabilities, feasibility_issues
 from bastion.rules.loader import parse_document, parse_rule_set, spec_version
-from bastion.rules.models import RuleSetRow
 from bastion.rules.regex import RegexRefused, compile_regex
+from bastion.rules.repo import RuleStore
 from bastion.rules.spec import MAX_RULE_SETS, RuleSetSpec
-from bastion.rules.store import RuleStore
-from bastion.store.models import Base
+from bastion.rules.tables import RuleSetRow
 from bastion.store.repo import Repo
+from bastion.store.tables import Base
 from tests.hostile import catastrophic_regexes
 from tests.rules_support import (
     BLOCKED_DOMAIN,

@@ -26,7 +26,7 @@ from bastion.api.app import create_app
 from bastion.api.services import Services
 from bastion.config import Settings
 from bastion.dedup.config import DedupConfig
-from bastion.dedup.models import DedupEntry
+from bastion.dedup.tables import DedupEntry
 from bastion.jobs.config import JobsConfig
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.video import moderate_video

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.analyzers.urls import (
+from bastion.text.urls import (
     extract_urls,
     normalize_url,
     registrable_domain,

@@ -19,7 +19,7 @@ from bastion.analyzers.base import AnalyzerConfig
 from bastion.dedup.config import DedupConfig
 from bastion.delivery.schedule import DeliveryConfig
 from bastion.jobs.config import JobsConfig
-from bastion.live.settings import LiveConfig
+from bastion.live.config import LiveConfig
 from bastion.media.types import MediaLimits
 from bastion.media.video_config import VideoConfig
 from bastion.parsing.yaml_doc import YamlDocError, YamlLimits, load_yaml

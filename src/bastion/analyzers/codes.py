@@ -21,10 +21,10 @@ import numpy as np
 from pydantic import Field
 
 from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext
-from bastion.analyzers.urls import urls_from_payload
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput, Box, Code
+from bastion.text.urls import urls_from_payload
 
 _LINK_LABEL = "QR Code Link"
 _SECOND_PASS_FORMATS = ("QRCode", "MicroQRCode")

@@ -165,7 +165,7 @@ class LabelsAnalyzer(Analyzer[LabelsConfig, Preprocessed]):
     @property
     def version(self) -> str:
         if self._version is None:
-            from bastion.analyzers import efficientnet_export
+            from bastion.models import efficientnet_export
 
             try:
                 self._version = file_version(efficientnet_export.weights_path())
@@ -189,7 +189,7 @@ class LabelsAnalyzer(Analyzer[LabelsConfig, Preprocessed]):
         with self._lock:
             if self._session is not None:
                 return
-            from bastion.analyzers import efficientnet_export
+            from bastion.models import efficientnet_export
             from bastion.runtime.onnx import create_session
 
             index = {n: i for i, n in enumerate(imagenet_classes())}
@@ -224,7 +224,7 @@ class LabelsAnalyzer(Analyzer[LabelsConfig, Preprocessed]):
         if not batch:
             return []
         self.load()
-        from bastion.analyzers.efficientnet_export import EMBEDDING_NAME, INPUT_NAME, LOGITS_NAME
+        from bastion.models.efficientnet_export import EMBEDDING_NAME, INPUT_NAME, LOGITS_NAME
 
         outputs: list[AnalyzerOutput] = []
         step = self.config.max_batch_size

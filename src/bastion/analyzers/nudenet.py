@@ -18,11 +18,11 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from bastion.analyzers import yolo
 from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext, file_version
-from bastion.analyzers.detector import DetectionConfig, detect_batch
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
+from bastion.models import yolo
+from bastion.models.detection import DetectionConfig, detect_batch
 from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput
 

@@ -2,7 +2,7 @@
 
 Pipeline per frame:
 
-1. a cheap gate (:class:`~bastion.analyzers.text_presence.TextPresenceGate`, the
+1. a cheap gate (:class:`~bastion.text.presence.TextPresenceGate`, the
    detector on a 480 px copy, about a tenth of the cost of full OCR): photos with
    nothing text-like return at once with ``extra["text_present"] = False``;
 2. PP-OCR text detection at full scale, an optional 0/180° line classifier and the
@@ -11,7 +11,7 @@ Pipeline per frame:
 3. lines the recogniser is unsure about (Hangul and Thai come out empty or as
    low-confidence Latin) are read again by Tesseract with each configured language
    pack, side by side; the best reading whose script matches its pack wins;
-4. each line gets a language from :mod:`bastion.analyzers.langid`.
+4. each line gets a language from :mod:`bastion.text.langid`.
 
 The models are the ONNX files inside the rapidocr wheel; nothing is downloaded. The
 analyzer emits text lines only; the policy layer turns words and URLs into labels.
@@ -36,7 +36,6 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from bastion.analyzers import langid
 from bastion.analyzers.base import (
     Analyzer,
     AnalyzerConfig,
@@ -44,12 +43,13 @@ from bastion.analyzers.base import (
     RuntimeContext,
     file_version,
 )
-from bastion.analyzers.tesseract import Tesseract, TesseractError, TesseractLine
-from bastion.analyzers.text_presence import Detection, TextDetector, TextPresenceGate
 from bastion.errors import BastionError
 from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput, Box, TextLine
 from bastion.runtime.onnx import active_provider, create_session
+from bastion.text import langid
+from bastion.text.presence import Detection, TextDetector, TextPresenceGate
+from bastion.text.tesseract import Tesseract, TesseractError, TesseractLine
 
 log = logging.getLogger(__name__)
 

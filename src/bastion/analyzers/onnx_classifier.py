@@ -18,8 +18,8 @@ from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
 from bastion.analyzers.base import AnalyzerConfig, RuntimeContext
-from bastion.analyzers.model_file import ModelFileAnalyzer, ModelFileConfig
 from bastion.media.types import Frame
+from bastion.models.onnx_file import ModelFileAnalyzer, ModelFileConfig
 from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput, Label, Tag
 

@@ -14,12 +14,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bastion.analyzers import yolo
 from bastion.analyzers.base import AnalyzerConfig, RuntimeContext
-from bastion.analyzers.detector import DetectionConfig, detect_batch
-from bastion.analyzers.model_file import ModelFileAnalyzer, ModelFileConfig
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
+from bastion.models import yolo
+from bastion.models.detection import DetectionConfig, detect_batch
+from bastion.models.onnx_file import ModelFileAnalyzer, ModelFileConfig
 from bastion.results import AnalyzerOutput
 
 

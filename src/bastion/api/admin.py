@@ -24,8 +24,8 @@ from bastion.api.services import Services, services
 from bastion.errors import Forbidden, InputError, NotFound
 from bastion.policy.loader import MAX_POLICY_BYTES, dump_policy, parse_policy
 from bastion.policy.model import POLICY_NAME, Lists, Policy
-from bastion.store.models import ApiKey
 from bastion.store.repo import DEFAULT_TENANT, Principal
+from bastion.store.tables import ApiKey
 from bastion.store.types import UtcTime
 
 router = APIRouter(prefix="/v1", tags=["administration"])
@@ -187,17 +187,13 @@ async def list_keys(who: Admin, svc: Svc) -> list[KeyOut]:
     return [KeyOut.of(r) for r in rows]
 
 
-@router.post(
-    "/keys", response_model=NewKey, status_code=201, openapi_extra=json_body_doc(KeyIn)
-)
+@router.post("/keys", response_model=NewKey, status_code=201, openapi_extra=json_body_doc(KeyIn))
 async def create_key(request: Request, who: Admin, svc: Svc) -> NewKey:
     body = await json_model(request, KeyIn)
     tenant = body.tenant_id or who.tenant_id
     if tenant != who.tenant_id:
         _root(who)
-    full, row = await run_in_threadpool(
-        svc.repo.create_key, tenant, body.name, list(body.scopes)
-    )
+    full, row = await run_in_threadpool(svc.repo.create_key, tenant, body.name, list(body.scopes))
     return NewKey(key=full, **KeyOut.of(row).model_dump())
 
 

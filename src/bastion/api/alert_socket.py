@@ -25,7 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from bastion.api.services import Services
-from bastion.live.feed import Subscription
+from bastion.live.alerts.feed import Subscription
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403

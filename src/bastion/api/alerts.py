@@ -14,8 +14,8 @@ from bastion.api.auth import Moderator, Reader
 from bastion.api.params import SinceQuery
 from bastion.api.services import Services, services
 from bastion.errors import BastionError, NotFound
-from bastion.live.alert_view import AlertOut
-from bastion.live.models import ALERT_STATES
+from bastion.live.alerts.view import AlertOut
+from bastion.live.tables import ALERT_STATES
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
 Svc = Annotated[Services, Depends(services)]

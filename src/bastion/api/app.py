@@ -28,7 +28,7 @@ from bastion.jobs.backend import make_queue
 from bastion.jobs.retention import MediaRetention
 from bastion.jobs.service import JobService
 from bastion.jobs.worker import Worker
-from bastion.live.feed import AlertFeed
+from bastion.live.alerts.feed import AlertFeed
 from bastion.live.runtime import build_live, register_configured
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook

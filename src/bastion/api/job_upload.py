@@ -1,7 +1,7 @@
 """The media of POST /v1/jobs, streamed into the media store instead of memory.
 
 A raw body, the file part of a multipart form and a URL download all go chunk by chunk
-into a temporary file of the store (:class:`~bastion.jobs.mediastore.MediaWriter`)
+into a temporary file of the store (:class:`~bastion.jobs.media_files.MediaWriter`)
 while it is hashed and counted: more than ``jobs_max_bytes`` ends the request with
 413 ``media_too_large`` at once and the temporary file is removed. Disk writes and the
 multipart parser run in worker threads, about 1 MiB at a time, so the event loop
@@ -47,7 +47,7 @@ from bastion.api.inputs import (
 from bastion.api.limits import Admission, Held
 from bastion.config import Settings
 from bastion.errors import EmptyInput, InputError, MediaTooLarge, UnsupportedMediaType
-from bastion.jobs.mediastore import HEAD_BYTES, MediaStore, MediaWriter, StoredMedia
+from bastion.jobs.media_files import HEAD_BYTES, MediaStore, MediaWriter, StoredMedia
 from bastion.media.fetch import fetch_url
 from bastion.media.image import sniff
 from bastion.media.video import is_video

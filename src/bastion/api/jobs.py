@@ -36,9 +36,9 @@ from bastion.api.job_upload import receive_job_media
 from bastion.api.params import DbIdList, IdPath, IsoDatetime, SinceQuery
 from bastion.api.services import Services, services
 from bastion.delivery import outbox, signing
-from bastion.delivery.models import Delivery
+from bastion.delivery.tables import Delivery
 from bastion.errors import BastionError, InputError, NotFound, UnsupportedMediaType
-from bastion.jobs.models import Job
+from bastion.jobs.tables import Job
 from bastion.media.fetch import check_url
 from bastion.media.video_config import VideoOptions
 from bastion.parsing.json_doc import InvalidJson, parse_json_async
@@ -186,9 +186,7 @@ class JobOptions(BaseModel):
     max_frames: int | None = Field(
         None, description="Videos: most frames analysed (at most the configured maximum)."
     )
-    stop_on_block: bool | None = Field(
-        None, description="Videos: stop at the first blocked frame."
-    )
+    stop_on_block: bool | None = Field(None, description="Videos: stop at the first blocked frame.")
 
 
 _OPTION_NAMES = frozenset(JobOptions.model_fields)

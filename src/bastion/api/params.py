@@ -58,8 +58,7 @@ IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
 SinceQuery = Annotated[
     IsoDatetime | None,
     Query(
-        description="Only what changed at or after this time "
-        "(ISO 8601, e.g. 2026-12-02T20:25:58Z)."
+        description="Only what changed at or after this time (ISO 8601, e.g. 2026-12-02T20:25:58Z)."
     ),
 ]
 

@@ -25,8 +25,8 @@ from bastion.api.rule_checks import RULES_BODY, rule_set_feasibility, rules_text
 from bastion.api.services import Services, services
 from bastion.rules.errors import Issue
 from bastion.rules.loader import dump_rules_yaml, parse_document, parse_rule_set
+from bastion.rules.repo import ImportMode, StoredRuleSet
 from bastion.rules.spec import RuleSetSpec
-from bastion.rules.store import ImportMode, StoredRuleSet
 from bastion.store.types import UtcTime
 
 router = APIRouter(prefix="/v1", tags=["rules"])

@@ -219,9 +219,7 @@ async def evaluate_rules_on_image(
     svc.admission.check()  # a full server refuses before reading the body
     # the body is read before a slot is taken: a slow sender holds no slot
     async with svc.admission.memory.hold(declared_length(request)) as held:
-        choice = await _choice(
-            request, rule_set_id, channel, tier, svc.settings.limits.max_bytes
-        )
+        choice = await _choice(request, rule_set_id, channel, tier, svc.settings.limits.max_bytes)
         resolved = await run_in_threadpool(_resolve, svc, who, choice)
         if alert_id is not None:
             item = await run_in_threadpool(_stored_frame, svc, who, alert_id)

@@ -14,8 +14,8 @@ from bastion.api.limits import Admission
 from bastion.config import Settings
 from bastion.dedup.service import Dedup
 from bastion.jobs.service import JobService
-from bastion.live.alerts import AlertService
-from bastion.live.feed import AlertFeed
+from bastion.live.alerts.feed import AlertFeed
+from bastion.live.alerts.service import AlertService
 from bastion.live.push import PushedFrames
 from bastion.live.streams import StreamService
 from bastion.live.thumbnails import LiveThumbnails

@@ -14,8 +14,8 @@ from bastion.api.inputs import declared_length, read_single
 from bastion.api.params import MAX_DB_ID, json_body_doc, json_model
 from bastion.api.services import Services, services
 from bastion.errors import NotFound
-from bastion.live.models import Stream
 from bastion.live.spec import StreamSpec
+from bastion.live.tables import Stream
 from bastion.results import ModerationResult
 from bastion.store.types import UtcTime
 

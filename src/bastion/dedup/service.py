@@ -27,8 +27,8 @@ from bastion.analyzers.hashes import HashesAnalyzer, HashesConfig
 from bastion.dedup import fingerprint
 from bastion.dedup.config import DedupConfig
 from bastion.dedup.pdqindex import PdqHash
+from bastion.dedup.repo import NearMatch, PurgeStats, ResultStore
 from bastion.dedup.reuse import as_near_duplicate
-from bastion.dedup.store import NearMatch, PurgeStats, ResultStore
 from bastion.media.types import DecodedImage
 from bastion.pipeline.engine import Engine
 from bastion.policy.lists import CompiledLists

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from bastion.delivery.client import WebhookVerificationError, verify
 from bastion.delivery.dispatcher import Dispatcher, DispatcherStats
-from bastion.delivery.models import Delivery, DeliveryAttempt, WebhookSecret
 from bastion.delivery.outbox import (
     DeliveryPage,
     enqueue,
@@ -21,6 +20,7 @@ from bastion.delivery.outbox import (
 )
 from bastion.delivery.schedule import DeliveryConfig, span_bounds
 from bastion.delivery.signing import get_or_create_secret, rotate, signing_secrets
+from bastion.delivery.tables import Delivery, DeliveryAttempt, WebhookSecret
 
 __all__ = [
     "Delivery",

@@ -30,7 +30,7 @@ from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from bastion.delivery.models import (
+from bastion.delivery.tables import (
     DEAD,
     DELIVERED,
     DELIVERING,

@@ -8,7 +8,7 @@ base64 of 24 to 64 random bytes; the HMAC key is those bytes. Each request carri
 * ``webhook-signature``: ``v1,`` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")),
   one per valid secret, separated by spaces.
 
-Secrets are stored in clear (see :class:`~bastion.delivery.models.WebhookSecret`):
+Secrets are stored in clear (see :class:`~bastion.delivery.tables.WebhookSecret`):
 signing needs them back. Rotation keeps the previous secret signing for a grace
 period, so during it every request carries two signatures and a receiver verifies
 with either secret.
@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from bastion.delivery.models import WebhookSecret
+from bastion.delivery.tables import WebhookSecret
 
 __all__ = [
     "SECRET_PREFIX",

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from bastion.jobs.queue import Leased, Queue
-from bastion.store.models import Base
+from bastion.store.tables import Base
 from bastion.store.types import UtcDateTime
 
 

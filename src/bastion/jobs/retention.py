@@ -8,7 +8,7 @@ job's thumbnail folder goes when it is that old and the job is not active. Files
 left in ``.incoming/`` by uploads that died are deleted after an hour.
 
 Every step is safe with several processes sweeping at once and with uploads and
-retries happening meanwhile (see :meth:`bastion.jobs.mediastore.MediaStore.remove`).
+retries happening meanwhile (see :meth:`bastion.jobs.media_files.MediaStore.remove`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 
 from bastion.jobs.config import JobsConfig
-from bastion.jobs.models import FINAL_STATES, Job
 from bastion.jobs.service import JobService
+from bastion.jobs.tables import FINAL_STATES, Job
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.delivery import outbox
 from bastion.errors import BastionError, InputError, NotFound
-from bastion.jobs.mediastore import MediaStore, StoredMedia
-from bastion.jobs.models import FINAL_STATES, JOB_STATES, Job
+from bastion.jobs.media_files import MediaStore, StoredMedia
 from bastion.jobs.queue import Queue
+from bastion.jobs.tables import FINAL_STATES, JOB_STATES, Job
 from bastion.jobs.thumbnails import ThumbnailStore
 from bastion.media.video import is_video
 from bastion.media.video_config import VideoConfig

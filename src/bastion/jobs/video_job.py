@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bastion.errors import BastionError
-from bastion.jobs.models import Job
 from bastion.jobs.service import JobService
+from bastion.jobs.tables import Job
 from bastion.media.video_config import VideoOptions
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.video import moderate_video

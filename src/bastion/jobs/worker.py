@@ -18,9 +18,9 @@ from bastion.dedup.service import Dedup
 from bastion.delivery import outbox
 from bastion.errors import BastionError
 from bastion.jobs.config import JobsConfig
-from bastion.jobs.models import Job
 from bastion.jobs.queue import Leased
 from bastion.jobs.service import TOPIC, JobService, event_payload
+from bastion.jobs.tables import Job
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
 

@@ -1,10 +1,13 @@
-"""Live streams: reading a stream (RTMP, HLS, RTSP, ...), choosing the frames to analyse.
+"""Live streams, by concern.
 
-- :mod:`bastion.live.reader`: :class:`~bastion.live.reader.StreamReader` connects to a
-  source, decodes it in a thread of its own, reconnects with backoff and reports its
-  status; frames come out of an async iterator.
-- :mod:`bastion.live.sampler`: :class:`~bastion.live.sampler.StreamSampler` picks one frame
-  per interval of stream time and skips frames similar to the last analysed one
-  (:mod:`bastion.live.similarity`).
-- :mod:`bastion.live.config`: the reader's and the sampler's settings.
+- :mod:`bastion.live.reading`: reading one stream (RTMP, HLS, RTSP, SRT, ...) behind the
+  egress guard, reconnecting, the stream clock, frame conversion and the sampler that picks
+  the frames to analyse.
+- :mod:`bastion.live.alerts`: alerts raised when a rule fires, their webhooks, their JSON
+  view and the per-tenant alert feed.
+- This package itself: streams as stored (:mod:`~bastion.live.tables`,
+  :mod:`~bastion.live.streams`), the session that runs one stream in a worker
+  (:mod:`~bastion.live.session`, :mod:`~bastion.live.supervisor`), what happens to one
+  analysed frame (:mod:`~bastion.live.processor`, :mod:`~bastion.live.push` for frames the
+  platform sends) and thumbnails.
 """

@@ -10,9 +10,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from bastion.live.alerts import AlertService
-from bastion.live.models import Stream
+from bastion.live.alerts.service import AlertService
 from bastion.live.streams import StreamService
+from bastion.live.tables import Stream
 from bastion.live.thumbnails import LiveThumbnails
 from bastion.media.types import DecodedImage
 from bastion.pipeline.engine import Engine

@@ -16,12 +16,12 @@ from typing import Literal
 
 from bastion.analyzers.hashes import hamming
 from bastion.errors import InputError
-from bastion.live.models import Stream
+from bastion.live.config import LiveConfig
 from bastion.live.processor import FrameOutcome, FrameProcessor, StreamRef
+from bastion.live.reading.similarity import Fingerprinter, HashKind
 from bastion.live.session import sampling_for
-from bastion.live.settings import LiveConfig
-from bastion.live.similarity import Fingerprinter, HashKind
 from bastion.live.streams import StreamService, stream_not_running
+from bastion.live.tables import Stream
 from bastion.pipeline.engine import Engine
 
 Skip = Literal["interval", "similar"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.config import Settings
-from bastion.live.alerts import AlertService
+from bastion.live.alerts.service import AlertService
 from bastion.live.processor import FrameProcessor
 from bastion.live.push import PushedFrames
 from bastion.live.streams import StreamService

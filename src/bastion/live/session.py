@@ -14,14 +14,14 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
-from bastion.live.config import LiveSampling
-from bastion.live.models import Stream
+from bastion.live.config import LiveConfig
 from bastion.live.processor import FrameProcessor, StreamRef
-from bastion.live.reader import StreamReader
-from bastion.live.sampler import StreamSampler
-from bastion.live.settings import LiveConfig
-from bastion.live.status import LiveFrame, StreamState, StreamStatus
+from bastion.live.reading.config import LiveSampling
+from bastion.live.reading.reader import StreamReader
+from bastion.live.reading.sampler import StreamSampler
+from bastion.live.reading.status import LiveFrame, StreamState, StreamStatus
 from bastion.live.streams import StreamReport, StreamService
+from bastion.live.tables import Stream
 from bastion.pipeline.video import frame_image
 from bastion.rules import ResolvedRules
 

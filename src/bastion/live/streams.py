@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.delivery import outbox
 from bastion.errors import BastionError, InputError, NotFound
-from bastion.live.models import OPEN_ALERT_STATES, STREAM_STATES, Alert, Stream
-from bastion.live.settings import LiveConfig
-from bastion.live.source import parse_source
+from bastion.live.config import LiveConfig
+from bastion.live.reading.source import parse_source
 from bastion.live.spec import StreamSpec
+from bastion.live.tables import OPEN_ALERT_STATES, STREAM_STATES, Alert, Stream
 from bastion.media.fetch import FetchPolicy, check_url
 
 STREAM_SCHEMES = ("rtmp", "rtmps", "http", "https", "rtsp", "rtsps", "srt")

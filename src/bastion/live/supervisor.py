@@ -14,9 +14,9 @@ import os
 import socket
 import uuid
 
+from bastion.live.config import LiveConfig
 from bastion.live.processor import FrameProcessor
 from bastion.live.session import StreamSession
-from bastion.live.settings import LiveConfig
 from bastion.live.streams import StreamService
 
 log = logging.getLogger(__name__)

@@ -522,9 +522,7 @@ def _orientation(img: Image.Image, warnings: list[str]) -> int:
     return orientation
 
 
-def _frame_count(
-    img: Image.Image, fmt: str, census: _Census | None, warnings: list[str]
-) -> int:
+def _frame_count(img: Image.Image, fmt: str, census: _Census | None, warnings: list[str]) -> int:
     total = census.frames if census is not None else int(getattr(img, "n_frames", 1))
     if total > 1 and img.format == "MPO":
         warnings.append(f"multi-picture JPEG: only the primary of {total} images decoded")
@@ -562,8 +560,7 @@ def _decode_opened(
         # a census stops counting at the limit plus one: "more than" the limit, not exact
         counted = f"more than {total - 1}" if census is not None else str(total)
         raise MediaTooLarge(
-            f"the animation has {counted} frames; at most {limits.max_total_frames} are "
-            "accepted",
+            f"the animation has {counted} frames; at most {limits.max_total_frames} are accepted",
             details={"total_frames": total, "max_total_frames": limits.max_total_frames},
         )
     if total == 1:

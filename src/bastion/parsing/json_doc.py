@@ -66,9 +66,7 @@ def _check_depth(value: Any, max_depth: int, max_items: int) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
-def parse_json(
-    data: bytes | str, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS
-) -> Any:
+def parse_json(data: bytes | str, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> Any:
     """Parse ``data``; raises :class:`InvalidJson` (400 ``invalid_json``),
     :class:`JsonTooDeep` (400 ``json_too_deep``) or :class:`TooManyItems`
     (413 ``too_many_items``). Empty input parses as ``None``."""

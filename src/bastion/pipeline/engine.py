@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 from bastion.analyzers import Analyzer, RuntimeContext, registry
 from bastion.analyzers.base import AnalyzerConfig, AnalyzerInfo
-from bastion.analyzers.urls import extract_urls
 from bastion.config import Settings
 from bastion.errors import AnalyzerUnavailable, BastionError
 from bastion.media.image import decode_image
@@ -34,6 +33,7 @@ from bastion.policy.model import Lists, Policy
 from bastion.results import AnalyzerOutput, AnalyzerTiming, MediaInfo, ModerationResult
 from bastion.runtime.batcher import BatchPolicy, DynamicBatcher
 from bastion.runtime.metrics import Metrics
+from bastion.text.urls import extract_urls
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.rules.compiled import CompiledRuleSet, ResolvedRules, choose, compile_rule_set
+from bastion.rules.repo import RuleStore, StoredRuleSet
 from bastion.rules.spec import RuleSetSpec
-from bastion.rules.store import RuleStore, StoredRuleSet
 
 _MAX_CHANNELS = 10_000
 _MAX_COMPILED = 4_096

@@ -10,12 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from bastion.analyzers.urls import extract_urls
 from bastion.policy.lists import CompiledLists
 from bastion.policy.model import Lists
 from bastion.results import Label, ModerationResult
 from bastion.rules.compiled import CompiledRule, ResolvedRules
 from bastion.rules.spec import Action
+from bastion.text.urls import extract_urls
 
 ConditionKind = Literal["categories", "text", "urls", "lists"]
 _MAX_SHOWN = 10

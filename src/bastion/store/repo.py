@@ -13,7 +13,7 @@ from bastion.errors import InputError, NotFound
 from bastion.policy.loader import parse_policy
 from bastion.policy.model import Lists, Policy
 from bastion.store import keys as keyfmt
-from bastion.store.models import ApiKey, PolicyRow, Tenant
+from bastion.store.tables import ApiKey, PolicyRow, Tenant
 
 DEFAULT_TENANT = "default"
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")

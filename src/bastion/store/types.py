@@ -63,4 +63,3 @@ class UtcDateTime(TypeDecorator[datetime]):
         if isinstance(value, str):  # SQLite text that reached us unparsed
             value = datetime.fromisoformat(value)
         return to_utc(value)
-

@@ -5,13 +5,13 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import bastion.dedup.models
-import bastion.delivery.models
+import bastion.dedup.tables
+import bastion.delivery.tables
 import bastion.jobs.embedded
-import bastion.jobs.models
-import bastion.live.models
-import bastion.rules.models  # noqa: F401
-from bastion.store.models import Base
+import bastion.jobs.tables
+import bastion.live.tables
+import bastion.rules.tables  # noqa: F401
+from bastion.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

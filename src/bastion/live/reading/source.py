@@ -5,7 +5,7 @@ MPEG-TS over HTTP), ``rtsp://``, ``rtsps://``, ``srt://`` and, when the configur
 allows it, a local file (a path or ``file://``) for replays and tests.
 
 Every network connection obeys the address policy of URL inputs
-(:mod:`bastion.live.egress`). FFmpeg never opens an HTTP(S) source with its own network
+(:mod:`bastion.live.reading.egress`). FFmpeg never opens an HTTP(S) source with its own network
 protocols: the source and every URL its demuxer asks for (HLS variant playlists,
 segments, keys) are read through Bastion's guarded HTTP client, so these sources are
 opened with a protocol whitelist that names no protocol at all. RTMP(S), RTSP(S) and
@@ -29,7 +29,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from bastion.errors import UrlRejected
-from bastion.live.config import StreamReaderConfig
+from bastion.live.reading.config import StreamReaderConfig
 
 __all__ = ["DEMUXERS", "NO_PROTOCOLS", "Protocol", "StreamSource", "parse_source"]
 

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.analyzers.hashes import hamming
 from bastion.dedup.config import DedupConfig
-from bastion.dedup.models import DedupBand, DedupEntry
 from bastion.dedup.pdqindex import PdqHash, band_codes, probe_codes
+from bastion.dedup.tables import DedupBand, DedupEntry
 from bastion.results import ModerationResult
 
 log = logging.getLogger(__name__)

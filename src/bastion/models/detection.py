@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import Field
 
-from bastion.analyzers import yolo
 from bastion.analyzers.base import AnalyzerConfig
+from bastion.models import yolo
 from bastion.results import AnalyzerOutput
 
 

@@ -9,7 +9,7 @@
     reader.status  # the final StreamStatus: ended, offline, error (with a code) or stopped
 
 Decoding runs on a thread of the reader's own (FFmpeg calls block), one connection
-at a time (:mod:`bastion.live.connection`). Between that thread and the consumer
+at a time (:mod:`bastion.live.reading.connection`). Between that thread and the consumer
 sits a small queue (``queue_size``): when the consumer is slow the oldest frame is
 dropped, never buffered without bound (a local file read without pacing waits for the
 consumer instead, since nothing is lost by waiting). With a sampler, only the frames due by
@@ -21,7 +21,7 @@ Status changes go to ``on_status`` on the event loop's thread, in order:
 ``starting`` → ``live`` at the first decoded frame; when the source drops or cannot be
 reached, ``reconnecting`` once per failed attempt (attempt number, the failure's code
 and message, the delay before the next try), back to ``live`` at the next frame; and
-one final state: ``offline`` (given up, see :mod:`bastion.live.backoff`), ``error``
+one final state: ``offline`` (given up, see :mod:`bastion.live.reading.backoff`), ``error``
 (the source cannot be read, e.g. ``corrupt_media``, ``no_video_stream``,
 ``unsupported_codec``, or leads somewhere the URL policy refuses, ``url_rejected``:
 no retry), ``ended`` (a file or a playlist with an end) or
@@ -40,16 +40,16 @@ import time
 from types import TracebackType
 from typing import Self
 
-from bastion.live.backoff import Backoff
-from bastion.live.clock import StreamClock
-from bastion.live.config import StreamReaderConfig
-from bastion.live.connection import Connection, Counters
-from bastion.live.egress import SourceGuard
-from bastion.live.failures import StreamFailure
-from bastion.live.handoff import LatestQueue
-from bastion.live.sampler import StreamSampler
-from bastion.live.source import StreamSource, parse_source
-from bastion.live.status import (
+from bastion.live.reading.backoff import Backoff
+from bastion.live.reading.clock import StreamClock
+from bastion.live.reading.config import StreamReaderConfig
+from bastion.live.reading.connection import Connection, Counters
+from bastion.live.reading.egress import SourceGuard
+from bastion.live.reading.failures import StreamFailure
+from bastion.live.reading.handoff import LatestQueue
+from bastion.live.reading.sampler import StreamSampler
+from bastion.live.reading.source import StreamSource, parse_source
+from bastion.live.reading.status import (
     LiveFrame,
     ReaderStats,
     StatusCallback,
@@ -71,7 +71,7 @@ class StreamReader:
     makes (redirects, HLS playlists, segments and keys, reconnections) obeys
     ``url_policy``, the policy of URL inputs (default: public addresses only); a refused
     one ends the reader in ``error`` with the code ``url_rejected``
-    (:mod:`bastion.live.egress`).
+    (:mod:`bastion.live.reading.egress`).
     """
 
     def __init__(

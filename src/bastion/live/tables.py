@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bastion.store.models import Base
+from bastion.store.tables import Base
 from bastion.store.types import UtcDateTime
 
 STREAM_STATES = ("starting", "live", "reconnecting", "offline", "stopped", "error")

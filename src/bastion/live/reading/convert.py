@@ -7,8 +7,8 @@ from fractions import Fraction
 import numpy as np
 from av.video.frame import VideoFrame
 
-from bastion.live.config import StreamReaderConfig
-from bastion.live.failures import StreamFailure
+from bastion.live.reading.config import StreamReaderConfig
+from bastion.live.reading.failures import StreamFailure
 
 __all__ = ["check_size", "to_rgb"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bastion.store.models import Base
+from bastion.store.tables import Base
 from bastion.store.types import UtcDateTime
 
 JOB_STATES = ("queued", "processing", "succeeded", "failed", "cancelled", "paused")
@@ -40,9 +40,7 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(
-        UtcDateTime(), default=utcnow, index=True
-    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

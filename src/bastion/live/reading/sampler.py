@@ -11,7 +11,7 @@ Two stages, so that the cheap one can run before a frame is converted to RGB:
    at the last frame taken: a shorter interval can make the next frame due at once.
 2. :meth:`StreamSampler.accept` (by picture): a due frame whose perceptual hash is
    within ``similarity_threshold`` bits of the last *analysed* frame's is skipped as
-   similar (counted); see :mod:`bastion.live.similarity`.
+   similar (counted); see :mod:`bastion.live.reading.similarity`.
 
 The sampling may change at any time (:meth:`StreamSampler.update`, e.g. when the rules
 that apply to a stream change) from another thread than the one sampling.
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bastion.live.config import LiveSampling
-from bastion.live.similarity import SimilarityFilter
+from bastion.live.reading.config import LiveSampling
+from bastion.live.reading.similarity import SimilarityFilter
 
 __all__ = ["SamplerStats", "StreamSampler"]
 

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bastion.errors import BastionError, NotFound
 from bastion.rules.errors import Issue, Path, RuleSetConflict
 from bastion.rules.loader import spec_data, spec_version
-from bastion.rules.models import RuleRevision, RuleSetRow
 from bastion.rules.spec import MAX_RULE_SETS, RuleSetSpec
+from bastion.rules.tables import RuleRevision, RuleSetRow
 
 ImportMode = Literal["replace", "merge"]
 log = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bastion.live.alert_view import alert_json
-from bastion.live.models import Alert
+from bastion.live.alerts.view import alert_json
+from bastion.live.tables import Alert
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bastion.store.models import Base, utcnow
+from bastion.store.tables import Base, utcnow
 from bastion.store.types import UtcDateTime
 
 

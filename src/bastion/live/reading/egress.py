@@ -31,7 +31,7 @@ addresses are refused unless ``allow_private`` or ``allow_hosts`` say otherwise)
 * RTMP(S), RTSP(S) and SRT sources are resolved and checked with
   :func:`~bastion.media.fetch.check_host` before every connection (reconnections
   included), and FFmpeg is given the checked address instead of the name
-  (:meth:`~bastion.live.source.StreamSource.pinned`).
+  (:meth:`~bastion.live.reading.source.StreamSource.pinned`).
 
 A refused connection puts the reader in ``error`` with the code ``url_rejected`` (it
 is not retried), and the connection opens nothing more once one was refused.
@@ -55,9 +55,9 @@ import httpx
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from bastion.errors import UrlFetchFailed, UrlRejected
-from bastion.live.config import StreamReaderConfig
-from bastion.live.failures import StreamFailure, classify, rejected
-from bastion.live.source import StreamSource
+from bastion.live.reading.config import StreamReaderConfig
+from bastion.live.reading.failures import StreamFailure, classify, rejected
+from bastion.live.reading.source import StreamSource
 from bastion.media.fetch import CheckedUrl, FetchPolicy, check_host, check_url
 
 __all__ = ["Attempt", "GuardedHttp", "SourceGuard", "absolute_playlist"]

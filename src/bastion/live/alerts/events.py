@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bastion.delivery import outbox
-from bastion.delivery.models import Delivery
-from bastion.live.alert_view import alert_json
-from bastion.live.models import Alert, Stream
+from bastion.delivery.tables import Delivery
+from bastion.live.alerts.view import alert_json
+from bastion.live.tables import Alert, Stream
 
 BUMP_EVENT_INTERVAL_S = 60.0
 """Default: at most one ``alert.updated`` a minute for an alert's counter alone."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 
-from bastion.live.config import StreamReaderConfig
+from bastion.live.reading.config import StreamReaderConfig
 
 __all__ = ["Backoff"]
 

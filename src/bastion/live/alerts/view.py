@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from bastion.live.models import Alert
+from bastion.live.tables import Alert
 from bastion.store.types import UtcTime
 
 

@@ -35,14 +35,14 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
-from bastion.live.clock import StreamClock
-from bastion.live.config import StreamReaderConfig
-from bastion.live.convert import check_size, to_rgb
-from bastion.live.egress import SourceGuard
-from bastion.live.failures import StreamFailure
-from bastion.live.sampler import StreamSampler
-from bastion.live.source import StreamSource
-from bastion.live.status import LiveFrame, ReaderStats
+from bastion.live.reading.clock import StreamClock
+from bastion.live.reading.config import StreamReaderConfig
+from bastion.live.reading.convert import check_size, to_rgb
+from bastion.live.reading.egress import SourceGuard
+from bastion.live.reading.failures import StreamFailure
+from bastion.live.reading.sampler import StreamSampler
+from bastion.live.reading.source import StreamSource
+from bastion.live.reading.status import LiveFrame, ReaderStats
 from bastion.media.types import Frame
 
 __all__ = ["Connection", "Counters"]
@@ -102,7 +102,7 @@ class Connection:
     Raises :class:`StreamFailure` when the connection fails or is lost; returns when
     the source ends or ``stop`` is set. ``finite`` tells, once opened, whether the
     source has an end (a file, a playlist with a duration). Where it may connect is
-    ``guard``'s to decide (:mod:`bastion.live.egress`).
+    ``guard``'s to decide (:mod:`bastion.live.reading.egress`).
     """
 
     def __init__(

@@ -13,7 +13,7 @@ or an RTMP server that knows no such stream), ``http_error``, ``connection_lost`
 Permanent codes: ``corrupt_media``, ``unsupported_media_type``, ``no_video_stream``,
 ``unsupported_codec``, ``unsupported_stream_protocol``, ``video_too_large``,
 ``url_rejected`` (the source, a redirect, or a URL it lists — playlist, segment, key —
-leads to an address or a scheme the URL policy refuses: :mod:`bastion.live.egress`).
+leads to an address or a scheme the URL policy refuses: :mod:`bastion.live.reading.egress`).
 """
 
 from __future__ import annotations

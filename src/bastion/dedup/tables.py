@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bastion.store.models import Base
+from bastion.store.tables import Base
 from bastion.store.types import UtcDateTime
 
 # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY

@@ -11,7 +11,7 @@ new one. Moderators move alerts on::
     open | acknowledged ──stop──▶ stream_stopped  (the stream is stopped, its hook called)
 
 Every change raises ``version`` and ``updated_at``, which the alert feed
-(:mod:`bastion.live.feed`) watches; webhooks go out as :mod:`bastion.live.alert_events`
+(:mod:`bastion.live.alerts.feed`) watches; webhooks go out as :mod:`bastion.live.alerts.events`
 describes.
 
 Writes lock the stream's row first, then its alerts (the order stream sessions use
@@ -30,10 +30,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.errors import InputError, NotFound
-from bastion.live.alert_events import BUMP_EVENT_INTERVAL_S, AlertEvents
-from bastion.live.models import ALERT_STATES, OPEN_ALERT_STATES, Alert, Stream
-from bastion.live.settings import LiveConfig
+from bastion.live.alerts.events import BUMP_EVENT_INTERVAL_S, AlertEvents
+from bastion.live.config import LiveConfig
 from bastion.live.streams import StreamService
+from bastion.live.tables import ALERT_STATES, OPEN_ALERT_STATES, Alert, Stream
 from bastion.rules import RuleMatch
 from bastion.store.pages import newest_first
 

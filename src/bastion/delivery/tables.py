@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bastion.store.models import Base, utcnow
+from bastion.store.tables import Base, utcnow
 from bastion.store.types import UtcDateTime
 
 __all__ = ["DELIVERY_STATES", "Delivery", "DeliveryAttempt", "WebhookSecret"]
