@@ -41,6 +41,7 @@ from bastion.pipeline.engine import Engine
 from bastion.pipeline.video import moderate_video
 from bastion.policy.loader import default_policy, parse_policy
 from bastion.policy.model import Policy
+from bastion.process.components import build_core
 from bench.common import machine
 
 NSFW_ONLY = """name: nsfw-only
@@ -137,8 +138,8 @@ async def run(seconds: int, decode_only_rows: bool = False) -> list[Row]:
     rows = [decode_only(clip, label, way) for label, clip in clips.items() for way in WAYS]
     if decode_only_rows:
         return rows
-    engine = Engine(Settings(data_dir=Path(tempfile.mkdtemp()), result_cache_size=0))
-    engine.load_all()
+    core = await build_core(Settings(data_dir=Path(tempfile.mkdtemp()), result_cache_size=0))
+    engine = core.engine
     short = make_clip(5, 25)
     for policy in (default_policy(), parse_policy(NSFW_ONLY)):
         await moderate_video(engine, short, policy)  # warm-up
@@ -146,7 +147,7 @@ async def run(seconds: int, decode_only_rows: bool = False) -> list[Row]:
             rows.append(await moderated(engine, clips["GOP 1 s"], "GOP 1 s", way, policy))
         for way in ("decode every frame", "seek to keyframe"):
             rows.append(await moderated(engine, clips["GOP 10 s"], "GOP 10 s", way, policy))
-    await engine.close()
+    await core.aclose()
     return rows
 
 

@@ -113,7 +113,7 @@ def worker(
     """
     import signal
 
-    from bastion.jobs.runner import WorkerOptions, run_worker_process
+    from bastion.process.worker import run_worker_process
 
     settings = _settings(config, data_dir=data_dir)
     if concurrency is not None:
@@ -129,7 +129,7 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker_process(settings, stop, options=WorkerOptions(dispatch=dispatch))
+        await run_worker_process(settings, stop, dispatch=dispatch)
 
     asyncio.run(main())
 
@@ -186,16 +186,17 @@ async def _scan(
 ) -> list[dict[str, Any]]:
     from bastion.media.video import is_video
     from bastion.media.video_config import VideoOptions
-    from bastion.pipeline.engine import Engine
-    from bastion.pipeline.policies import PolicyBook
     from bastion.pipeline.video import moderate_video
     from bastion.policy.loader import parse_policy
+    from bastion.process.components import build_core
 
+    # only the analyzers the policy names are loaded, below
+    core = await build_core(settings.model_copy(update={"preload": False}))
+    engine = core.engine
     if policy_ref and Path(policy_ref).is_file():
         policy = parse_policy(Path(policy_ref).read_text("utf-8"), source=policy_ref)
     else:
-        policy, _ = PolicyBook(None, settings.policies_dir).resolve(None, policy_ref)
-    engine = Engine(settings)
+        policy, _ = core.policies.resolve(None, policy_ref)
     video_config = settings.video
     options = video_options or VideoOptions()
     sampling = options.sampling(video_config)
@@ -256,7 +257,7 @@ async def _scan(
         task = progress.add_task("scanning", total=len(files), visible=show_progress)
         await asyncio.to_thread(engine.load_all, policy.analyzers)
         await asyncio.gather(*(one(i, p, task) for i, p in enumerate(files)))
-    await engine.close()
+    await core.aclose()
     return results
 
 

@@ -20,6 +20,7 @@ from bastion.dedup.config import DedupConfig
 from bastion.delivery.schedule import DeliveryConfig
 from bastion.jobs.config import JobsConfig
 from bastion.live.config import LiveConfig
+from bastion.media.fetch import FetchPolicy
 from bastion.media.types import MediaLimits
 from bastion.media.video_config import VideoConfig
 from bastion.parsing.yaml_doc import YamlDocError, YamlLimits, load_yaml
@@ -247,6 +248,18 @@ class Settings(BaseSettings):
         if self.allow_private_urls and not self.url_fetch.allow_private:
             return self.url_fetch.model_copy(update={"allow_private": True})
         return self.url_fetch
+
+    def fetch_policy(self) -> FetchPolicy:
+        """The address policy and limits of every outbound fetch: URL inputs, webhooks,
+        stop hooks and live sources."""
+        f = self.fetch
+        return FetchPolicy(
+            allow_private=f.allow_private,
+            allow_hosts=f.allow_hosts,
+            max_bytes=self.limits.max_bytes,
+            total_timeout_s=f.timeout_s,
+            max_redirects=f.max_redirects,
+        )
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -1,4 +1,5 @@
-"""The FastAPI application: wiring, lifespan (database, models) and middleware."""
+"""The FastAPI application: routers, middleware, and a lifespan that builds the process's
+components (:mod:`bastion.process.components`) and serves them to the handlers."""
 
 from __future__ import annotations
 
@@ -11,30 +12,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from starlette.routing import NoMatchFound
 
 from bastion import __version__
 from bastion.api import admin, alerts, errors, jobs, moderate, openapi, streams, system
 from bastion.api import rules as rules_api
-from bastion.api.inputs import fetch_policy, single_valued_query
-from bastion.api.limits import Admission, BodyGuardMiddleware
+from bastion.api.inputs import single_valued_query
+from bastion.api.limits import BodyGuardMiddleware
 from bastion.api.services import Services
-from bastion.bootstrap import Bootstrap, bootstrap
+from bastion.bootstrap import Bootstrap
 from bastion.config import Settings
-from bastion.dedup.service import Dedup
-from bastion.delivery.dispatcher import Dispatcher
-from bastion.jobs.backend import make_queue
-from bastion.jobs.retention import MediaRetention
-from bastion.jobs.service import JobService
-from bastion.jobs.worker import Worker
-from bastion.live.alerts.feed import AlertFeed
-from bastion.live.runtime import build_live, register_configured
 from bastion.pipeline.engine import Engine
-from bastion.pipeline.policies import PolicyBook
-from bastion.rules.book import RuleBook
-from bastion.runtime.metrics import Metrics
-from bastion.store.db import session_factory
+from bastion.process.components import Roles, build_components
 
 log = logging.getLogger(__name__)
 
@@ -49,60 +38,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        boot = await run_in_threadpool(bootstrap, settings)
-        if on_bootstrap is not None:
-            on_bootstrap(boot)
-        eng = engine or Engine(settings, Metrics())
-        if settings.preload:
-            await run_in_threadpool(eng.load_all)
-        sessions = session_factory(boot.db)
-        queue = make_queue(settings.jobs, sessions)
-        await queue.start()
-        job_service = JobService.from_settings(settings, sessions, queue)
-        policies = PolicyBook(boot.repo, settings.policies_dir)
-        dedup = Dedup(eng, sessions, settings.dedup)
-        await run_in_threadpool(dedup.start)
-        rules = RuleBook(sessions)
-        live = build_live(settings, sessions, eng, policies, rules, fetch_policy(settings))
-        await run_in_threadpool(register_configured, live, settings)
-        thumbs = live.thumbnails
-        feed = AlertFeed(sessions)
-        app.state.services = Services(
-            settings=settings,
-            metrics=eng.metrics,
-            engine=eng,
-            db=boot.db,
-            repo=boot.repo,
-            policies=policies,
-            inflight=asyncio.Semaphore(settings.max_inflight),
-            admission=Admission.from_settings(settings),
-            db_sessions=sessions,
-            jobs=job_service,
-            dedup=dedup,
-            rules=rules,
-            streams=live.streams,
-            alerts=live.alerts,
-            live_thumbnails=thumbs,
-            feed=feed,
-            pushed_frames=live.pushed,
+        parts = await build_components(
+            settings, Roles.server(settings), engine=engine, on_bootstrap=on_bootstrap
         )
+        app.state.services = Services.from_components(parts)
         stop = asyncio.Event()
-        background: list[asyncio.Task[None]] = []
-        background.append(asyncio.create_task(dedup.run_forever(stop), name="dedup-purge"))
-        background.append(asyncio.create_task(feed.run_forever(stop), name="alert-feed"))
-        if settings.live.run_sessions:
-            sessions_task = live.supervisor.run_forever(stop)
-            background.append(asyncio.create_task(sessions_task, name="stream-sessions"))
-        dispatcher = Dispatcher(sessions, settings.delivery, url_policy=fetch_policy(settings))
-        if settings.jobs.run_worker:
-            worker = Worker(eng, job_service, policies, settings.jobs, dedup=dedup)
-            worker.on_outcome = dispatcher.wake
-            background.append(asyncio.create_task(worker.run_forever(stop), name="worker"))
-            background.append(asyncio.create_task(dispatcher.run_forever(stop), name="dispatcher"))
-            retention = MediaRetention(job_service, settings.jobs)
-            background.append(asyncio.create_task(retention.run_forever(stop), name="retention"))
-            purge = thumbs.run_forever(stop, settings.jobs.media_sweep_s)
-            background.append(asyncio.create_task(purge, name="live-thumbnails"))
+        parts.run(stop)
         # what start-up built (models, tables, routes) lives as long as the process: out of
         # the collector's reach, a full collection no longer walks it (100-400 ms pauses of
         # the event loop were measured with the models loaded)
@@ -111,12 +52,7 @@ def create_app(
             yield
         finally:
             stop.set()
-            await asyncio.gather(*background, return_exceptions=True)
-            await dispatcher.aclose()
-            await queue.close()
-            if engine is None:
-                await eng.close()
-            boot.db.dispose()
+            await parts.aclose()
 
     app = FastAPI(
         title="Bastion",

@@ -32,7 +32,7 @@ from bastion.api.errors import validated
 from bastion.api.limits import Held
 from bastion.config import Settings
 from bastion.errors import EmptyInput, InputError, MediaTooLarge, UnsupportedMediaType
-from bastion.media.fetch import FetchPolicy, fetch_url
+from bastion.media.fetch import fetch_url
 from bastion.parsing.json_doc import parse_json_async
 
 FORM_OVERHEAD = 64 * 1024
@@ -73,17 +73,6 @@ class MediaInput:
     policy: str | None
     source: str
     ref: str | None = None
-
-
-def fetch_policy(settings: Settings) -> FetchPolicy:
-    f = settings.fetch
-    return FetchPolicy(
-        allow_private=f.allow_private,
-        allow_hosts=f.allow_hosts,
-        max_bytes=settings.limits.max_bytes,
-        total_timeout_s=f.timeout_s,
-        max_redirects=f.max_redirects,
-    )
 
 
 def inline_json_bytes(max_bytes: int) -> int:
@@ -274,7 +263,7 @@ async def from_ref(ref: MediaRef, settings: Settings) -> MediaInput:
     if (ref.url is None) == (ref.base64 is None):
         raise InputError("give exactly one of 'url' or 'base64'", code="invalid_request")
     if ref.url is not None:
-        fetched = await fetch_url(ref.url, fetch_policy(settings))
+        fetched = await fetch_url(ref.url, settings.fetch_policy())
         return MediaInput(fetched.data, fetched.content_type, ref.policy, "url", ref.id)
     data = await decode_b64_async(ref.base64 or "", settings.limits.max_bytes)
     return MediaInput(data, None, ref.policy, "base64", ref.id)

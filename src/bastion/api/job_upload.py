@@ -37,7 +37,6 @@ from bastion.api.inputs import (
     conflicting_field,
     declared_length,
     decode_b64,
-    fetch_policy,
     inline_json_bytes,
     is_json,
     parse_ref,
@@ -231,7 +230,7 @@ async def _stream_body(
 
 async def _fetch_into(url: str, settings: Settings, door: _Door, held: Held) -> str | None:
     limit = door.writer.max_bytes
-    policy = fetch_policy(settings).model_copy(update={"max_bytes": limit})
+    policy = settings.fetch_policy().model_copy(update={"max_bytes": limit})
     chunked = _Chunked(door.write, limit, held, door)
     fetched = await fetch_url(url, policy, sink=chunked.feed)
     await chunked.flush()

@@ -25,7 +25,6 @@ from bastion.api.inputs import (
     MediaRef,
     check_query,
     declared_length,
-    fetch_policy,
     inline_json_bytes,
     is_json,
     merge_field,
@@ -263,7 +262,7 @@ async def _prepare(options: JobOptions, svc: Services) -> _Prepared:
     video.check(svc.settings.video)
     stored = None if video.is_empty() else {"video": video.model_dump(exclude_none=True)}
     if options.callback_url:
-        await run_in_threadpool(check_url, options.callback_url, fetch_policy(svc.settings))
+        await run_in_threadpool(check_url, options.callback_url, svc.settings.fetch_policy())
     return _Prepared(meta, stored)
 
 

@@ -1,4 +1,4 @@
-"""What request handlers need, built once per app in the lifespan."""
+"""What request handlers need, taken from the process's components in the lifespan."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from bastion.live.streams import StreamService
 from bastion.live.thumbnails import LiveThumbnails
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.policies import PolicyBook
+from bastion.process.components import Components
 from bastion.rules.book import RuleBook
 from bastion.runtime.metrics import Metrics
 from bastion.store.repo import Principal, Repo
@@ -49,6 +50,30 @@ class Services:
     pushed_frames: PushedFrames
     started_at: float = field(default_factory=time.time)
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
+
+    @classmethod
+    def from_components(cls, parts: Components) -> Services:
+        """What the handlers use, out of the process's components."""
+        settings = parts.settings
+        return cls(
+            settings=settings,
+            metrics=parts.core.metrics,
+            engine=parts.engine,
+            db=parts.db,
+            repo=parts.repo,
+            policies=parts.core.policies,
+            inflight=asyncio.Semaphore(settings.max_inflight),
+            admission=Admission.from_settings(settings),
+            db_sessions=parts.sessions,
+            jobs=parts.jobs,
+            dedup=parts.dedup,
+            rules=parts.rules,
+            streams=parts.live.streams,
+            alerts=parts.live.alerts,
+            live_thumbnails=parts.live.thumbnails,
+            feed=parts.live.feed,
+            pushed_frames=parts.live.pushed,
+        )
 
     def authenticate(self, presented: str) -> Principal | None:
         """Key lookup with a short cache; a revoked key stops working within the TTL."""

@@ -11,7 +11,9 @@ one transaction.
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -25,12 +27,16 @@ from bastion.live.reading.source import parse_source
 from bastion.live.spec import StreamSpec
 from bastion.live.tables import OPEN_ALERT_STATES, STREAM_STATES, Alert, Stream
 from bastion.media.fetch import FetchPolicy, check_url
+from bastion.store.repo import DEFAULT_TENANT
 
 STREAM_SCHEMES = ("rtmp", "rtmps", "http", "https", "rtsp", "rtsps", "srt")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,18 @@ class StreamService:
         """Refuse sources that are not stream URLs or point at private addresses (SSRF)."""
         parse_source(url)
         check_url(url, self.url_policy)
+
+    def register_configured(self, specs: Sequence[StreamSpec]) -> None:
+        """Register the streams of the configuration (``live.streams``) for the default
+        tenant; one that cannot be registered is logged and skipped, the others go on."""
+        for spec in specs:
+            try:
+                _, created = self.register(DEFAULT_TENANT, spec)
+            except Exception as exc:
+                log.error("stream %s from the configuration was not registered: %s", spec.id, exc)
+                continue
+            if created:
+                log.info("stream %s (%s) registered from the configuration", spec.id, spec.channel)
 
     def register(self, tenant_id: str, spec: StreamSpec) -> tuple[Stream, bool]:
         """The stream, and False when it was already running under that id (unchanged)."""

@@ -1,0 +1,277 @@
+"""The composition root: one function builds a process's parts from its settings.
+
+`bastion up` (the API's lifespan), `bastion worker`, `bastion scan` and the benchmarks all
+build what they run here, so the processes cannot drift apart. :class:`Roles` says what a
+process runs besides the shared parts; :meth:`Components.run` starts the background loops
+those roles need and :meth:`Components.aclose` takes everything down in order.
+
+- :func:`build_core`: settings, metrics, the analyzers' engine and the policy book; no
+  database (what `bastion scan` needs).
+- :func:`build_components`: the core plus the database, the job queue and service, stored
+  results (de-duplication), rules, live streams and alerts, the webhook dispatcher and, for
+  the roles that run them, the job worker and media retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine as DbEngine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bastion.bootstrap import Bootstrap, bootstrap
+from bastion.config import Settings
+from bastion.dedup.service import Dedup
+from bastion.delivery.dispatcher import Dispatcher
+from bastion.jobs.backend import make_queue
+from bastion.jobs.queue import Queue
+from bastion.jobs.retention import MediaRetention
+from bastion.jobs.service import JobService
+from bastion.jobs.worker import Worker
+from bastion.live.alerts.feed import AlertFeed
+from bastion.live.alerts.service import AlertService
+from bastion.live.processor import FrameProcessor
+from bastion.live.push import PushedFrames
+from bastion.live.streams import StreamService
+from bastion.live.supervisor import StreamSupervisor
+from bastion.live.thumbnails import LiveThumbnails
+from bastion.pipeline.engine import Engine
+from bastion.pipeline.policies import PolicyBook
+from bastion.rules.book import RuleBook
+from bastion.runtime.metrics import Metrics
+from bastion.store.db import session_factory
+from bastion.store.repo import Repo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Roles:
+    """What one process runs besides the parts every process has."""
+
+    api: bool = False
+    """Serves the HTTP API: creates the first admin key, registers the configured streams
+    and pushes alert changes to WebSocket subscribers."""
+    jobs: bool = False
+    """Runs the job worker, media retention and the purge of old live thumbnails."""
+    dispatch: bool = False
+    """Delivers webhooks (any number of dispatchers may run against one database)."""
+    live_sessions: bool = False
+    """Runs stream sessions (claims and reads live streams)."""
+
+    @classmethod
+    def server(cls, settings: Settings) -> Roles:
+        """`bastion up`: the API, plus a worker and a dispatcher unless
+        ``jobs.run_worker`` is off."""
+        return cls(
+            api=True,
+            jobs=settings.jobs.run_worker,
+            dispatch=settings.jobs.run_worker,
+            live_sessions=settings.live.run_sessions,
+        )
+
+    @classmethod
+    def worker(cls, settings: Settings, *, dispatch: bool = True) -> Roles:
+        """`bastion worker`: jobs, stream sessions and (unless told not to) webhooks."""
+        return cls(jobs=True, dispatch=dispatch, live_sessions=settings.live.run_sessions)
+
+
+@dataclass
+class Core:
+    """What every process has, a database or not."""
+
+    settings: Settings
+    metrics: Metrics
+    engine: Engine
+    policies: PolicyBook
+    owns_engine: bool
+    """False when the caller lent a loaded engine (tests, benchmarks): not closed here."""
+
+    async def aclose(self) -> None:
+        if self.owns_engine:
+            await self.engine.close()
+
+
+async def build_core(
+    settings: Settings, *, engine: Engine | None = None, repo: Repo | None = None
+) -> Core:
+    """The engine (models loaded when ``settings.preload``) and the policy book (tenants'
+    policies from ``repo`` when given, else the built-in ones and ``policies_dir``)."""
+    eng = engine or Engine(settings, Metrics())
+    if settings.preload:
+        errors = await asyncio.to_thread(eng.load_all)
+        for name, error in errors.items():
+            log.error("analyzer %s did not load: %s", name, error)
+    return Core(
+        settings=settings,
+        metrics=eng.metrics,
+        engine=eng,
+        policies=PolicyBook(repo, settings.policies_dir),
+        owns_engine=engine is None,
+    )
+
+
+@dataclass
+class Live:
+    """Live-stream moderation: streams, their alerts and thumbnails, the frame processor,
+    pushed frames and the supervisor of stream sessions."""
+
+    streams: StreamService
+    alerts: AlertService
+    thumbnails: LiveThumbnails
+    processor: FrameProcessor
+    pushed: PushedFrames
+    supervisor: StreamSupervisor
+    feed: AlertFeed
+
+
+@dataclass
+class Components:
+    """Every part of a process with a database, built by :func:`build_components`."""
+
+    core: Core
+    roles: Roles
+    boot: Bootstrap
+    sessions: sessionmaker[Session]
+    queue: Queue
+    jobs: JobService
+    dedup: Dedup
+    rules: RuleBook
+    live: Live
+    dispatcher: Dispatcher
+    worker: Worker | None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return self.core.settings
+
+    @property
+    def engine(self) -> Engine:
+        return self.core.engine
+
+    @property
+    def db(self) -> DbEngine:
+        return self.boot.db
+
+    @property
+    def repo(self) -> Repo:
+        return self.boot.repo
+
+    def run(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        """Start the background loops of this process's roles; they end when ``stop`` is
+        set (then await them, or call :meth:`aclose`)."""
+        settings, roles = self.settings, self.roles
+        loops: list[tuple[str, Coroutine[Any, Any, None]]] = [
+            ("dedup-purge", self.dedup.run_forever(stop))
+        ]
+        if roles.api:
+            loops.append(("alert-feed", self.live.feed.run_forever(stop)))
+        if roles.live_sessions:
+            loops.append(("stream-sessions", self.live.supervisor.run_forever(stop)))
+        if self.worker is not None:
+            retention = MediaRetention(self.jobs, settings.jobs)
+            loops += [
+                ("worker", self.worker.run_forever(stop)),
+                ("retention", retention.run_forever(stop)),
+                (
+                    "live-thumbnails",
+                    self.live.thumbnails.run_forever(stop, settings.jobs.media_sweep_s),
+                ),
+            ]
+        if roles.dispatch:
+            loops.append(("dispatcher", self.dispatcher.run_forever(stop)))
+        started = [asyncio.create_task(coro, name=name) for name, coro in loops]
+        self._tasks.extend(started)
+        return started
+
+    async def aclose(self) -> None:
+        """Wait for the background loops (their ``stop`` must be set, or they are
+        cancelled), then close the dispatcher, the queue, the engine and the database."""
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=30)
+            for t in still:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+        await self.dispatcher.aclose()
+        await self.queue.close()
+        await self.core.aclose()
+        self.boot.db.dispose()
+
+
+async def build_components(
+    settings: Settings,
+    roles: Roles,
+    *,
+    engine: Engine | None = None,
+    on_bootstrap: Callable[[Bootstrap], None] | None = None,
+) -> Components:
+    """Migrate the database and build every part ``roles`` needs (nothing runs yet: see
+    :meth:`Components.run`). ``engine`` lends loaded models (tests and benchmarks)."""
+    boot = await asyncio.to_thread(bootstrap, settings, create_admin_key=roles.api)
+    if on_bootstrap is not None:
+        on_bootstrap(boot)
+    core = await build_core(settings, engine=engine, repo=boot.repo)
+    sessions = session_factory(boot.db)
+    queue = make_queue(settings.jobs, sessions)
+    await queue.start()
+    jobs = JobService.from_settings(settings, sessions, queue)
+    dedup = Dedup(core.engine, sessions, settings.dedup)
+    await asyncio.to_thread(dedup.start)
+    rules = RuleBook(sessions)
+    url_policy = settings.fetch_policy()
+    live = _build_live(settings, sessions, core, rules)
+    if roles.api:
+        await asyncio.to_thread(live.streams.register_configured, settings.live.streams)
+    dispatcher = Dispatcher(sessions, settings.delivery, url_policy=url_policy)
+    worker = None
+    if roles.jobs:
+        worker = Worker(core.engine, jobs, core.policies, settings.jobs, dedup=dedup)
+        if roles.dispatch:
+            worker.on_outcome = dispatcher.wake
+    return Components(
+        core=core,
+        roles=roles,
+        boot=boot,
+        sessions=sessions,
+        queue=queue,
+        jobs=jobs,
+        dedup=dedup,
+        rules=rules,
+        live=live,
+        dispatcher=dispatcher,
+        worker=worker,
+    )
+
+
+def _build_live(
+    settings: Settings, sessions: sessionmaker[Session], core: Core, rules: RuleBook
+) -> Live:
+    streams = StreamService(sessions, settings.live, settings.fetch_policy())
+    thumbnails = LiveThumbnails.under(
+        settings.data_dir, retention_s=settings.jobs.media_retention_s
+    )
+    alerts = AlertService(sessions, settings.live, streams)
+    processor = FrameProcessor(
+        core.engine,
+        core.policies,
+        rules,
+        streams,
+        alerts,
+        thumbnails if settings.live.thumbnails else None,
+    )
+    return Live(
+        streams=streams,
+        alerts=alerts,
+        thumbnails=thumbnails,
+        processor=processor,
+        pushed=PushedFrames(core.engine, streams, processor, settings.live),
+        supervisor=StreamSupervisor(streams, processor, settings.live),
+        feed=AlertFeed(sessions),
+    )
