@@ -1,9 +1,12 @@
-"""URL extraction, normalisation, registrable domains and code payload formats."""
+"""URL extraction, normalisation, registrable domains, code payload formats, and where a
+result's URLs were found."""
 
 from __future__ import annotations
 
 import pytest
 
+from bastion.results import Code, TextLine, UrlOrigin
+from bastion.text.url_origins import distinct_urls, url_origins
 from bastion.text.urls import (
     extract_urls,
     normalize_url,
@@ -201,3 +204,50 @@ def test_long_input_is_fast() -> None:
     start = time.perf_counter()
     assert extract_urls(text) == ["http://example.com/"]
     assert time.perf_counter() - start < 2.0
+
+
+def _line(text: str, frame: int | None = None) -> TextLine:
+    return TextLine(text=text, confidence=90, engine="t", frame=frame)
+
+
+def _code(text: str, frame: int | None = None) -> Code:
+    return Code(format="QRCode", text=text, urls=urls_from_payload(text), frame=frame)
+
+
+def test_url_origins_list_every_place_codes_first() -> None:
+    codes = [_code("Hello"), _code("https://a-shop.org/x", frame=2), _code("URLTO:b-shop.com")]
+    text = [
+        _line("nothing here"),
+        _line("see b-shop.com and c-shop.net", frame=1),
+        _line("A-SHOP.ORG/x again"),
+    ]
+    origins = url_origins(codes, text)
+    assert origins == [
+        UrlOrigin(url="https://a-shop.org/x", source="codes", index=1, frame=2),
+        UrlOrigin(url="http://b-shop.com/", source="codes", index=2),
+        UrlOrigin(url="http://b-shop.com/", source="text", index=1, frame=1),
+        UrlOrigin(url="http://c-shop.net/", source="text", index=1, frame=1),
+        UrlOrigin(url="http://a-shop.org/x", source="text", index=2),
+    ]
+    # each origin points at a code or line that carries its URL
+    for o in origins:
+        found = codes[o.index].urls if o.source == "codes" else extract_urls(text[o.index].text)
+        assert o.url in found
+    assert distinct_urls(origins) == [
+        "https://a-shop.org/x",
+        "http://b-shop.com/",
+        "http://c-shop.net/",
+        "http://a-shop.org/x",
+    ]
+    assert distinct_urls(origins, ["codes"]) == ["https://a-shop.org/x", "http://b-shop.com/"]
+    assert distinct_urls(origins, ["text"]) == [
+        "http://b-shop.com/",
+        "http://c-shop.net/",
+        "http://a-shop.org/x",
+    ]
+
+
+def test_url_origins_of_nothing() -> None:
+    assert url_origins([], []) == []
+    assert url_origins([_code("5901234123457")], [_line("3.50 e.g. photo.jpg")]) == []
+    assert distinct_urls([]) == []

@@ -9,6 +9,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 Decision = Literal["allow", "review", "block"]
+UrlSource = Literal["codes", "text"]
+
+RESULT_FORMAT = 2
+"""Version of the :class:`ModerationResult` layout. Results are stored as JSON and reused
+(:mod:`bastion.dedup`); this number is part of what they are stored under, so it goes up
+whenever a stored result would no longer read back as a complete, correct result."""
 
 
 class Box(BaseModel):
@@ -75,6 +81,24 @@ class Code(BaseModel):
     urls: list[str] = Field(default_factory=list)
     box: Box | None = None
     frame: int | None = None
+
+
+class UrlOrigin(BaseModel):
+    """One place a URL of the result was found: a decoded code or an OCR text line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="The URL, normalised as in the result's `urls`.")
+    source: UrlSource = Field(
+        description="'codes': a decoded QR code or barcode; 'text': an OCR text line."
+    )
+    index: int = Field(
+        ge=0,
+        description="Position of that code in the result's `codes`, or of that line in its `text`.",
+    )
+    frame: int | None = Field(
+        None, description="Frame index for animated images (that of the code or line)."
+    )
 
 
 class Face(BaseModel):
@@ -155,6 +179,11 @@ class ModerationResult(BaseModel):
     text: list[TextLine]
     codes: list[Code]
     urls: list[str]
+    url_origins: list[UrlOrigin] = Field(
+        default_factory=list,
+        description="Where each URL of `urls` was found: one entry per code or text line "
+        "carrying it, codes first, each in the order of `codes` and `text`.",
+    )
     faces: list[Face]
     face_count: int
     hashes: dict[str, Any]

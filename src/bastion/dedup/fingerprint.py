@@ -1,8 +1,12 @@
 """What a stored result depends on, as short fingerprints.
 
-The *model* fingerprint covers Bastion's version, every loaded analyzer's name, kind,
-model version and result-affecting settings, and how many frames of an animation are
+The *model* fingerprint covers Bastion's version, the layout of a stored result
+(:data:`~bastion.results.RESULT_FORMAT`), every loaded analyzer's name, kind, model
+version and result-affecting settings, and how many frames of an animation are
 analysed: when any of them changes, stored results stop being used and are purged.
+The layout counts because a stored result is read back with defaults for the fields
+it lacks: one stored without ``url_origins`` would read back with none, and rules on
+URLs written in the picture would miss them.
 The *scope* adds the effective policy (its content version) and its compiled word
 and domain lists: a stored result is reused only within the same scope.
 """
@@ -18,6 +22,7 @@ from bastion import __version__
 from bastion.analyzers import Analyzer
 from bastion.policy.lists import CompiledLists
 from bastion.policy.model import Policy
+from bastion.results import RESULT_FORMAT
 
 # analyzer settings that change how fast results come, not what they say
 _NOT_RESULT_AFFECTING = {"enabled", "max_batch_size", "max_wait_ms"}
@@ -29,10 +34,12 @@ def _digest(value: Any) -> str:
 
 
 def model_fingerprint(analyzers: Mapping[str, Analyzer[Any, Any]], max_frames: int) -> str:
-    """Fingerprint of the loaded analyzers (names, kinds, versions, settings)."""
+    """Fingerprint of the result layout and the loaded analyzers (names, kinds, versions,
+    settings)."""
     return _digest(
         {
             "bastion": __version__,
+            "result_format": RESULT_FORMAT,
             "max_frames": max_frames,
             "analyzers": [
                 {

@@ -1,8 +1,10 @@
 """Turning a stored result into the answer for a near-duplicate image.
 
-The findings (decision, reasons, labels, tags, text, codes, faces) are the stored
-image's; what describes the request's own image is replaced: the media facts, the
-hashes, and boxes scaled to its size (near duplicates are mostly resized copies).
+The findings (decision, reasons, labels, tags, text, codes, URLs, faces) are the
+stored image's; what describes the request's own image is replaced: the media facts,
+the hashes, and boxes scaled to its size (near duplicates are mostly resized copies).
+Text lines and codes keep their order, so the URL origins, which point at them by
+position, are kept as stored.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from bastion.policy.model import Lists
 from bastion.results import Label, ModerationResult
 from bastion.rules.compiled import CompiledRule, ResolvedRules
 from bastion.rules.spec import Action
-from bastion.text.urls import extract_urls
 
 ConditionKind = Literal["categories", "text", "urls", "lists"]
 _MAX_SHOWN = 10
@@ -152,13 +151,10 @@ def _text(rule: CompiledRule, result: ModerationResult) -> ConditionCheck:
 
 
 def _frame_urls(rule: CompiledRule, result: ModerationResult) -> list[str]:
+    """The distinct URLs the rule's sources gave the frame, codes' first: those the engine
+    found (:attr:`~bastion.results.ModerationResult.url_origins`), not searched again."""
     sources = rule.spec.urls.sources if rule.spec.urls is not None else []
-    urls: list[str] = []
-    if "codes" in sources:
-        urls += [u for code in result.codes for u in code.urls]
-    if "text" in sources:
-        urls += [u for line in result.text for u in extract_urls(line.text)]
-    return list(dict.fromkeys(urls))
+    return list(dict.fromkeys(o.url for o in result.url_origins if o.source in sources))
 
 
 def _urls(rule: CompiledRule, result: ModerationResult) -> ConditionCheck:

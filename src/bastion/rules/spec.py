@@ -9,15 +9,17 @@ runs, and its rules. A rule fires when a label of one of its ``categories`` reac
 lists) holds.
 
 Field checks (ranges, names, regular expressions, categories) point at the item;
-checks across fields run in :mod:`bastion.rules.checks` and are reported through the
-``rule_checks`` error type with a path of their own.
+checks across fields (a rule with no condition, duplicate names, the regular
+expressions of a rule set together) are at the end of this module and are reported
+through the ``rule_checks`` error type with a path of their own. Whether a rule could
+fire under its policy is not a property of the document: see :mod:`bastion.rules.checks`.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import idna
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -25,18 +27,12 @@ from pydantic_core import PydanticCustomError
 
 from bastion.policy import taxonomy
 from bastion.policy.model import POLICY_NAME
-from bastion.rules.checks import (
-    document_issues,
-    rule_issues,
-    rule_set_issues,
-    similarity_issues,
-)
-from bastion.rules.errors import Issue, dotted
+from bastion.results import UrlSource
+from bastion.rules.errors import Issue, Path, dotted
 from bastion.rules.regex import MAX_PATTERN_CHARS, RegexRefused, compile_regex
 
 Action = Literal["alert", "auto_stop"]
 HashKind = Literal["pdq", "dhash"]
-UrlSource = Literal["codes", "text"]
 ListName = Literal["blocked_words", "blocked_domains"]
 _ALL_SOURCES: tuple[UrlSource, ...] = ("codes", "text")
 
@@ -52,6 +48,11 @@ MAX_REGEXES = 20  # per text or urls condition
 MAX_WORDS = 1000  # words of a text condition, domains of a urls condition
 MAX_CATEGORIES = 200
 MAX_TIERS = 32
+# One rule set's regular expressions together: how many, and how large their RE2
+# programs may be (every one is kept compiled while the rule set is in use).
+MAX_RULE_SET_REGEXES = 200
+MAX_RULE_SET_PROGRAM = 200_000
+HASH_BITS: dict[str, int] = {"pdq": 256, "dhash": 64}
 REGEX_ERRORS = ("bad_regex", "regex_unsupported", "regex_too_large")
 
 
@@ -214,7 +215,7 @@ class RuleSpec(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> RuleSpec:
-        raise_issues(rule_issues(self))
+        raise_issues(_rule_issues(self))
         return self
 
 
@@ -235,7 +236,7 @@ class IgnoreSimilar(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> IgnoreSimilar:
-        raise_issues(similarity_issues(self))
+        raise_issues(_similarity_issues(self))
         return self
 
 
@@ -293,7 +294,7 @@ class RuleSetSpec(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> RuleSetSpec:
-        raise_issues(rule_set_issues(self))
+        raise_issues(_rule_set_issues(self))
         return self
 
     @property
@@ -314,7 +315,7 @@ class RulesDocument(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> RulesDocument:
-        raise_issues(document_issues(self))
+        raise_issues(_document_issues(self))
         return self
 
 
@@ -327,3 +328,165 @@ def raise_issues(issues: Sequence[Issue]) -> None:
         raise PydanticCustomError(
             "rule_checks", "{summary}", {"summary": summary, "issues": list(issues)}
         )
+
+
+# ---- checks across fields ------------------------------------------------------------
+
+
+def _default(model: BaseModel, name: str) -> Any:
+    return type(model).model_fields[name].default
+
+
+def _rule_issues(rule: RuleSpec) -> list[Issue]:
+    out: list[Issue] = []
+    if not rule.categories and rule.text is None and rule.urls is None and rule.lists is None:
+        out.append(
+            Issue(
+                (),
+                f"rule {rule.name!r} has no categories and no text, urls or lists condition: "
+                "it would fire on every frame",
+            )
+        )
+    # a value other than the default: a full dump of a valid rule reads back as valid
+    if not rule.categories and rule.min_confidence != _default(rule, "min_confidence"):
+        out.append(
+            Issue(
+                ("min_confidence",),
+                "min_confidence applies to labels of 'categories' and this rule has none, "
+                "so it would never be used",
+            )
+        )
+    seen: dict[str, int] = {}
+    for i, cat in enumerate(rule.categories):
+        if cat in seen:
+            out.append(Issue(("categories", i), f"category {cat!r} listed twice"))
+        seen.setdefault(cat, i)
+    return out
+
+
+def _similarity_issues(similar: IgnoreSimilar) -> list[Issue]:
+    bits = HASH_BITS[similar.hash]
+    if similar.threshold < bits:
+        return []
+    return [
+        Issue(
+            ("threshold",),
+            f"a {similar.hash} hash has {bits} bits: a threshold of {similar.threshold} "
+            f"would call every frame similar and skip all but the first (use at most "
+            f"{bits - 1})",
+        )
+    ]
+
+
+def _rule_set_issues(rs: RuleSetSpec) -> list[Issue]:
+    out: list[Issue] = []
+    if rs.channel is not None and rs.channel_pattern is not None:
+        out.append(
+            Issue(
+                ("channel_pattern",),
+                "give either 'channel' (one channel, exact name) or 'channel_pattern' "
+                "(a global rule set), not both",
+            )
+        )
+    elif rs.channel is None and rs.channel_pattern is None:
+        out.append(
+            Issue(
+                (),
+                "give 'channel' (one channel, exact name) or 'channel_pattern' "
+                "(a global rule set, e.g. '.*' for every channel)",
+            )
+        )
+    if rs.channel is not None and rs.priority != _default(rs, "priority"):
+        out.append(
+            Issue(
+                ("priority",),
+                "priority orders global rule sets; a channel rule set always wins over them",
+            )
+        )
+    first: dict[str, int] = {}
+    for i, rule in enumerate(rs.rules):
+        if rule.name in first:
+            out.append(
+                Issue(
+                    ("rules", i, "name"),
+                    f"rule name {rule.name!r} used twice (first at rules.{first[rule.name]})",
+                )
+            )
+        first.setdefault(rule.name, i)
+    if rs.enabled and not any(r.enabled for r in rs.rules):
+        out.append(Issue(("rules",), "every rule is disabled: the rule set could never fire"))
+    out.extend(_regex_budget_issues(rs))
+    return out
+
+
+def _regexes(rs: RuleSetSpec) -> list[tuple[Path, str, bool]]:
+    found: list[tuple[Path, str, bool]] = []
+    if rs.channel_pattern is not None:
+        found.append((("channel_pattern",), rs.channel_pattern, False))
+    for i, rule in enumerate(rs.rules):
+        for kind, cond in (("text", rule.text), ("urls", rule.urls)):
+            if cond is not None:
+                found += [
+                    (("rules", i, kind, "regex", j), p, cond.ignore_case)
+                    for j, p in enumerate(cond.regex)
+                ]
+    return found
+
+
+def _regex_budget_issues(rs: RuleSetSpec) -> list[Issue]:
+    """The first regular expression over the rule set's budget (their count, then the
+    size of their RE2 programs together)."""
+    found = _regexes(rs)
+    if len(found) > MAX_RULE_SET_REGEXES:
+        path = found[MAX_RULE_SET_REGEXES][0]
+        return [
+            Issue(
+                path,
+                f"a rule set may hold at most {MAX_RULE_SET_REGEXES} regular expressions; "
+                f"this one has {len(found)}",
+                code="regex_too_large",
+            )
+        ]
+    total = 0
+    for path, pattern, ignore_case in found:
+        try:
+            total += compile_regex(pattern, ignore_case=ignore_case).program_size
+        except RegexRefused:  # reported where the pattern is validated
+            continue
+        if total > MAX_RULE_SET_PROGRAM:
+            return [
+                Issue(
+                    path,
+                    "the rule set's regular expressions together compile to more than "
+                    f"{MAX_RULE_SET_PROGRAM} RE2 instructions; use fewer or simpler ones "
+                    "(a Unicode \\w costs about 1350)",
+                    code="regex_too_large",
+                )
+            ]
+    return []
+
+
+def _document_issues(doc: RulesDocument) -> list[Issue]:
+    out: list[Issue] = []
+    names: dict[str, int] = {}
+    channels: dict[str, int] = {}
+    for i, rs in enumerate(doc.rule_sets):
+        if rs.name in names:
+            out.append(
+                Issue(
+                    ("rule_sets", i, "name"),
+                    f"rule set name {rs.name!r} used twice (first at rule_sets.{names[rs.name]})",
+                )
+            )
+        names.setdefault(rs.name, i)
+        if rs.channel is not None:
+            if rs.channel in channels:
+                out.append(
+                    Issue(
+                        ("rule_sets", i, "channel"),
+                        f"channel {rs.channel!r} already has a rule set "
+                        f"(rule_sets.{channels[rs.channel]})",
+                    )
+                )
+            channels.setdefault(rs.channel, i)
+    return out
