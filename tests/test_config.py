@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bastion.analyzers import BUILT_IN
 from bastion.config import ConfigFileError, Settings, load_settings
 
 
@@ -40,12 +41,37 @@ def test_analyzer_configs_validate_per_type(tmp_path: Path) -> None:
     s = load_settings(cfg)
     assert [a.type for a in s.analyzers] == ["labels", "codes"]
     assert s.analyzers[0].top_k == 3  # type: ignore[attr-defined]
-    with pytest.raises(ValidationError, match="unknown analyzer type"):
+    with pytest.raises(ValidationError, match="unknown analyzer type") as info:
         Settings(analyzers=[{"type": "nope"}])
+    assert f"unknown analyzer type 'nope'; known: {sorted(BUILT_IN)}" in str(info.value)
+    with pytest.raises(ValidationError, match="unknown analyzer type 'nope'"):
+        Settings(analyzers=["codes", "nope"])
+    with pytest.raises(ValidationError, match="needs a 'type'"):
+        Settings(analyzers=[{"top_k": 3}])
+    assert [a.type for a in Settings(analyzers=["codes", "hashes"]).analyzers] == [
+        "codes",
+        "hashes",
+    ]
     with pytest.raises(ValidationError, match="top_kk"):
         Settings(analyzers=[{"type": "labels", "top_kk": 3}])
     with pytest.raises(ValidationError, match="used twice"):
         Settings(analyzers=[{"type": "codes"}, {"type": "codes"}])
+
+
+def test_settings_schema_shows_each_analyzer_type_with_its_own_fields() -> None:
+    schema = Settings.model_json_schema()
+    items = schema["properties"]["analyzers"]["items"]
+    mapping = items["discriminator"]["mapping"]
+    assert items["discriminator"]["propertyName"] == "type"
+    assert set(mapping) == set(BUILT_IN) and len(items["oneOf"]) == len(BUILT_IN)
+    for kind, cls in BUILT_IN.items():
+        model = schema["$defs"][mapping[kind].rsplit("/", 1)[1]]
+        assert model["properties"]["type"]["const"] == kind
+        assert set(model["properties"]) == set(cls.config_model.model_fields)
+        assert model["additionalProperties"] is False
+    defs = {kind: schema["$defs"][ref.rsplit("/", 1)[1]] for kind, ref in mapping.items()}
+    assert "top_k" in defs["labels"]["properties"] and "top_k" not in defs["codes"]["properties"]
+    assert "formats" in defs["codes"]["properties"]
 
 
 def test_unknown_settings_are_refused(tmp_path: Path) -> None:

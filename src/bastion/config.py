@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
+from collections.abc import Iterable
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,9 +18,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from bastion.analyzers import BUILT_IN, Analyzer
 from bastion.analyzers.base import AnalyzerConfig
 from bastion.dedup.config import DedupConfig
-from bastion.delivery.schedule import DeliveryConfig
+from bastion.delivery.config import DeliveryConfig
 from bastion.jobs.config import JobsConfig
 from bastion.live.config import LiveConfig
 from bastion.media.fetch import FetchPolicy
@@ -29,31 +33,50 @@ from bastion.runtime.config import RuntimeConfig
 DEFAULT_ANALYZERS = ("nsfw", "labels", "ocr", "codes", "faces", "hashes")
 
 
-def _parse_analyzers(value: Any) -> Any:
-    """Turn ``[{type: ..., ...}]`` into the registered config model of each type."""
-    from bastion.analyzers import registry  # imports the built-in analyzers
+def _analyzer_config_union(analyzers: Iterable[type[Analyzer[Any, Any]]]) -> Any:
+    """The type of one ``analyzers`` entry: the config models of ``analyzers``, told apart
+    by ``type`` (a pydantic discriminated union, so the JSON schema shows each one's fields).
 
-    if not isinstance(value, list):
-        return value
-    out: list[Any] = []
-    kinds = registry()
-    for item in value:
-        if isinstance(item, AnalyzerConfig):
-            out.append(item)
-            continue
-        if isinstance(item, str):
-            item = {"type": item}
-        if not isinstance(item, dict) or "type" not in item:
+    A bare type name is short for ``{type: name}``. An entry without a ``type``, or with
+    one of none of ``analyzers``, is refused with a message naming it and the known types.
+    """
+    models = {cls.kind: cls.config_model for cls in analyzers}
+    known = sorted(models)
+
+    def entry(value: Any) -> Any:
+        if isinstance(value, str):
+            value = {"type": value}
+        if isinstance(value, AnalyzerConfig):
+            tag = value.type
+        elif isinstance(value, dict) and "type" in value:
+            tag = value["type"]
+        else:
             raise ValueError("each analyzer needs a 'type'")
-        cls = kinds.get(str(item["type"]))
-        if cls is None:
-            raise ValueError(f"unknown analyzer type {item['type']!r}; known: {sorted(kinds)}")
-        out.append(cls.config_model.model_validate(item))
-    names = [c.name or c.type for c in out]
+        if not isinstance(tag, str) or tag not in models:
+            raise ValueError(f"unknown analyzer type {tag!r}; known: {known}")
+        return value
+
+    union = functools.reduce(operator.or_, dict.fromkeys(models.values()))
+    return Annotated[union, Field(discriminator="type"), BeforeValidator(entry)]
+
+
+if TYPE_CHECKING:
+    AnyAnalyzerConfig = AnalyzerConfig
+else:
+    # the built-in analyzers, fixed once: kinds registered later never change the settings
+    AnyAnalyzerConfig = _analyzer_config_union(BUILT_IN.values())
+
+
+def _unique_names(configs: list[AnalyzerConfig]) -> list[AnalyzerConfig]:
+    names = [c.name or c.type for c in configs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ValueError(f"analyzer names used twice: {sorted(dup)} (set 'name' to tell apart)")
-    return out
+    return configs
+
+
+def _default_analyzers() -> list[AnalyzerConfig]:
+    return [BUILT_IN[t].config_model.model_validate({"type": t}) for t in DEFAULT_ANALYZERS]
 
 
 # The configuration file is read like every other YAML document: bounded, no aliases,
@@ -168,9 +191,10 @@ class Settings(BaseSettings):
     url_fetch: UrlFetchConfig = Field(default_factory=UrlFetchConfig)
     limits: MediaLimits = Field(default_factory=MediaLimits)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    analyzers: Annotated[list[AnalyzerConfig], BeforeValidator(_parse_analyzers)] = Field(
-        default_factory=lambda: _parse_analyzers(list(DEFAULT_ANALYZERS)),
-        description="Analyzer instances to load, each with its own settings.",
+    analyzers: Annotated[list[AnyAnalyzerConfig], AfterValidator(_unique_names)] = Field(
+        default_factory=_default_analyzers,
+        description="Analyzer instances to load, each with its own settings; `type` picks "
+        "the analyzer (a bare type name is short for `{type: name}`).",
     )
     policies_dir: Path | None = Field(
         None, description="A folder of extra YAML policies offered to every tenant."

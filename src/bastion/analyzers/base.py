@@ -1,9 +1,28 @@
-"""The Analyzer interface and its registry.
+"""The analyzer contract: what an analyzer reads, how it is fed, and the registry.
 
-An analyzer is one small class: a ``kind`` (its registry name), a pydantic config
-model, a version, the taxonomy labels it can emit, ``preprocess(frame)`` (runs in a
-worker thread, once per frame) and ``analyze(batch)`` (runs once per gathered batch).
-Subclasses register themselves by ``kind``; adding a model is adding one module.
+An analyzer is one class in one module of this package. It declares
+
+- ``kind``: its registry name, which is also the ``type`` of its entries in the
+  settings' ``analyzers`` list;
+- ``config_model``: a pydantic model derived from :class:`AnalyzerConfig` with
+  ``type: Literal["<kind>"]`` and the analyzer's own fields (the settings validate each
+  entry against the model its ``type`` names);
+- the :class:`ContentKind` it consumes, by deriving from the base class of that kind:
+  :class:`FrameAnalyzer` (decoded image frames, :class:`~bastion.media.types.Frame`),
+  :class:`AudioAnalyzer` (:class:`~bastion.media.types.AudioWindow`),
+  :class:`TextAnalyzer` (one line of text another analyzer read,
+  :class:`~bastion.media.types.TextInput`) or :class:`EmbeddingAnalyzer` (a vector
+  another analyzer made of a frame, :class:`~bastion.media.types.EmbeddingInput`);
+- ``input``: in words, what its model gets, made from that content (listed by
+  ``GET /v1/analyzers``);
+- a model name, a version and the taxonomy labels it can emit;
+- ``preprocess(item)``, run in a worker thread once per input, and ``analyze(batch)``,
+  run once per gathered batch and returning one output per input, in order.
+
+Defining such a class registers it by ``kind``. Adding an analyzer is writing that one
+module and importing it in the package's ``__init__``, which makes it one of the
+analyzers the settings accept. Which inputs each content kind gets, and when, is the
+engine's business (:mod:`bastion.pipeline.stages`); the analyzer only sees its items.
 """
 
 from __future__ import annotations
@@ -12,14 +31,28 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.media.types import Frame
+from bastion.media.types import AudioWindow, EmbeddingInput, Frame, TextInput
 from bastion.results import AnalyzerOutput
 from bastion.runtime.config import RuntimeConfig
+
+
+class ContentKind(StrEnum):
+    """What an analyzer reads: one item of this kind per ``preprocess`` call."""
+
+    IMAGE_FRAME = "image_frame"
+    """A decoded picture: a still image, a sampled frame of an animation or a video."""
+    AUDIO_WINDOW = "audio_window"
+    """A stretch of mono audio from the media."""
+    TEXT = "text"
+    """One line of text another analyzer read in a frame (OCR today)."""
+    EMBEDDING = "embedding"
+    """A feature vector another analyzer made of a frame."""
 
 
 class AnalyzerConfig(BaseModel):
@@ -32,9 +65,11 @@ class AnalyzerConfig(BaseModel):
         None, description="Instance name used in policies and results; defaults to the type."
     )
     enabled: bool = Field(True, description="Load and offer this analyzer.")
-    max_batch_size: int = Field(16, ge=1, le=1024, description="Most frames per model call.")
+    max_batch_size: int = Field(
+        16, ge=1, le=1024, description="Most inputs (frames, lines, ...) per model call."
+    )
     max_wait_ms: float = Field(
-        4.0, ge=0, le=1000, description="How long a batch waits for more frames before running."
+        4.0, ge=0, le=1000, description="How long a batch waits for more inputs before running."
     )
 
 
@@ -50,6 +85,8 @@ class RuntimeContext:
 
 
 class AnalyzerInfo(BaseModel):
+    """One loaded analyzer as ``GET /v1/analyzers`` lists it."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -60,7 +97,11 @@ class AnalyzerInfo(BaseModel):
     emits: list[str] = Field(
         description="Kinds of output: labels, tags, text, codes, faces, hashes, embedding."
     )
-    consumes: str = Field(description="The input each model call gets, made from the frame.")
+    consumes: ContentKind = Field(
+        description="What the analyzer reads: image frames, audio windows, text lines "
+        "read by another analyzer, or embeddings made by another analyzer."
+    )
+    input: str = Field(description="What each model call gets, made from that content.")
     provider: str | None = None
     description: str
 
@@ -72,18 +113,27 @@ _REGISTRY: dict[str, type[Analyzer[Any, Any]]] = {}
 
 
 class Analyzer(ABC, Generic[C, P]):
-    """Base class for every analyzer. ``P`` is the preprocessed form of one frame."""
+    """What every analyzer has. ``C`` is its config model, ``P`` the preprocessed form of
+    one input.
+
+    Analyzers derive from the base class of the content they read
+    (:class:`FrameAnalyzer`, :class:`AudioAnalyzer`, :class:`TextAnalyzer`,
+    :class:`EmbeddingAnalyzer`), which sets ``consumes`` and the type ``preprocess``
+    takes; a class that sets ``kind`` without one is refused.
+    """
 
     kind: ClassVar[str]
     config_model: ClassVar[type[AnalyzerConfig]]
+    consumes: ClassVar[ContentKind]
+    input: ClassVar[str]
     description: ClassVar[str] = ""
     emits: ClassVar[tuple[str, ...]] = ("labels",)
-    consumes: ClassVar[str] = "RGB frame"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         kind = cls.__dict__.get("kind")
         if kind:
+            _check_declaration(cls, kind)
             if kind in _REGISTRY and _REGISTRY[kind] is not cls:
                 raise TypeError(f"analyzer kind {kind!r} registered twice")
             _REGISTRY[kind] = cls
@@ -119,8 +169,9 @@ class Analyzer(ABC, Generic[C, P]):
         return None
 
     @abstractmethod
-    def preprocess(self, frame: Frame) -> P:
-        """Turn one decoded frame into this analyzer's input (runs in a worker thread)."""
+    def preprocess(self, item: Any) -> P:
+        """Turn one item of the kind this analyzer consumes into its model's input (runs
+        in a worker thread). The per-kind base classes give ``item`` its type."""
 
     @abstractmethod
     def analyze(self, batch: Sequence[P]) -> list[AnalyzerOutput]:
@@ -135,8 +186,70 @@ class Analyzer(ABC, Generic[C, P]):
             categories=self.categories(),
             emits=list(self.emits),
             consumes=self.consumes,
+            input=self.input,
             provider=self.provider,
             description=self.description or (self.__doc__ or "").strip().split("\n")[0],
+        )
+
+
+class FrameAnalyzer(Analyzer[C, P]):
+    """An analyzer of decoded image frames."""
+
+    consumes: ClassVar[ContentKind] = ContentKind.IMAGE_FRAME
+    input: ClassVar[str] = "RGB frame"
+
+    @abstractmethod
+    def preprocess(self, frame: Frame) -> P:
+        """Turn one decoded frame into this analyzer's model input."""
+
+
+class AudioAnalyzer(Analyzer[C, P]):
+    """An analyzer of audio windows."""
+
+    consumes: ClassVar[ContentKind] = ContentKind.AUDIO_WINDOW
+    input: ClassVar[str] = "mono float32 audio window"
+
+    @abstractmethod
+    def preprocess(self, window: AudioWindow) -> P:
+        """Turn one audio window into this analyzer's model input."""
+
+
+class TextAnalyzer(Analyzer[C, P]):
+    """An analyzer of the text lines other analyzers read."""
+
+    consumes: ClassVar[ContentKind] = ContentKind.TEXT
+    input: ClassVar[str] = "one text line"
+
+    @abstractmethod
+    def preprocess(self, line: TextInput) -> P:
+        """Turn one text line into this analyzer's model input."""
+
+
+class EmbeddingAnalyzer(Analyzer[C, P]):
+    """An analyzer of the embeddings other analyzers made (e.g. a head over ``labels``')."""
+
+    consumes: ClassVar[ContentKind] = ContentKind.EMBEDDING
+    input: ClassVar[str] = "one embedding vector"
+
+    @abstractmethod
+    def preprocess(self, embedding: EmbeddingInput) -> P:
+        """Turn one embedding into this analyzer's model input."""
+
+
+def _check_declaration(cls: type[Analyzer[Any, Any]], kind: str) -> None:
+    """Refuse an analyzer class whose declaration the engine or the settings could not use."""
+    if not isinstance(getattr(cls, "consumes", None), ContentKind):
+        raise TypeError(
+            f"analyzer {kind!r} must derive from FrameAnalyzer, AudioAnalyzer, TextAnalyzer "
+            "or EmbeddingAnalyzer"
+        )
+    model = getattr(cls, "config_model", None)
+    tag = None
+    if isinstance(model, type) and issubclass(model, AnalyzerConfig):
+        tag = model.model_fields["type"].annotation
+    if get_origin(tag) is not Literal or get_args(tag) != (kind,):
+        raise TypeError(
+            f"analyzer {kind!r} needs a config_model with the field type: Literal[{kind!r}]"
         )
 
 

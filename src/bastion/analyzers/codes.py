@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext
+from bastion.analyzers.base import AnalyzerConfig, FrameAnalyzer, RuntimeContext
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput, Box, Code
@@ -70,11 +70,11 @@ class CodesInput:
     height: int
 
 
-class CodesAnalyzer(Analyzer[CodesConfig, CodesInput]):
+class CodesAnalyzer(FrameAnalyzer[CodesConfig, CodesInput]):
     """QR codes and barcodes (zxing-cpp) with the URLs in their payloads."""
 
     kind = "codes"
-    consumes: ClassVar[str] = "greyscale frame, longer side ≤ max_side (2560)"
+    input: ClassVar[str] = "greyscale frame, longer side ≤ max_side (2560)"
     config_model = CodesConfig
     emits = ("codes", "labels")
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext
+from bastion.analyzers.base import AnalyzerConfig, FrameAnalyzer, RuntimeContext
 from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput, Box, Face
 
@@ -83,11 +83,11 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     return inter / union if union else 0.0
 
 
-class FacesAnalyzer(Analyzer[FacesConfig, FacesInput]):
+class FacesAnalyzer(FrameAnalyzer[FacesConfig, FacesInput]):
     """Faces (OpenCV Haar cascades): boxes and count."""
 
     kind = "faces"
-    consumes: ClassVar[str] = "equalised greyscale frame, longer side ≤ max_side (640)"
+    input: ClassVar[str] = "equalised greyscale frame, longer side ≤ max_side (640)"
     config_model = FacesConfig
     emits = ("faces",)
 

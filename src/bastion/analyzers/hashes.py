@@ -1,12 +1,10 @@
-"""Perceptual hashes of the pixels: PDQ (256 bits, with quality) and a 64-bit dHash.
+"""Perceptual hashes of the pixels in results: PDQ (256 bits, with quality) and a 64-bit
+dHash, as :mod:`bastion.media.hashing` computes them (what they are, how they are
+written, why large frames are scaled down first).
 
-PDQ is written as 64 hex digits in the reference implementation's order (the same
-string other PDQ tools and shared hash lists use); ``pdq_quality`` (0-100) says how
-much detail the hash rests on: hashes below about 50 match poorly. The dHash is a
-cheap 64-bit difference hash (9×8 grey thumbnail, one bit per horizontal gradient) for
-near-duplicate skipping. Frames larger than ``max_side`` are area-averaged down first,
-which bounds the cost and moves a PDQ hash by only a few bits. The byte-level sha256
-is the pipeline's, not this analyzer's: it only sees pixels.
+The analyzer only plugs that module in, with its settings; stored results and live
+streams hash with the same module, so their hashes compare with the ones results carry.
+The byte-level sha256 is the pipeline's, not this analyzer's: it only sees pixels.
 """
 
 from __future__ import annotations
@@ -14,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext
+from bastion.analyzers.base import AnalyzerConfig, FrameAnalyzer, RuntimeContext
+from bastion.media.hashing import DEFAULT_MAX_SIDE, PerceptualHashes
 from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput
 
@@ -27,7 +26,7 @@ from bastion.results import AnalyzerOutput
 class HashesConfig(AnalyzerConfig):
     type: Literal["hashes"] = "hashes"
     max_side: int = Field(
-        1024,
+        DEFAULT_MAX_SIDE,
         ge=0,
         description="Frames with a longer side are area-averaged down to it before hashing "
         "(speed; PDQ moves by a few bits at most); 0 hashes at full size.",
@@ -36,42 +35,23 @@ class HashesConfig(AnalyzerConfig):
     dhash: bool = Field(True, description="Compute the 64-bit difference hash.")
 
 
-def hamming(a_hex: str, b_hex: str) -> int:
-    """Bits that differ between two hashes of the same length, written in hex."""
-    if len(a_hex) != len(b_hex):
-        raise ValueError(f"hash lengths differ: {len(a_hex)} != {len(b_hex)}")
-    return (int(a_hex, 16) ^ int(b_hex, 16)).bit_count()
-
-
-def bits_to_hex(bits: np.ndarray) -> str:
-    """Hex of a bit vector, first bit most significant."""
-    return np.packbits(np.asarray(bits, dtype=np.uint8).ravel()).tobytes().hex()
-
-
-def dhash(gray: np.ndarray) -> str:
-    """64-bit difference hash of a grey image: 16 hex digits."""
-    import cv2
-
-    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
-    return bits_to_hex(small[:, 1:] > small[:, :-1])
-
-
 @dataclass(frozen=True, slots=True)
 class HashesInput:
     rgb: np.ndarray
 
 
-class HashesAnalyzer(Analyzer[HashesConfig, HashesInput]):
+class HashesAnalyzer(FrameAnalyzer[HashesConfig, HashesInput]):
     """Perceptual hashes: PDQ with quality, and a 64-bit dHash."""
 
     kind = "hashes"
-    consumes: ClassVar[str] = "RGB frame, longer side ≤ 1024"
+    input: ClassVar[str] = "RGB frame, longer side ≤ 1024"
     config_model = HashesConfig
     emits = ("hashes",)
 
     def __init__(self, config: HashesConfig, context: RuntimeContext) -> None:
         super().__init__(config, context)
-        self._pdq: Any = None
+        self.hashing = PerceptualHashes(config.max_side, pdq=config.pdq, dhash=config.dhash)
+        """The hashes this analyzer reports, as :mod:`bastion.media.hashing` computes them."""
         self._version: str | None = None
 
     @property
@@ -91,35 +71,10 @@ class HashesAnalyzer(Analyzer[HashesConfig, HashesInput]):
         return []
 
     def load(self) -> None:
-        if self._pdq is None and self.config.pdq:
-            import pdqhash
-
-            self._pdq = pdqhash
+        self.hashing.load()
 
     def preprocess(self, frame: Frame) -> HashesInput:
-        import cv2
-
-        rgb: np.ndarray = np.ascontiguousarray(frame.rgb, dtype=np.uint8)
-        h, w = rgb.shape[:2]
-        limit = self.config.max_side
-        if limit and max(h, w) > limit:
-            s = limit / max(h, w)
-            size = (max(1, round(w * s)), max(1, round(h * s)))
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        return HashesInput(rgb=rgb)
+        return HashesInput(rgb=self.hashing.prepare(frame))
 
     def analyze(self, batch: Sequence[HashesInput]) -> list[AnalyzerOutput]:
-        self.load()
-        return [AnalyzerOutput(hashes=self._hashes(item.rgb)) for item in batch]
-
-    def _hashes(self, rgb: np.ndarray) -> dict[str, Any]:
-        import cv2
-
-        out: dict[str, Any] = {}
-        if self.config.pdq and self._pdq is not None:
-            bits, quality = self._pdq.compute(rgb)
-            out["pdq"] = bits_to_hex(bits)
-            out["pdq_quality"] = int(quality)
-        if self.config.dhash:
-            out["dhash"] = dhash(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-        return out
+        return [AnalyzerOutput(hashes=self.hashing.of_prepared(item.rgb)) for item in batch]

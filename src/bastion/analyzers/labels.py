@@ -19,7 +19,7 @@ import numpy.typing as npt
 from PIL import Image
 from pydantic import Field, field_validator
 
-from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext, file_version
+from bastion.analyzers.base import AnalyzerConfig, FrameAnalyzer, RuntimeContext, file_version
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput, Label, Tag
@@ -132,11 +132,11 @@ class LabelsConfig(AnalyzerConfig):
 Preprocessed = npt.NDArray[np.float32]
 
 
-class LabelsAnalyzer(Analyzer[LabelsConfig, Preprocessed]):
+class LabelsAnalyzer(FrameAnalyzer[LabelsConfig, Preprocessed]):
     """ImageNet tags, product and moderation hints and image embeddings (EfficientNet-Lite0)."""
 
     kind: ClassVar[str] = "labels"
-    consumes: ClassVar[str] = (
+    input: ClassVar[str] = (
         "RGB frame; shorter side resized to 256, centre crop 224×224, (x−127)/128"
     )
     config_model: ClassVar[type[AnalyzerConfig]] = LabelsConfig

@@ -65,7 +65,7 @@ import numpy.typing as npt
 from PIL import Image
 from pydantic import Field, field_validator
 
-from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext, file_version
+from bastion.analyzers.base import AnalyzerConfig, FrameAnalyzer, RuntimeContext, file_version
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
@@ -270,11 +270,11 @@ def safety_input(rgb: np.ndarray, *, mode: Literal["blurpad", "warp"] = "blurpad
     return np.ascontiguousarray(chw)
 
 
-class NsfwAnalyzer(Analyzer[NsfwConfig, NsfwInput]):
+class NsfwAnalyzer(FrameAnalyzer[NsfwConfig, NsfwInput]):
     """Explicit nudity, suggestive and gory content (open_nsfw + image-safety-classifier-s)."""
 
     kind: ClassVar[str] = "nsfw"
-    consumes: ClassVar[str] = (
+    input: ClassVar[str] = (
         "RGB frame → 224×224 BGR mean-subtracted NHWC (open_nsfw) and "
         "224×224 RGB blur-padded NCHW 0–255 (image-safety classifier)"
     )

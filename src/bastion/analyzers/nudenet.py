@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from bastion.analyzers.base import Analyzer, AnalyzerConfig, RuntimeContext, file_version
+from bastion.analyzers.base import AnalyzerConfig, FrameAnalyzer, RuntimeContext, file_version
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
 from bastion.models import yolo
@@ -102,11 +102,11 @@ class NudeNetConfig(DetectionConfig):
         return value
 
 
-class NudeNetAnalyzer(Analyzer[NudeNetConfig, yolo.Letterboxed]):
+class NudeNetAnalyzer(FrameAnalyzer[NudeNetConfig, yolo.Letterboxed]):
     """Exposed and covered body parts with boxes (NudeNet YOLOv8n, optional AGPL extra)."""
 
     kind: ClassVar[str] = "nudenet"
-    consumes: ClassVar[str] = "RGB frame letterboxed (top-left) to 320×320, 0–1"
+    input: ClassVar[str] = "RGB frame letterboxed (top-left) to 320×320, 0–1"
     config_model: ClassVar[type[AnalyzerConfig]] = NudeNetConfig
     emits: ClassVar[tuple[str, ...]] = ("labels", "tags")
 

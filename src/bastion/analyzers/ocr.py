@@ -37,9 +37,9 @@ import numpy as np
 from pydantic import Field
 
 from bastion.analyzers.base import (
-    Analyzer,
     AnalyzerConfig,
     AnalyzerInfo,
+    FrameAnalyzer,
     RuntimeContext,
     file_version,
 )
@@ -200,11 +200,11 @@ def bundled_models_dir() -> Path | None:
     return Path(spec.origin).parent / "models"
 
 
-class OcrAnalyzer(Analyzer[OcrConfig, OcrInput]):
+class OcrAnalyzer(FrameAnalyzer[OcrConfig, OcrInput]):
     """Reads text lines in images (PP-OCR via rapidocr, Tesseract for Korean and Thai)."""
 
     kind: ClassVar[str] = "ocr"
-    consumes: ClassVar[str] = (
+    input: ClassVar[str] = (
         "BGR frame, longer side ≤ max_side (1600); detection at ≥ det_side; "
         "line crops at 48 px height"
     )

@@ -155,7 +155,7 @@ class OnnxClassifierAnalyzer(ModelFileAnalyzer[OnnxClassifierConfig, FloatArray]
     """Top classes (tags) and mapped labels from a configured ONNX image classifier."""
 
     kind: ClassVar[str] = "onnx_classifier"
-    consumes: ClassVar[str] = "RGB/BGR frame resized, scaled and normalised as configured"
+    input: ClassVar[str] = "RGB/BGR frame resized, scaled and normalised as configured"
     default_model_name: ClassVar[str] = "onnx-classifier"
     config_model: ClassVar[type[AnalyzerConfig]] = OnnxClassifierConfig
     emits: ClassVar[tuple[str, ...]] = ("labels", "tags")

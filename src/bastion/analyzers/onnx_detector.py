@@ -59,7 +59,7 @@ class OnnxDetectorAnalyzer(ModelFileAnalyzer[OnnxDetectorConfig, yolo.Letterboxe
     """Detections (tags with boxes) and mapped labels from a configured YOLO ONNX model."""
 
     kind: ClassVar[str] = "onnx_detector"
-    consumes: ClassVar[str] = "RGB/BGR frame letterboxed to the model's input size, 0–1"
+    input: ClassVar[str] = "RGB/BGR frame letterboxed to the model's input size, 0–1"
     default_model_name: ClassVar[str] = "onnx-detector"
     config_model: ClassVar[type[AnalyzerConfig]] = OnnxDetectorConfig
     emits: ClassVar[tuple[str, ...]] = ("labels", "tags")

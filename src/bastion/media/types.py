@@ -1,4 +1,10 @@
-"""What the media layer hands to analyzers: decoded frames, decoded once."""
+"""What analyzers read: decoded frames (decoded once), and the other kinds of input.
+
+:class:`Frame` is what the media layer decodes. :class:`AudioWindow`,
+:class:`TextInput` and :class:`EmbeddingInput` are the inputs of the other content kinds
+(:class:`bastion.analyzers.base.ContentKind`): audio from the media, and the text lines
+and embeddings that analyzers of frames produce, each with the frame it belongs to.
+"""
 
 from __future__ import annotations
 
@@ -61,6 +67,47 @@ class Frame:
     @property
     def height(self) -> int:
         return int(self.rgb.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class AudioWindow:
+    """A stretch of mono audio: float32 samples in [-1, 1] at ``sample_rate`` Hz, taken
+    from ``start_s`` to ``end_s`` seconds into the media."""
+
+    samples: np.ndarray
+    sample_rate: int
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TextInput:
+    """One line of text an analyzer read in a frame, and where it was read."""
+
+    text: str
+    language: str | None
+    """ISO 639-1 code (zh-Hans/zh-Hant with script) when the reader knew it."""
+    analyzer: str
+    """Name of the analyzer that read the line, e.g. ``ocr``."""
+    frame_index: int
+    """:attr:`Frame.index` of the frame the line was read in."""
+    line_index: int
+    """Position of the line among those that analyzer read in that frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingInput:
+    """A feature vector an analyzer made of a frame, and which model made it."""
+
+    vector: np.ndarray
+    analyzer: str
+    """Name of the analyzer that made it, e.g. ``labels``."""
+    model: str
+    """The model that made it; vectors of different models are not comparable."""
+    version: str
+    """That model's version."""
+    frame_index: int
+    """:attr:`Frame.index` of the frame it was made of."""
 
 
 @dataclass(frozen=True, slots=True)

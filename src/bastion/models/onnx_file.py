@@ -7,7 +7,7 @@ from typing import ClassVar, TypeVar
 
 from pydantic import Field, field_validator
 
-from bastion.analyzers.base import Analyzer, AnalyzerConfig, file_version
+from bastion.analyzers.base import AnalyzerConfig, FrameAnalyzer, file_version
 from bastion.errors import AnalyzerUnavailable
 from bastion.policy import taxonomy
 
@@ -37,8 +37,9 @@ CF = TypeVar("CF", bound=ModelFileConfig)
 P = TypeVar("P")
 
 
-class ModelFileAnalyzer(Analyzer[CF, P]):
-    """Name, version (sha of the file) and categories (the mapped labels) from the config."""
+class ModelFileAnalyzer(FrameAnalyzer[CF, P]):
+    """An analyzer of image frames with name, version (sha of the file) and categories
+    (the mapped labels) from the config."""
 
     default_model_name: ClassVar[str] = "onnx-model"
     _version: str | None = None

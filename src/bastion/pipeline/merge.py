@@ -1,4 +1,9 @@
-"""Merge analyzer outputs across analyzers and frames into one result."""
+"""Merge analyzer outputs across analyzers and frames into one result.
+
+Every analyzer's outputs come one per analysed frame, in frame order; an analyzer that
+read several inputs of a frame (text lines, say) has them combined first
+(:func:`combine_outputs`).
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,27 @@ def _best_by(items: list[Label] | list[Tag], key: Any) -> list[Any]:
         if k not in best or it.confidence > best[k].confidence:
             best[k] = it
     return sorted([*best.values(), *boxed], key=lambda i: -i.confidence)
+
+
+def combine_outputs(outputs: Sequence[AnalyzerOutput]) -> AnalyzerOutput:
+    """One analyzer's outputs for several inputs of the same frame (e.g. one per text line)
+    as one output of that frame: lists concatenated in order, the first value of each hash,
+    the first embedding, ``extra`` merged (later values win)."""
+    if len(outputs) == 1:
+        return outputs[0]
+    one = AnalyzerOutput()
+    for out in outputs:
+        one.labels.extend(out.labels)
+        one.tags.extend(out.tags)
+        one.text.extend(out.text)
+        one.codes.extend(out.codes)
+        one.faces.extend(out.faces)
+        for k, v in out.hashes.items():
+            one.hashes.setdefault(k, v)
+        if one.embedding is None:
+            one.embedding = out.embedding
+        one.extra.update(out.extra)
+    return one
 
 
 def merge_outputs(
