@@ -1,8 +1,7 @@
 """Webhook delivery: outbox, schedule, dispatcher, against real HTTP receivers on loopback.
 
-The database tests run on SQLite and on PostgreSQL (``BASTION_TEST_POSTGRES_URL``,
-default ``postgresql://postgres@127.0.0.1/test``, in a fresh schema per run); the
-PostgreSQL half is skipped only when that server cannot be reached.
+The database tests run on SQLite and on PostgreSQL (on loopback, in a fresh schema per
+run); the PostgreSQL half is skipped only when that server cannot be reached.
 """
 
 from __future__ import annotations
@@ -10,17 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
-import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +28,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError as OfficialError
 
 from bastion.delivery import client, signing
+from bastion.delivery.config import DeliveryConfig
 from bastion.delivery.dispatcher import Dispatcher
 from bastion.delivery.outbox import (
     claim_due,
@@ -44,7 +40,6 @@ from bastion.delivery.outbox import (
     redrive,
 )
 from bastion.delivery.schedule import (
-    DeliveryConfig,
     next_attempt_at,
     nominal_delays,
     retry_window,
@@ -57,9 +52,10 @@ from bastion.media.fetch import FetchPolicy
 from bastion.store.db import make_engine, migrate, session_factory
 from bastion.store.repo import Repo
 from bastion.store.tables import Base
-from tests.services import pg_available, pg_schema, unavailable
+from tests.support.databases import database_url
+from tests.support.loopback import free_port
+from tests.support.webhooks import Answer, Received, Receiver, Script
 
-PG_URL = os.environ.get("BASTION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1/test")
 OUR_TABLES = {"webhook_secrets", "deliveries", "delivery_attempts"}
 HOUR = 3600.0
 
@@ -81,84 +77,9 @@ LOOPBACK = FetchPolicy(allow_private=True)
 # ---- receivers ----------------------------------------------------------------------
 
 
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-
-@dataclass
-class Receiver:
-    """A real HTTP server on 127.0.0.1; ``respond(webhook_id, nth)`` -> (status, delay)."""
-
-    respond: Callable[[str, int], tuple[int, float]]
-    requests: list[Received] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/bastion?x=1"
-
-    def per_id(self) -> Counter[str]:
-        with self.lock:
-            return Counter(r.headers["webhook-id"] for r in self.requests)
-
-
-def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            with receiver.lock:
-                receiver.requests.append(Received(headers, body, time.monotonic()))
-                nth = sum(
-                    1
-                    for r in receiver.requests
-                    if r.headers.get("webhook-id") == headers.get("webhook-id")
-                )
-            status, delay = receiver.respond(headers.get("webhook-id", ""), nth)
-            if delay:
-                time.sleep(delay)
-            reply = b"nope, try again" if status >= 400 else b"ok"
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-    return Handler
-
-
-@contextlib.contextmanager
-def serve(respond: Callable[[str, int], tuple[int, float]]) -> Iterator[Receiver]:
-    receiver = Receiver(respond)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
-    server.daemon_threads = True
-    receiver.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def always(status: int) -> Callable[[str, int], tuple[int, float]]:
-    return lambda _id, _nth: (status, 0.0)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def serve(answers: Script) -> Receiver:
+    """A receiver whose URL has a path and a query, as real ones have."""
+    return Receiver(answers, path="/hooks/bastion?x=1")
 
 
 # ---- databases ----------------------------------------------------------------------
@@ -189,36 +110,21 @@ class Db:
             return Counter(s.scalars(sa.select(Delivery.state)))
 
 
-def _postgres_url() -> Iterator[str]:
-    if not pg_available():
-        unavailable("PostgreSQL")
-    with pg_schema() as url:
-        yield url
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Db]:
-    urls: Iterator[str]
-    if request.param == "sqlite":
-        path: Path = tmp_path_factory.mktemp("delivery") / "bastion.db"
-        urls = iter([f"sqlite:///{path}"])
-    else:
-        urls = _postgres_url()
-    url = next(urls)
-    engine = make_engine(url)
-    migrate(engine)
-    sessions = session_factory(engine)
-    repo = Repo(sessions)
-    repo.ensure_tenant("acme")
-    repo.ensure_tenant("other")
-    try:
-        yield Db(url, engine, sessions)
-    finally:
-        engine.dispose()
-        with contextlib.suppress(StopIteration):
-            next(urls)
+    with database_url(request.param, tmp_path_factory.mktemp("delivery")) as url:
+        engine = make_engine(url)
+        migrate(engine)
+        sessions = session_factory(engine)
+        repo = Repo(sessions)
+        repo.ensure_tenant("acme")
+        repo.ensure_tenant("other")
+        try:
+            yield Db(url, engine, sessions)
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture
@@ -287,7 +193,7 @@ def test_migration_matches_the_models(db: Db) -> None:
 
 
 async def test_enqueue_belongs_to_the_callers_transaction(db: Db) -> None:
-    with serve(always(200)) as receiver:
+    with serve(200) as receiver:
         with db.sessions() as s:
             s.begin()
             row = enqueue(s, "acme", "job.completed", receiver.url, {"job": "j1"})
@@ -318,7 +224,7 @@ async def test_enqueue_belongs_to_the_callers_transaction(db: Db) -> None:
 
 
 async def test_retries_until_delivered_with_the_same_webhook_id(db: Db) -> None:
-    with serve(lambda _id, nth: (500 if nth <= 3 else 200, 0.0)) as receiver:
+    with serve(lambda call: 500 if call.nth <= 3 else 200) as receiver:
         webhook_id = add(db, receiver.url, {"job": "j1", "verdict": "block"})
         async with Dispatcher(db.sessions, FAST, url_policy=LOOPBACK) as dispatcher:
             await pump(db, dispatcher, in_state(db, webhook_id, "delivered"))
@@ -352,7 +258,7 @@ async def test_retries_until_delivered_with_the_same_webhook_id(db: Db) -> None:
 
 async def test_a_hanging_receiver_times_out_and_is_retried(db: Db) -> None:
     config = FAST.model_copy(update={"request_timeout_s": 0.3})
-    with serve(lambda _id, nth: (200, 2.0 if nth == 1 else 0.0)) as receiver:
+    with serve(lambda call: Answer(200, delay_s=2.0 if call.nth == 1 else 0.0)) as receiver:
         webhook_id = add(db, receiver.url)
         async with Dispatcher(db.sessions, config, url_policy=LOOPBACK) as dispatcher:
             started = time.monotonic()
@@ -368,7 +274,7 @@ async def test_a_hanging_receiver_times_out_and_is_retried(db: Db) -> None:
 
 async def test_connection_refused_is_retried_until_dead(db: Db) -> None:
     config = FAST.model_copy(update={"max_attempts": 3})
-    webhook_id = add(db, f"http://127.0.0.1:{closed_port()}/hook")
+    webhook_id = add(db, f"http://127.0.0.1:{free_port()}/hook")
     async with Dispatcher(db.sessions, config, url_policy=LOOPBACK) as dispatcher:
         await pump(db, dispatcher, in_state(db, webhook_id, "dead"))
         assert dispatcher.stats.retried == 2 and dispatcher.stats.dead == 1
@@ -384,7 +290,7 @@ async def test_dead_after_max_attempts_then_redriven(db: Db) -> None:
     config = FAST.model_copy(update={"max_attempts": 3})
     down = threading.Event()
     down.set()
-    with serve(lambda _id, _nth: (503 if down.is_set() else 204, 0.0)) as receiver:
+    with serve(lambda _call: 503 if down.is_set() else 204) as receiver:
         webhook_id = add(db, receiver.url)
         healthy = add(db, receiver.url, tenant="other")
         async with Dispatcher(db.sessions, config, url_policy=LOOPBACK) as dispatcher:
@@ -421,7 +327,7 @@ async def test_dead_after_max_attempts_then_redriven(db: Db) -> None:
 
 
 async def test_rotation_signs_twice_during_grace_then_once(db: Db) -> None:
-    with serve(always(200)) as receiver:
+    with serve(200) as receiver:
         async with Dispatcher(db.sessions, FAST, url_policy=LOOPBACK) as dispatcher:
 
             async def send() -> Received:
@@ -471,7 +377,7 @@ async def test_rotation_signs_twice_during_grace_then_once(db: Db) -> None:
 
 
 async def test_private_callback_urls_are_refused_unless_allowed(db: Db) -> None:
-    with serve(always(200)) as receiver:
+    with serve(200) as receiver:
         refused = add(db, receiver.url)
         async with Dispatcher(db.sessions, FAST) as dispatcher:
             await pump(db, dispatcher, in_state(db, refused, "dead"))
@@ -497,7 +403,7 @@ async def test_private_callback_urls_are_refused_unless_allowed(db: Db) -> None:
 async def test_concurrent_dispatchers_never_send_the_same_attempt_twice(db: Db) -> None:
     config = FAST.model_copy(update={"concurrency": 4, "poll_interval_s": 0.005})
     count = 40
-    with serve(lambda _id, nth: (500 if nth == 1 else 200, 0.02)) as receiver:
+    with serve(lambda call: Answer(500 if call.nth == 1 else 200, delay_s=0.02)) as receiver:
         ids = [add(db, receiver.url, {"n": n}) for n in range(count)]
         engine2, sessions2 = db.other_sessions()
         stop = asyncio.Event()
@@ -525,7 +431,7 @@ async def test_concurrent_dispatchers_never_send_the_same_attempt_twice(db: Db) 
 
 
 async def test_an_expired_lease_is_taken_over(db: Db) -> None:
-    with serve(always(200)) as receiver:
+    with serve(200) as receiver:
         webhook_id = add(db, receiver.url)
         with db.sessions.begin() as s:  # a dispatcher claims it, then dies
             (crashed,) = claim_due(s, 10, lease_s=60)
@@ -549,6 +455,125 @@ async def test_an_expired_lease_is_taken_over(db: Db) -> None:
         )
     assert db.delivery(webhook_id).state == "delivered"
     assert len(db.attempts(webhook_id)) == 2
+
+
+# ---- waking ----------------------------------------------------------------------------
+
+# Polls so rarely that a delivery sent within seconds was sent because a commit woke it.
+SLOW_POLL = FAST.model_copy(update={"poll_interval_s": 30})
+
+
+class CountingDispatcher(Dispatcher):
+    """A dispatcher that counts the calls of :meth:`wake` (from any thread)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        self.wakes = 0
+        super().__init__(*args, **kw)
+
+    def wake(self) -> None:
+        self.wakes += 1
+        super().wake()
+
+
+@contextlib.asynccontextmanager
+async def dispatching(dispatcher: Dispatcher) -> AsyncIterator[None]:
+    """``dispatcher`` running, past its first look: it then waits for the poll or a wake."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run_forever(stop))
+    await asyncio.sleep(0.5)
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_a_delivery_committed_anywhere_in_the_process_is_sent_at_once(db: Db) -> None:
+    with serve(200) as receiver:
+        async with (
+            CountingDispatcher(db.sessions, SLOW_POLL, url_policy=LOOPBACK) as dispatcher,
+            dispatching(dispatcher),
+        ):
+            # a producer that knows nothing of the dispatcher, committing in a thread of its own
+            started = time.time()
+            webhook_id = await asyncio.to_thread(add, db, receiver.url, {"n": 1})
+            call = await receiver.wait(timeout=5)
+            assert call.webhook_id == webhook_id and call.at - started < 3
+            assert dispatcher.wakes == 1
+
+            def dead_one() -> int:
+                with db.sessions.begin() as s:
+                    row = enqueue(s, "acme", "job.completed", receiver.url, {"n": 2})
+                    row.state, row.next_attempt_at = "dead", None
+                    row.dead_at = datetime.now(UTC)
+                    return row.id
+
+            def redrive_it(delivery_id: int) -> None:
+                with db.sessions.begin() as s:
+                    assert redrive(s, [delivery_id]) == 1
+
+            dead = await asyncio.to_thread(dead_one)
+            started = time.time()
+            await asyncio.to_thread(redrive_it, dead)  # a redrive wakes it too
+            call = await receiver.wait(where=lambda body: body["data"] == {"n": 2}, timeout=5)
+            assert call.at - started < 3
+    assert db.states() == Counter({"delivered": 2})
+    assert receiver.per_id() == Counter({webhook_id: 1, db.delivery(call.webhook_id).webhook_id: 1})
+
+
+async def test_a_rolled_back_delivery_neither_wakes_the_dispatcher_nor_is_sent(db: Db) -> None:
+    with serve(200) as receiver:
+        async with (
+            CountingDispatcher(db.sessions, SLOW_POLL, url_policy=LOOPBACK) as dispatcher,
+            dispatching(dispatcher),
+        ):
+
+            def not_committed() -> None:
+                with pytest.raises(RuntimeError), db.sessions.begin() as s:
+                    enqueue(s, "acme", "job.completed", receiver.url, {"n": 1})
+                    raise RuntimeError("the rest of the transaction failed")
+                with db.sessions() as s:  # closed without a commit
+                    enqueue(s, "acme", "job.completed", receiver.url, {"n": 2})
+                with db.sessions() as s:
+                    s.begin()
+                    enqueue(s, "acme", "job.completed", receiver.url, {"n": 3})
+                    s.rollback()
+                    s.begin()  # the same session commits, with no delivery this time
+                    get_or_create_secret(s, "acme")
+                    s.commit()
+
+            await asyncio.to_thread(not_committed)
+            await asyncio.sleep(0.5)
+            assert dispatcher.wakes == 0
+            assert receiver.requests == [] and db.states() == Counter()
+
+            webhook_id = await asyncio.to_thread(add, db, receiver.url)
+            call = await receiver.wait(timeout=5)
+            assert call.webhook_id == webhook_id and dispatcher.wakes == 1
+    assert receiver.per_id() == Counter({webhook_id: 1})
+
+
+async def test_closing_a_dispatcher_removes_its_listeners(db: Db) -> None:
+    def listeners() -> tuple[int, int, int]:
+        with db.sessions() as s:
+            events = s.dispatch
+            return (
+                len(events.after_flush),
+                len(events.after_commit),
+                len(events.after_transaction_end),
+            )
+
+    before = listeners()
+    dispatchers = [CountingDispatcher(db.sessions, SLOW_POLL) for _ in range(3)]
+    assert listeners() == tuple(n + 3 for n in before)
+    add(db, "http://example.com/hook")
+    assert [d.wakes for d in dispatchers] == [1, 1, 1]  # not running: nothing to wake
+    for dispatcher in dispatchers:
+        await dispatcher.aclose()
+    await dispatchers[0].aclose()  # closing twice is harmless
+    assert listeners() == before
+    add(db, "http://example.com/hook")
+    assert [d.wakes for d in dispatchers] == [1, 1, 1]
 
 
 def test_list_deliveries_pages_newest_first(db: Db) -> None:

@@ -14,6 +14,7 @@ from bastion.api.inputs import declared_length, read_single
 from bastion.api.params import MAX_DB_ID, json_body_doc, json_model
 from bastion.api.services import Services, services
 from bastion.errors import NotFound
+from bastion.live.counters import stream_counters
 from bastion.live.spec import StreamSpec
 from bastion.live.tables import Stream
 from bastion.results import ModerationResult
@@ -36,8 +37,9 @@ class StreamOut(BaseModel):
     worker: str | None = Field(description="The worker reading it now.")
     counters: dict[str, int] = Field(
         description="frames_decoded, frames_sampled, frames_skipped_similar, "
-        "frames_analysed, alerts, frames_dropped, reconnects (pushed streams: "
-        "frames_received instead of frames_decoded)."
+        "frames_analyzed, alerts, frames_dropped, reconnects (pushed streams: "
+        "frames_received instead of frames_decoded). frames_analysed, the former name of "
+        "frames_analyzed, is still served with the same value; it will be removed."
     )
     last_frame_at: UtcTime | None = Field(description="When the last sampled frame came.")
     last_frame_ms: int | None = Field(description="Its time in the stream (ms).")
@@ -61,7 +63,7 @@ def stream_out(row: Stream) -> StreamOut:
         status_reason=row.status_reason,
         status_code=row.status_code,
         worker=row.owner,
-        counters={k: int(v) for k, v in (row.counters or {}).items()},
+        counters=stream_counters(row.counters),
         last_frame_at=row.last_frame_at,
         last_frame_ms=row.last_frame_ms,
         thumbnail_url=thumb,
@@ -83,7 +85,7 @@ class RuleMatchOut(BaseModel):
 
 
 class FrameOut(BaseModel):
-    analysed: bool = Field(description="False: skipped (see `skipped`).")
+    analyzed: bool = Field(description="False: skipped (see `skipped`).")
     skipped: str | None = Field(
         description="interval (too soon after the last sampled frame) or similar (the "
         "perceptual hash is within the rule set's threshold of the last analysed frame)."
@@ -189,7 +191,7 @@ async def push_frame(
             )
     outcome = pushed.outcome
     return FrameOut(
-        analysed=outcome is not None,
+        analyzed=outcome is not None,
         skipped=pushed.skipped,
         distance=pushed.distance,
         matches=[

@@ -9,6 +9,7 @@ Receivers verify requests with :func:`bastion.delivery.client.verify`.
 from __future__ import annotations
 
 from bastion.delivery.client import WebhookVerificationError, verify
+from bastion.delivery.config import DeliveryConfig
 from bastion.delivery.dispatcher import Dispatcher, DispatcherStats
 from bastion.delivery.outbox import (
     DeliveryPage,
@@ -18,7 +19,7 @@ from bastion.delivery.outbox import (
     list_deliveries,
     redrive,
 )
-from bastion.delivery.schedule import DeliveryConfig, span_bounds
+from bastion.delivery.schedule import span_bounds
 from bastion.delivery.signing import get_or_create_secret, rotate, signing_secrets
 from bastion.delivery.tables import Delivery, DeliveryAttempt, WebhookSecret
 

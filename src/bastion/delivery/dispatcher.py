@@ -12,6 +12,12 @@ Several dispatchers (processes or hosts) can share one database: a delivery is
 claimed by one of them only, under a lease longer than any attempt, so the same
 attempt is never sent twice at once. Their clocks must agree (NTP) to well within
 ``lease_s - request_timeout_s``.
+
+A dispatcher looks for due deliveries every ``poll_interval_s``, and at once when a
+transaction of its own session factory commits a new (or redriven) delivery, whoever
+made it: it listens to that factory's session events (:class:`_CommitWatch`), so
+producers need not know it exists. Deliveries committed by another process, and
+retries falling due, are found by the poll.
 """
 
 from __future__ import annotations
@@ -22,17 +28,27 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
 import httpx
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction, sessionmaker
 
-from bastion.delivery.outbox import ClaimedDelivery, Outcome, claim_due, finish_attempt
-from bastion.delivery.schedule import DeliveryConfig, next_attempt_at
+from bastion.delivery.config import DeliveryConfig
+from bastion.delivery.outbox import (
+    DUE_MARK,
+    ClaimedDelivery,
+    Outcome,
+    claim_due,
+    finish_attempt,
+)
+from bastion.delivery.schedule import next_attempt_at
 from bastion.delivery.signing import get_or_create_secret, signing_secrets, webhook_headers
+from bastion.delivery.tables import Delivery
 from bastion.errors import UrlFetchFailed, UrlRejected
 from bastion.media.fetch import CheckedUrl, FetchPolicy, check_url
 
@@ -80,11 +96,53 @@ async def _excerpt(response: httpx.Response) -> str:
     return ""
 
 
+class _CommitWatch:
+    """Calls ``wake`` after a session of ``sessions`` commits a due delivery.
+
+    ``after_flush`` notes new :class:`Delivery` rows in ``session.info`` (a redrive marks
+    the session itself: :data:`~bastion.delivery.outbox.DUE_MARK`); ``after_commit``
+    wakes; the end of the outermost transaction forgets, whether it committed, rolled
+    back or was closed. A savepoint rolled back inside a committed transaction may wake the
+    dispatcher for nothing, which costs one look. The listeners run in whatever thread
+    commits, so ``wake`` must be thread-safe. :meth:`close` removes them (they are
+    bound methods, so each watch's listeners are its own).
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], wake: Callable[[], None]) -> None:
+        self._sessions = sessions
+        self._wake = wake
+        self._listening = True
+        event.listen(sessions, "after_flush", self._flushed)
+        event.listen(sessions, "after_commit", self._committed)
+        event.listen(sessions, "after_transaction_end", self._ended)
+
+    def close(self) -> None:
+        if self._listening:
+            self._listening = False
+            event.remove(self._sessions, "after_flush", self._flushed)
+            event.remove(self._sessions, "after_commit", self._committed)
+            event.remove(self._sessions, "after_transaction_end", self._ended)
+
+    def _flushed(self, session: Session, _: UOWTransaction) -> None:
+        if any(isinstance(row, Delivery) for row in session.new):
+            session.info[DUE_MARK] = True
+
+    def _committed(self, session: Session) -> None:
+        if session.info.get(DUE_MARK):
+            self._wake()
+
+    def _ended(self, session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:
+            session.info.pop(DUE_MARK, None)
+
+
 class Dispatcher:
     """Sends due deliveries; :meth:`run_forever` for the service, :meth:`run_once` for tests.
 
     ``url_policy`` is the SSRF guard applied to callback URLs (private addresses are
     refused unless it allows them). ``transport`` replaces httpx's network transport.
+    From its making until :meth:`aclose`, a delivery committed through ``sessions``
+    wakes :meth:`run_forever` at once (see the module documentation).
     """
 
     def __init__(
@@ -102,6 +160,7 @@ class Dispatcher:
         self.stats = DispatcherStats()
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.config.request_timeout_s),
             follow_redirects=False,
@@ -112,6 +171,7 @@ class Dispatcher:
             headers={"User-Agent": self.config.user_agent, "Accept": "*/*"},
             transport=transport,
         )
+        self._watch = _CommitWatch(sessions, self.wake)
 
     async def __aenter__(self) -> Self:
         return self
@@ -125,6 +185,8 @@ class Dispatcher:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Stop listening to the session factory and close the HTTP client."""
+        self._watch.close()
         await self._client.aclose()
 
     # ---- loop -------------------------------------------------------------------
@@ -136,9 +198,16 @@ class Dispatcher:
         return len(jobs)
 
     def wake(self) -> None:
-        """New deliveries were committed in this process: look now, not at the next poll.
-        (Call from the event loop's thread.)"""
-        self._wake.set()
+        """Look for due deliveries now, not at the next poll; safe from any thread.
+
+        Commits through the dispatcher's session factory call it by themselves; call it
+        for deliveries made due some other way in this process. A dispatcher that is not
+        running has nothing to wake: :meth:`run_forever` looks first thing when it starts.
+        """
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has just closed
+                loop.call_soon_threadsafe(self._wake.set)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Keep up to ``concurrency`` attempts in flight until ``stop`` is set.
@@ -147,6 +216,7 @@ class Dispatcher:
         ``request_timeout_s``) and recorded before this returns.
         """
         inflight: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
         stopping = asyncio.create_task(stop.wait())
         waking = asyncio.create_task(self._wake.wait())
         try:
@@ -164,6 +234,7 @@ class Dispatcher:
                     waking = asyncio.create_task(self._wake.wait())
                 inflight -= done
         finally:
+            self._loop = None
             for waiter in (stopping, waking):
                 waiter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

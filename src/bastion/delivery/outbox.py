@@ -5,6 +5,10 @@ caller's transaction, so whatever produced the event (a job result, say) and its
 pending delivery commit together or not at all: a rolled-back transaction leaves no
 delivery, and a committed one always has its delivery.
 
+A transaction that makes a delivery due by :func:`redrive` says so in
+``session.info[DUE_MARK]``, and a dispatcher watching the session factory looks at once
+when it commits (new deliveries it notices by itself).
+
 A dispatcher takes a due delivery with :func:`claim_due`: a conditional UPDATE
 (``state = 'pending'`` and due, or ``state = 'delivering'`` with an expired lease)
 that only one claimer can win, on SQLite and PostgreSQL alike (PostgreSQL also skips
@@ -24,7 +28,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -43,6 +47,7 @@ from bastion.errors import InputError
 from bastion.store.types import to_utc
 
 __all__ = [
+    "DUE_MARK",
     "ClaimedDelivery",
     "DeliveryPage",
     "claim_due",
@@ -58,6 +63,8 @@ __all__ = [
 
 MAX_PAGE = 500
 Outcome = Literal["delivered", "retry", "dead"]
+DUE_MARK: Final = "bastion.delivery.due"
+"""Key of ``Session.info``: the session's transaction made deliveries due."""
 
 
 def _now(now: datetime | None) -> datetime:
@@ -325,7 +332,10 @@ def redrive(
         )
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result)
+    count = _rowcount(result)
+    if count:
+        session.info[DUE_MARK] = True
+    return count
 
 
 @dataclass(frozen=True, slots=True)

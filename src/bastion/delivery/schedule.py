@@ -1,4 +1,4 @@
-"""When to retry: exponential backoff with full jitter, and the delivery settings.
+"""When to retry: exponential backoff with full jitter.
 
 The nominal delays grow exponentially, ``d_k = min(max_delay, initial × factor^(k-1))``,
 and add up to a ladder of offsets from the start of the schedule,
@@ -27,75 +27,10 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
-from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from bastion.delivery.config import DeliveryConfig
 
-__all__ = ["DeliveryConfig", "next_attempt_at", "nominal_delays", "retry_window", "span_bounds"]
-
-HOUR = 3600.0
-
-
-class DeliveryConfig(BaseModel):
-    """Retry schedule, timeouts and concurrency of webhook deliveries."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    initial_delay_s: float = Field(
-        5.0, gt=0, description="Nominal delay before the first retry, in seconds."
-    )
-    backoff_factor: float = Field(
-        3.0, ge=1, description="Each nominal delay is the previous one times this factor."
-    )
-    max_delay_s: float = Field(
-        8 * HOUR, gt=0, description="Cap on one nominal delay between retries, in seconds."
-    )
-    max_attempts: int = Field(
-        13, ge=1, le=100, description="Attempts (the first included) before a delivery is dead."
-    )
-    ttl_s: float = Field(
-        48 * HOUR,
-        gt=0,
-        description="No attempt is scheduled later than this many seconds after the "
-        "delivery was enqueued (or redriven); it is dead instead.",
-    )
-    request_timeout_s: float = Field(
-        10.0,
-        gt=0,
-        le=300,
-        description="Seconds one attempt may take in all: DNS, connecting, sending the "
-        "body and receiving the response headers.",
-    )
-    concurrency: int = Field(16, ge=1, le=1000, description="Attempts in flight at once.")
-    lease_s: float = Field(
-        60.0,
-        gt=0,
-        description="How long a dispatcher owns a claimed delivery; another may take it "
-        "over only after this (a crash leaves it to the others). At least twice "
-        "request_timeout_s, so an attempt always ends well inside its lease.",
-    )
-    poll_interval_s: float = Field(
-        1.0, gt=0, le=60, description="Seconds between two looks for due deliveries when idle."
-    )
-    secret_grace_s: float = Field(
-        24 * HOUR,
-        ge=0,
-        description="After a secret rotation, how long the previous secret keeps signing "
-        "(every request carries both signatures meanwhile).",
-    )
-    user_agent: str = Field(
-        "Bastion-Webhooks/1",
-        min_length=1,
-        max_length=256,
-        pattern=r"^[\x20-\x7e]+$",
-        description="User-Agent header of webhook requests.",
-    )
-
-    @model_validator(mode="after")
-    def _lease_outlasts_attempt(self) -> Self:
-        if self.lease_s < 2 * self.request_timeout_s:
-            raise ValueError("lease_s must be at least twice request_timeout_s")
-        return self
+__all__ = ["next_attempt_at", "nominal_delays", "retry_window", "span_bounds"]
 
 
 def nominal_delays(config: DeliveryConfig) -> list[float]:

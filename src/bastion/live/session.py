@@ -15,6 +15,7 @@ import logging
 from datetime import UTC, datetime
 
 from bastion.live.config import LiveConfig
+from bastion.live.counters import FRAMES_ANALYZED, stream_counters
 from bastion.live.processor import FrameProcessor, StreamRef
 from bastion.live.reading.config import LiveSampling
 from bastion.live.reading.reader import StreamReader
@@ -72,7 +73,7 @@ class StreamSession:
             "frames_decoded": 0,
             "frames_sampled": 0,
             "frames_skipped_similar": 0,
-            "frames_analysed": 0,
+            FRAMES_ANALYZED: 0,
             "alerts": 0,
             "frames_dropped": 0,
             "reconnects": 0,
@@ -111,7 +112,7 @@ class StreamSession:
             status=state,
             reason=reason,
             code=self.status.code,
-            counters=dict(self.counters),
+            counters=stream_counters(self.counters),
             last_frame_at=last[0] if last else None,
             last_frame_ms=last[1] if last else None,
             last_thumbnail=last[2] if last else None,
@@ -174,7 +175,7 @@ class StreamSession:
                 async for live in reader:
                     if self._ended.is_set():
                         break
-                    if await self._analyse(live):
+                    if await self._analyze(live):
                         break  # auto-stopped
         finally:
             self._ended.set()
@@ -207,7 +208,7 @@ class StreamSession:
                 thumbs.path(self.ref.pk, previous).unlink(missing_ok=True)
         return name
 
-    async def _analyse(self, live: LiveFrame) -> bool:
+    async def _analyze(self, live: LiveFrame) -> bool:
         """One sampled frame; True when the stream was stopped by a rule."""
         frame_ms = live.frame.timestamp_ms
         try:
@@ -222,7 +223,7 @@ class StreamSession:
             self.counters["analysis_errors"] += 1
             log.exception("a frame of stream %s could not be analysed", self.ref.stream_id)
             return False
-        self.counters["frames_analysed"] += 1
+        self.counters[FRAMES_ANALYZED] += 1
         self.counters["alerts"] += len(outcome.alert_ids)
         self.last_frame = (
             datetime.fromtimestamp(live.received_at, UTC),

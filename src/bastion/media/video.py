@@ -84,6 +84,7 @@ from bastion.errors import (
     MediaTooLarge,
     UnsupportedMediaType,
 )
+from bastion.media.frames import quarter_turns, to_rgb
 from bastion.media.image import Sniffed, sniff
 from bastion.media.types import Frame
 
@@ -1294,25 +1295,11 @@ class FrameSampler(Iterator[Frame]):
     # ---- conversion ------------------------------------------------------
     def _to_rgb(self, vf: VideoFrame) -> np.ndarray:
         _check_size(vf.width, vf.height, self.limits, "a video frame")
-        width, height = vf.width, vf.height
-        sar = _fraction(self._stream.codec_context.sample_aspect_ratio)
-        if sar is not None and sar != 1:
-            width = max(1, round(width * sar))
-        scale = min(1.0, self.sampling.max_side / max(width, height))
-        width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        if (width, height) == (vf.width, vf.height):
-            rgb = vf.to_ndarray(format="rgb24")
-        else:
-            rgb = vf.to_ndarray(
-                format="rgb24", width=width, height=height, interpolation="BILINEAR"
-            )
-        turns = round(vf.rotation / 90) % 4
+        turns = quarter_turns(vf)
         if turns:
             self.rotation = turns * 90
-            rgb = np.rot90(rgb, turns)
-        out = np.ascontiguousarray(rgb, dtype=np.uint8)
-        out.setflags(write=False)
-        return out
+        sar = _fraction(self._stream.codec_context.sample_aspect_ratio)
+        return to_rgb(vf, self.sampling.max_side, sar)
 
     def _run(self) -> Generator[Frame, None, None]:
         pick = {"interval": self._interval, "keyframes": self._keyframes, "scene": self._scene}

@@ -1,13 +1,45 @@
-"""Prometheus metrics, kept in a registry object per process (no module-level state)."""
+"""Prometheus metrics, kept in a registry object per process (no module-level state).
+
+A renamed metric is exported under its former name as well for one release
+(:class:`FormerName`): ``bastion_live_frames_analysed`` is ``bastion_live_frames_analyzed``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class FormerName(Collector):
+    """``metric`` exported once more under ``name``, the name it had before: the same
+    samples (values, labels) at every scrape, so dashboards can move to the new name."""
+
+    def __init__(self, metric: MetricWrapperBase, name: str) -> None:
+        self._metric = metric
+        self._name = name
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._metric.collect():
+            former = Metric(
+                self._name, f"{family.documentation} (former name of {family.name})", family.type
+            )
+            for sample in family.samples:
+                former.add_sample(
+                    self._name + sample.name.removeprefix(family.name),
+                    sample.labels,
+                    sample.value,
+                    sample.timestamp,
+                    sample.exemplar,
+                )
+            yield former
 
 
 @dataclass
@@ -57,8 +89,9 @@ class Metrics:
             "bastion_media_errors", "Rejected inputs by error code", ["code"], registry=r
         )
         self.live_frames = Counter(
-            "bastion_live_frames_analysed", "Live-stream frames analysed", registry=r
+            "bastion_live_frames_analyzed", "Live-stream frames analyzed", registry=r
         )
+        r.register(FormerName(self.live_frames, "bastion_live_frames_analysed"))
         self.live_alerts = Counter(
             "bastion_live_rule_matches", "Live rules that fired", ["action"], registry=r
         )

@@ -37,12 +37,13 @@ from av.video.stream import VideoStream
 
 from bastion.live.reading.clock import StreamClock
 from bastion.live.reading.config import StreamReaderConfig
-from bastion.live.reading.convert import check_size, to_rgb
+from bastion.live.reading.convert import check_size
 from bastion.live.reading.egress import SourceGuard
 from bastion.live.reading.failures import StreamFailure
 from bastion.live.reading.sampler import StreamSampler
 from bastion.live.reading.source import StreamSource
 from bastion.live.reading.status import LiveFrame, ReaderStats
+from bastion.media.frames import to_rgb
 from bastion.media.types import Frame
 
 __all__ = ["Connection", "Counters"]

@@ -39,7 +39,7 @@ class SamplerStats:
 
     offered: int
     due: int
-    analysed: int
+    analyzed: int
     similar: int
     last_distance: int | None
 
@@ -57,7 +57,7 @@ class StreamSampler:
         self._next: float | None = None
         self._offered = 0
         self._due = 0
-        self._analysed = 0
+        self._analyzed = 0
         self._similar = 0
         self._last_distance: int | None = None
 
@@ -136,7 +136,7 @@ class StreamSampler:
             if similar:
                 self._similar += 1
             else:
-                self._analysed += 1
+                self._analyzed += 1
         return not similar
 
     def select(self, stream_time_s: float, rgb: np.ndarray) -> bool:
@@ -155,7 +155,7 @@ class StreamSampler:
             return SamplerStats(
                 offered=self._offered,
                 due=self._due,
-                analysed=self._analysed,
+                analyzed=self._analyzed,
                 similar=self._similar,
                 last_distance=self._last_distance,
             )
