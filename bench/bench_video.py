@@ -37,7 +37,7 @@ from av.video.stream import VideoStream
 
 from bastion.config import Settings
 from bastion.media.video import VideoSampling, sample_frames
-from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.video import moderate_video
 from bastion.policy.loader import default_policy, parse_policy
 from bastion.policy.model import Policy
@@ -125,8 +125,10 @@ def decode_only(clip: Path, label: str, way: str) -> Row:
     )
 
 
-async def moderated(engine: Engine, clip: Path, label: str, way: str, policy: Policy) -> Row:
-    res = await moderate_video(engine, clip, policy, WAYS[way])
+async def moderated(
+    moderation: Moderation, clip: Path, label: str, way: str, policy: Policy
+) -> Row:
+    res = await moderate_video(moderation, clip, policy, WAYS[way])
     secs = res.timings.total_ms / 1000
     what = "(b) default policy" if policy.name == "default" else "(c) nsfw analyzer only"
     length = (res.media.duration_ms or 0) / 1000
@@ -139,14 +141,14 @@ async def run(seconds: int, decode_only_rows: bool = False) -> list[Row]:
     if decode_only_rows:
         return rows
     core = await build_core(Settings(data_dir=Path(tempfile.mkdtemp()), result_cache_size=0))
-    engine = core.engine
+    moderation = core.moderation
     short = make_clip(5, 25)
     for policy in (default_policy(), parse_policy(NSFW_ONLY)):
-        await moderate_video(engine, short, policy)  # warm-up
+        await moderate_video(moderation, short, policy)  # warm-up
         for way in WAYS:
-            rows.append(await moderated(engine, clips["GOP 1 s"], "GOP 1 s", way, policy))
+            rows.append(await moderated(moderation, clips["GOP 1 s"], "GOP 1 s", way, policy))
         for way in ("decode every frame", "seek to keyframe"):
-            rows.append(await moderated(engine, clips["GOP 10 s"], "GOP 10 s", way, policy))
+            rows.append(await moderated(moderation, clips["GOP 10 s"], "GOP 10 s", way, policy))
     await core.aclose()
     return rows
 

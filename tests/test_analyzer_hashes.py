@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -12,10 +13,13 @@ import pytest
 from PIL import Image
 
 from bastion.analyzers.base import Analyzer
-from bastion.analyzers.hashes import HashesAnalyzer, HashesConfig, bits_to_hex, dhash, hamming
+from bastion.analyzers.hashes import HashesAnalyzer, HashesConfig
+from bastion.media.hashing import PerceptualHashes, bits_to_hex, dhash, hamming
 from bastion.media.types import Frame
-from tests.analyzer_contract import AnalyzerContract, context
-from tests.samples import OPENCV_DOC, benign_photos, encode
+from bastion.pipeline.engine import Engine
+from tests.support.analyzer_contract import AnalyzerContract, context
+from tests.support.media import OPENCV_DOC, benign_photos, encode
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.models
 
@@ -123,3 +127,36 @@ def test_dhash_reflects_horizontal_gradients() -> None:
     ramp = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (64, 1))
     assert dhash(ramp) == "f" * 16
     assert dhash(ramp[:, ::-1].copy()) == "0" * 16
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [{}, {"max_side": 256}, {"max_side": 0, "dhash": False}, {"pdq": False}],
+    ids=["defaults", "smaller", "full-size-pdq", "dhash"],
+)
+def test_the_analyzer_reports_what_the_hashing_module_computes(switches: dict[str, Any]) -> None:
+    import cv2
+
+    rgb = cv2.resize(benign_photos()["sklearn-china"], (1500, 1100), interpolation=cv2.INTER_AREA)
+    analyzer = HashesAnalyzer(HashesConfig(**switches), context())
+    analyzer.load()
+    reported = analyzer.analyze([analyzer.preprocess(Frame(rgb=rgb))])[0].hashes
+    hashing = PerceptualHashes(**switches)
+    assert analyzer.hashing == hashing
+    assert reported == hashing(Frame(rgb=rgb))
+
+
+async def test_stored_results_hash_as_the_configured_analyzer_does(tmp_path: Path) -> None:
+    """Stored results index the request image's PDQ as the results being stored carry it."""
+    defaults = PerceptualHashes(**HashesConfig().model_dump(include={"max_side", "pdq", "dhash"}))
+    cases = [
+        ([HashesConfig(max_side=256, dhash=False)], PerceptualHashes(256, dhash=False)),
+        ([HashesConfig(pdq=False)], defaults),  # no PDQ from it: the analyzer's defaults
+        ([], defaults),
+    ]
+    for analyzers, expected in cases:
+        engine = Engine(make_settings(tmp_path, analyzers=analyzers))
+        try:
+            assert engine.perceptual_hashing() == expected
+        finally:
+            await engine.close()

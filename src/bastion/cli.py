@@ -192,7 +192,7 @@ async def _scan(
 
     # only the analyzers the policy names are loaded, below
     core = await build_core(settings.model_copy(update={"preload": False}))
-    engine = core.engine
+    engine, moderation = core.engine, core.moderation
     if policy_ref and Path(policy_ref).is_file():
         policy = parse_policy(Path(policy_ref).read_text("utf-8"), source=policy_ref)
     else:
@@ -222,7 +222,7 @@ async def _scan(
             bar = progress.add_task(f"{path.name} (%)", total=100, visible=video_bars)
             try:
                 res = await moderate_video(
-                    engine,
+                    moderation,
                     path,
                     policy,
                     sampling,
@@ -244,7 +244,7 @@ async def _scan(
                     row["result"] = await video(path)
                 else:
                     data = await asyncio.to_thread(path.read_bytes)
-                    res = await engine.moderate_bytes(data, policy)
+                    res = await moderation.moderate_bytes(data, policy)
                     row["result"] = res.model_dump(mode="json")
             except BastionError as exc:
                 row["error"] = exc.to_dict()

@@ -128,12 +128,13 @@ class BatchResponse(BaseModel):
 async def moderate_input(svc: Services, who: Principal, item: MediaInput) -> ModerationResult:
     policy, lists = await run_in_threadpool(svc.policies.resolve, who.tenant_id, item.policy)
     async with svc.inflight:
-        return await svc.dedup.moderate_bytes(
+        return await svc.moderation.moderate_bytes(
             item.data,
             policy,
             tenant=who.tenant_id,
             extra_lists=lists,
             content_type=item.content_type,
+            store=True,
         )
 
 

@@ -234,7 +234,7 @@ async def evaluate_rules_on_image(
                 svc.policies.resolve, who.tenant_id, resolved.policy
             )
             async with svc.inflight:
-                result = await svc.engine.moderate_bytes(
+                result = await svc.moderation.moderate_bytes(
                     item.data,
                     policy,
                     tenant=who.tenant_id,

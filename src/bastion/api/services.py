@@ -20,6 +20,7 @@ from bastion.live.push import PushedFrames
 from bastion.live.streams import StreamService
 from bastion.live.thumbnails import LiveThumbnails
 from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
 from bastion.process.components import Components
 from bastion.rules.book import RuleBook
@@ -34,6 +35,7 @@ class Services:
     settings: Settings
     metrics: Metrics
     engine: Engine
+    moderation: Moderation
     db: DbEngine
     repo: Repo
     policies: PolicyBook
@@ -59,6 +61,7 @@ class Services:
             settings=settings,
             metrics=parts.core.metrics,
             engine=parts.engine,
+            moderation=parts.moderation,
             db=parts.db,
             repo=parts.repo,
             policies=parts.core.policies,

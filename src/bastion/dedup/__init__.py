@@ -5,5 +5,5 @@ The modules are kept apart so that :mod:`bastion.config` can import the settings
 without pulling in the engine: ``config`` (settings), ``models`` (tables), ``pdqindex``
 (multi-index hashing of PDQ bands), ``fingerprint`` (what a stored result depends on),
 ``store`` (the database side), ``reuse`` (adapting a near-duplicate's result) and
-``service`` (the :class:`~bastion.dedup.service.Dedup` front the API and workers call).
+``service`` (:class:`~bastion.dedup.service.Dedup`, the stored level of moderation).
 """

@@ -19,10 +19,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bastion.analyzers.hashes import hamming
 from bastion.dedup.config import DedupConfig
 from bastion.dedup.pdqindex import PdqHash, band_codes, probe_codes
 from bastion.dedup.tables import DedupBand, DedupEntry
+from bastion.media.hashing import hamming
 from bastion.results import ModerationResult
 
 log = logging.getLogger(__name__)

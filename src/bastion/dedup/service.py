@@ -1,14 +1,14 @@
-"""The front of de-duplication that the sync API and the job worker call.
+"""Stored results: the level of moderation between the in-memory caches and the analyzers
+(:class:`~bastion.pipeline.moderation.StoredResults`), for the sync API and image jobs.
 
-:meth:`Dedup.moderate_bytes` decodes once and goes through the engine's in-memory
-cache (which also makes concurrent duplicates share one analysis); on a miss there it
-asks the database for the same bytes under the same scope, then (when enabled) for a
-near-duplicate image by PDQ distance, and only then runs the analyzers and stores the
-result. Database trouble never fails a request: it is logged and the image analysed.
+:meth:`Dedup.lookup` asks the database for the same bytes under the same scope (policy,
+lists, models), then (when enabled) for a near-duplicate image by PDQ distance; when
+neither is there, the request is analysed and the lookup keeps the fresh result
+(:meth:`Lookup.keep`). Database trouble never fails a request: it is logged and the
+image analysed.
 
-Every level is scoped by tenant: a result is only ever reused for the tenant whose
-request produced it, never across tenants (see :meth:`Engine.moderate_decoded
-<bastion.pipeline.engine.Engine.moderate_decoded>` for why).
+Every lookup is scoped by tenant: a result is only ever reused for the tenant whose
+request produced it, never across tenants (:mod:`bastion.pipeline.moderation` says why).
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bastion.analyzers.hashes import HashesAnalyzer, HashesConfig
 from bastion.dedup import fingerprint
 from bastion.dedup.config import DedupConfig
 from bastion.dedup.pdqindex import PdqHash
@@ -32,7 +31,7 @@ from bastion.dedup.reuse import as_near_duplicate
 from bastion.media.types import DecodedImage
 from bastion.pipeline.engine import Engine
 from bastion.policy.lists import CompiledLists
-from bastion.policy.model import Lists, Policy
+from bastion.policy.model import Policy
 from bastion.results import ModerationResult
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ class DedupStats:
 
     stored_hits: int = 0
     near_hits: int = 0
-    analysed: int = 0
+    analyzed: int = 0
     stored: int = 0
     purged: int = 0
     db_errors: int = 0
@@ -56,6 +55,24 @@ class DedupStats:
 def _storable(result: ModerationResult) -> bool:
     """Results with a failed analyzer may come out differently next time: not stored."""
     return not any(e.get("code") == "analyzer_failed" for e in result.errors)
+
+
+@dataclass
+class Lookup:
+    """One request's lookup: the stored result found, or where to keep the fresh one."""
+
+    dedup: Dedup
+    decoded: DecodedImage
+    tenant: str
+    scope: str
+    model_fp: str
+    found: ModerationResult | None = None
+    pdq: PdqHash | None = None
+    """The request image's PDQ hash, when the near-duplicate lookup computed it."""
+
+    async def keep(self, result: ModerationResult) -> None:
+        """Store ``result``, the analysis of the request, for its tenant (when storable)."""
+        await self.dedup.keep(self, result)
 
 
 class Dedup:
@@ -68,8 +85,9 @@ class Dedup:
         self.config = config
         self.store = ResultStore(sessions, config)
         self.stats = DedupStats()
+        self.hashing = engine.perceptual_hashing()
+        """How request images are hashed: as the results being stored hash them."""
         self._model_fp: str | None = None
-        self._hasher: HashesAnalyzer | None = None
         self._since_purge = 0
 
     @property
@@ -114,80 +132,60 @@ class Dedup:
             except SQLAlchemyError:
                 log.exception("dedup purge failed")
 
-    # moderation ------------------------------------------------------------
-    async def moderate_bytes(
-        self,
-        data: bytes,
-        policy: Policy,
-        *,
-        tenant: str,
-        extra_lists: Lists | None = None,
-        content_type: str | None = None,
-    ) -> ModerationResult:
-        """Like :meth:`Engine.moderate_bytes`, reusing results ``tenant`` stored (when
-        enabled); other tenants' results are never used."""
-        decoded = await self.engine.decode(data, content_type)
-        return await self.engine.moderate_decoded(
-            decoded,
-            policy,
-            tenant=tenant,
-            extra_lists=extra_lists,
-            store=self if self.config.enabled else None,
-        )
-
-    async def fetch_or_analyse(
-        self,
-        decoded: DecodedImage,
-        policy: Policy,
-        lists: CompiledLists,
-        analyse: Callable[[], Awaitable[ModerationResult]],
-        *,
-        tenant: str,
-    ) -> ModerationResult:
-        """``tenant``'s stored result for the same bytes, else one of its near duplicates',
-        else analyse and store for ``tenant``."""
+    # the stored level ------------------------------------------------------
+    async def lookup(
+        self, decoded: DecodedImage, policy: Policy, lists: CompiledLists, *, tenant: str
+    ) -> Lookup:
+        """``tenant``'s stored result for the same bytes, else one of its near duplicates'
+        (``found``); other tenants' results are never used."""
         model_fp = self.model_fingerprint
         scope = fingerprint.scope(policy, lists, model_fp)
+        lookup = Lookup(self, decoded, tenant, scope, model_fp)
         found = await self._db(self.store.get, decoded.sha256, scope, tenant=tenant)
         if found is not None:
             self.stats.stored_hits += 1
-            return found.model_copy(update={"cached": True})
-        pdq: PdqHash | None = None
+            lookup.found = found.model_copy(update={"cached": True})
+            return lookup
         near_on = self.config.near_duplicate_max_distance is not None
         hashes = await self._hash(decoded) if near_on and not decoded.animated else None
         if hashes is not None:
-            pdq = PdqHash(str(hashes["pdq"]), int(hashes["pdq_quality"]))
-            near = await self._near(pdq, scope, tenant)
+            lookup.pdq = PdqHash(str(hashes["pdq"]), int(hashes["pdq_quality"]))
+            near = await self._near(lookup.pdq, scope, tenant)
             if near is not None:
                 self.stats.near_hits += 1
-                return as_near_duplicate(
+                lookup.found = as_near_duplicate(
                     near.result,
                     decoded,
                     of_sha256=near.sha256,
                     distance=near.distance,
                     hashes=hashes,
                 )
-        result = await analyse()
-        self.stats.analysed += 1
-        if _storable(result):
-            if pdq is None and "pdq" in result.hashes and "pdq_quality" in result.hashes:
-                pdq = PdqHash(str(result.hashes["pdq"]), int(result.hashes["pdq_quality"]))
-            if decoded.animated:
-                pdq = None  # one frame's hash does not stand for an animation
-            stored = await self._db(
-                self.store.put,
-                decoded.sha256,
-                scope,
-                model_fp,
-                result,
-                pdq,
-                tenant=tenant,
-                index_pdq=near_on,
-            )
-            if stored:
-                self.stats.stored += 1
-                await self._after_insert()
-        return result
+        return lookup
+
+    async def keep(self, lookup: Lookup, result: ModerationResult) -> None:
+        """Store ``result``, the analysis of the request ``lookup`` found nothing for,
+        for the request's tenant only; results with a failed analyzer are not stored."""
+        self.stats.analyzed += 1
+        if not _storable(result):
+            return
+        pdq = lookup.pdq
+        if pdq is None and "pdq" in result.hashes and "pdq_quality" in result.hashes:
+            pdq = PdqHash(str(result.hashes["pdq"]), int(result.hashes["pdq_quality"]))
+        if lookup.decoded.animated:
+            pdq = None  # one frame's hash does not stand for an animation
+        stored = await self._db(
+            self.store.put,
+            lookup.decoded.sha256,
+            lookup.scope,
+            lookup.model_fp,
+            result,
+            pdq,
+            tenant=lookup.tenant,
+            index_pdq=self.config.near_duplicate_max_distance is not None,
+        )
+        if stored:
+            self.stats.stored += 1
+            await self._after_insert()
 
     async def _near(self, pdq: PdqHash, scope: str, tenant: str) -> NearMatch | None:
         distance = self.config.near_duplicate_max_distance
@@ -213,24 +211,7 @@ class Dedup:
     async def _hash(self, decoded: DecodedImage) -> dict[str, Any] | None:
         """PDQ (and dHash) of the image; None (no near-duplicate lookup) when it fails."""
         try:
-            return await asyncio.to_thread(self._hash_sync, decoded)
+            return await asyncio.to_thread(self.hashing, decoded.frames[0])
         except Exception:
             log.exception("perceptual hash failed; no near-duplicate lookup")
             return None
-
-    def _hash_sync(self, decoded: DecodedImage) -> dict[str, Any]:
-        """The way the hashes analyzer computes them (its settings when one is loaded)."""
-        hasher = self._hasher
-        if hasher is None:
-            configured = [
-                a
-                for a in self.engine.analyzers.values()
-                if isinstance(a, HashesAnalyzer) and a.config.pdq
-            ]
-            hasher = configured[0] if configured else None
-            if hasher is None:
-                hasher = HashesAnalyzer(HashesConfig(name="dedup-pdq"), self.engine.context)
-            hasher.load()
-            self._hasher = hasher
-        out = hasher.analyze([hasher.preprocess(decoded.frames[0])])[0]
-        return out.hashes

@@ -1,7 +1,7 @@
 """Tables of stored results and of their PDQ band codes (the near-duplicate index).
 
 Both are keyed by tenant first: a stored result is reused only for the tenant whose
-request produced it (see :meth:`bastion.pipeline.engine.Engine.moderate_decoded`).
+request produced it (see :mod:`bastion.pipeline.moderation`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from bastion.errors import BastionError
 from bastion.jobs.service import JobService
 from bastion.jobs.tables import Job
 from bastion.media.video_config import VideoOptions
-from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.video import moderate_video
 from bastion.policy.model import Lists, Policy
 
@@ -20,7 +20,7 @@ def job_video_options(job: Job) -> VideoOptions:
 
 
 async def moderate_video_job(
-    engine: Engine,
+    moderation: Moderation,
     jobs: JobService,
     job: Job,
     policy: Policy,
@@ -39,7 +39,7 @@ async def moderate_video_job(
         )
     thumbs = jobs.thumbnails.folder(job.id) if config.thumbnails else None
     video = await moderate_video(
-        engine,
+        moderation,
         path,
         policy,
         options.sampling(config),

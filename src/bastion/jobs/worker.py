@@ -1,5 +1,6 @@
-"""The worker: leases job messages, runs them through the same path as the sync API and
-stores the result, its webhook deliveries and the queue acknowledgement in one transaction.
+"""The worker: leases job messages, runs them through the same way into moderation as the
+sync API (:class:`~bastion.pipeline.moderation.Moderation`) and stores the result, its
+webhook deliveries and the queue acknowledgement in one transaction.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from typing import Any
 
 from sqlalchemy import or_, update
 
-from bastion.dedup.service import Dedup
 from bastion.delivery import outbox
 from bastion.errors import BastionError
 from bastion.jobs.config import JobsConfig
 from bastion.jobs.queue import Leased
 from bastion.jobs.service import TOPIC, JobService, event_payload
 from bastion.jobs.tables import Job
-from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
 
 log = logging.getLogger(__name__)
@@ -45,18 +45,15 @@ class Worker:
 
     def __init__(
         self,
-        engine: Engine,
+        moderation: Moderation,
         jobs: JobService,
         policies: PolicyBook,
         config: JobsConfig,
-        *,
-        dedup: Dedup | None = None,
     ) -> None:
-        self.engine = engine
+        self.moderation = moderation
         self.jobs = jobs
         self.policies = policies
         self.config = config
-        self.dedup = dedup  # images reuse stored results through it when given
         self.stats = WorkerStats()
         self.on_outcome: Callable[[], None] | None = None
         """Called (on the event loop) after a job's outcome and webhooks were committed:
@@ -152,13 +149,15 @@ class Worker:
             self.on_outcome()
 
     # running ---------------------------------------------------------------
-    async def _analyse(self, job: Job, progress: Any) -> dict[str, Any]:
+    async def _analyze(self, job: Job, progress: Any) -> dict[str, Any]:
         policy, lists = await asyncio.to_thread(self.policies.resolve, job.tenant_id, job.policy)
         path = self.jobs.media.path(job.media_sha256)
         if job.kind == "video":
             from bastion.jobs.video_job import moderate_video_job
 
-            return await moderate_video_job(self.engine, self.jobs, job, policy, lists, progress)
+            return await moderate_video_job(
+                self.moderation, self.jobs, job, policy, lists, progress
+            )
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError as exc:
@@ -167,9 +166,13 @@ class Worker:
                 code="media_expired",
                 status=410,
             ) from exc
-        moderate = self.dedup.moderate_bytes if self.dedup else self.engine.moderate_bytes
-        res = await moderate(
-            data, policy, tenant=job.tenant_id, extra_lists=lists, content_type=job.content_type
+        res = await self.moderation.moderate_bytes(
+            data,
+            policy,
+            tenant=job.tenant_id,
+            extra_lists=lists,
+            content_type=job.content_type,
+            store=True,
         )
         return res.model_dump(mode="json")
 
@@ -195,7 +198,7 @@ class Worker:
             return
         self.stats.running.add(job_id)
         latest: list[float | None] = [None]
-        work = asyncio.create_task(self._analyse(job, lambda f: latest.__setitem__(0, f)))
+        work = asyncio.create_task(self._analyze(job, lambda f: latest.__setitem__(0, f)))
         beat = asyncio.create_task(self._beat(msg, job_id, latest, work))
         try:
             result = await work

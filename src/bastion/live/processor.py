@@ -15,7 +15,7 @@ from bastion.live.streams import StreamService
 from bastion.live.tables import Stream
 from bastion.live.thumbnails import LiveThumbnails
 from bastion.media.types import DecodedImage
-from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
 from bastion.results import ModerationResult
 from bastion.rules import ResolvedRules, RuleBook, RuleMatch, evaluate
@@ -52,14 +52,14 @@ class StreamRef:
 class FrameProcessor:
     def __init__(
         self,
-        engine: Engine,
+        moderation: Moderation,
         policies: PolicyBook,
         rules: RuleBook,
         streams: StreamService,
         alerts: AlertService,
         thumbnails: LiveThumbnails | None,
     ) -> None:
-        self.engine = engine
+        self.moderation = moderation
         self.policies = policies
         self.rules = rules
         self.streams = streams
@@ -85,12 +85,12 @@ class FrameProcessor:
         policy, lists = await asyncio.to_thread(
             self.policies.resolve, stream.tenant_id, policy_name
         )
-        result = await self.engine.moderate_decoded(
+        result = await self.moderation.moderate_decoded(
             decoded, policy, tenant=stream.tenant_id, extra_lists=lists
         )
         matches = evaluate(resolved, result, lists) if resolved is not None else []
         outcome = FrameOutcome(result=result, matches=matches)
-        metrics = self.engine.metrics
+        metrics = self.moderation.metrics
         metrics.live_frames.inc()
         if not matches:
             return outcome

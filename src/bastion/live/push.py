@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from bastion.analyzers.hashes import hamming
 from bastion.errors import InputError
 from bastion.live.config import LiveConfig
+from bastion.live.counters import FRAMES_ANALYZED, stream_counters
 from bastion.live.processor import FrameOutcome, FrameProcessor, StreamRef
 from bastion.live.reading.similarity import Fingerprinter, HashKind
 from bastion.live.session import sampling_for
 from bastion.live.streams import StreamService, stream_not_running
 from bastion.live.tables import Stream
-from bastion.pipeline.engine import Engine
+from bastion.media.hashing import hamming
+from bastion.pipeline.moderation import Moderation
 
 Skip = Literal["interval", "similar"]
 
@@ -39,7 +40,7 @@ class PushedFrame:
 
 @dataclass
 class PushedFrames:
-    engine: Engine
+    moderation: Moderation
     streams: StreamService
     processor: FrameProcessor
     config: LiveConfig
@@ -65,7 +66,7 @@ class PushedFrames:
                 raise InputError("the stream is not running", code="stream_not_running", status=409)
             if row.desired != "running":
                 raise stream_not_running(row)
-            counters = dict(row.counters or {})
+            counters = stream_counters(row.counters)
             counters["frames_received"] = counters.get("frames_received", 0) + 1
             skipped: Skip | None = None
             distance = None
@@ -87,8 +88,8 @@ class PushedFrames:
                     counters[key] = counters.get(key, 0) + 1
                 else:
                     row.last_hash = fingerprint
-                    counters["frames_analysed"] = counters.get("frames_analysed", 0) + 1
-            row.counters = counters
+                    counters[FRAMES_ANALYZED] = counters.get(FRAMES_ANALYZED, 0) + 1
+            row.counters = stream_counters(counters)
             now = datetime.now(UTC)
             row.last_frame_at, row.updated_at = now, now
             if row.status not in ("live", "stopped"):
@@ -111,7 +112,7 @@ class PushedFrames:
         if stream.desired != "running":
             raise stream_not_running(stream)
         ref = StreamRef.of(stream)
-        decoded = await self.engine.decode(data, content_type)
+        decoded = await self.moderation.decode(data, content_type)
         resolved = await self.processor.resolve(ref)
         sampling = sampling_for(resolved, self.config)
         fingerprint = None
@@ -141,6 +142,6 @@ class PushedFrames:
         with self.streams.sessions.begin() as s:
             row = s.get(Stream, pk, with_for_update=True)
             if row is not None:
-                counters = dict(row.counters or {})
+                counters = stream_counters(row.counters)
                 counters["alerts"] = counters.get("alerts", 0) + n
                 row.counters = counters

@@ -1,31 +1,34 @@
 """The moderation engine: loads analyzers, batches their calls and applies policies.
 
-Every image — sync API, CLI scan, and later job and live frames — goes through
-:meth:`Engine.moderate_decoded`: each analyzer's preprocessing runs in the worker
-pool, its model call goes through that analyzer's :class:`DynamicBatcher`, and the
-policy turns labels into a decision.
+Requests come in through :class:`bastion.pipeline.moderation.Moderation` (decoding,
+caches, stored results), which asks :meth:`Engine.analyze` for what no cache could
+answer: the policy's analyzers run in stages, each on the inputs of the content kind it
+consumes (:mod:`bastion.pipeline.stages`: image frames first, then the text lines and
+embeddings those produced), each analyzer's preprocessing runs in the worker pool, its
+model call goes through that analyzer's :class:`DynamicBatcher`, and the policy turns
+labels into a decision.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 from bastion.analyzers import Analyzer, RuntimeContext, registry
 from bastion.analyzers.base import AnalyzerConfig, AnalyzerInfo
+from bastion.analyzers.hashes import HashesAnalyzer
 from bastion.config import Settings
 from bastion.errors import AnalyzerUnavailable, BastionError
-from bastion.media.image import decode_image
+from bastion.media.hashing import PerceptualHashes
 from bastion.media.types import DecodedImage, Frame
-from bastion.pipeline.cache import ResultCache
 from bastion.pipeline.merge import merge_outputs
+from bastion.pipeline.stages import STAGES, Available, Produced, per_frame
 from bastion.policy import taxonomy
 from bastion.policy.decide import decide
 from bastion.policy.lists import CompiledLists
@@ -33,9 +36,11 @@ from bastion.policy.model import Lists, Policy
 from bastion.results import AnalyzerOutput, AnalyzerTiming, MediaInfo, ModerationResult
 from bastion.runtime.batcher import BatchPolicy, DynamicBatcher
 from bastion.runtime.metrics import Metrics
-from bastion.text.urls import extract_urls
+from bastion.text.url_origins import distinct_urls, url_origins
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def build_analyzers(
@@ -49,28 +54,6 @@ def build_analyzers(
         analyzer = kinds[cfg.type](cfg, context)
         out[analyzer.name] = analyzer
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class VideoFrameImage(DecodedImage):
-    """A frame sampled from a video: its results are cached apart from images' results."""
-
-
-class PersistentResults(Protocol):
-    """A cache level behind the in-memory one, e.g. :class:`bastion.dedup.service.Dedup`."""
-
-    async def fetch_or_analyse(
-        self,
-        decoded: DecodedImage,
-        policy: Policy,
-        lists: CompiledLists,
-        analyse: Callable[[], Awaitable[ModerationResult]],
-        *,
-        tenant: str,
-    ) -> ModerationResult:
-        """A result ``tenant`` stored (``cached`` set), or ``analyse()``'s, stored for
-        ``tenant`` only."""
-        ...
 
 
 @dataclass
@@ -108,11 +91,6 @@ class Engine:
             for name, a in self.analyzers.items()
         }
         self._lists: dict[str, CompiledLists] = {}
-        self.cache: ResultCache[ModerationResult] = ResultCache(settings.result_cache_size)
-        # video frames have a cache of their own: a long video must not evict images
-        self.frame_cache: ResultCache[ModerationResult] = ResultCache(
-            settings.dedup.frame_cache_size
-        )
         self._load_errors: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------
@@ -191,87 +169,72 @@ class Engine:
             found = self._lists[key] = CompiledLists(lists, key)
         return found
 
-    async def decode(self, data: bytes, content_type: str | None = None) -> DecodedImage:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, lambda: decode_image(data, self.settings.limits, content_type=content_type)
-        )
+    async def run_in_pool(self, call: Callable[[], T]) -> T:
+        """Run ``call`` in the worker pool that preprocessing runs in (decoding, too)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
-    async def moderate_bytes(
-        self,
-        data: bytes,
-        policy: Policy,
-        *,
-        tenant: str | None = None,
-        extra_lists: Lists | None = None,
-        content_type: str | None = None,
-    ) -> ModerationResult:
-        """Decode and moderate ``data`` for ``tenant`` (see :meth:`moderate_decoded`)."""
-        decoded = await self.decode(data, content_type)
-        return await self.moderate_decoded(decoded, policy, tenant=tenant, extra_lists=extra_lists)
+    def perceptual_hashing(self) -> PerceptualHashes:
+        """How results' perceptual hashes are computed: with the settings of the first
+        ``hashes`` analyzer that computes PDQ, else with that analyzer's defaults. Stored
+        results hash the request's image this way, so the PDQ hashes they index are the
+        ones results report."""
+        for analyzer in self.analyzers.values():
+            if isinstance(analyzer, HashesAnalyzer) and analyzer.config.pdq:
+                return analyzer.hashing
+        return PerceptualHashes()
 
-    def _cache_key(
-        self, decoded: DecodedImage, policy: Policy, lists: CompiledLists, tenant: str | None
-    ) -> str:
-        versions = ",".join(
-            f"{n}={self._loaded[n].analyzer.version}" for n in policy.analyzers if n in self._loaded
-        )
-        # JSON keeps the parts apart whatever a tenant id holds; None (no tenant) is null
-        raw = json.dumps([tenant, decoded.sha256, policy.version, lists.version, versions])
-        return hashlib.sha256(raw.encode()).hexdigest()
+    async def _run_stages(
+        self, names: Sequence[str], frames: Sequence[Frame]
+    ) -> list[tuple[str, list[AnalyzerOutput], float, str | None]]:
+        """Run the analyzers ``names``, stage by stage, on the inputs of the content kind
+        each consumes (:data:`~bastion.pipeline.stages.STAGES`): stage one on the frames,
+        stage two on the text lines and embeddings stage one produced. Returns, in the
+        order of ``names``, each analyzer's outputs as one per frame.
 
-    async def moderate_decoded(
-        self,
-        decoded: DecodedImage,
-        policy: Policy,
-        *,
-        tenant: str | None = None,
-        extra_lists: Lists | None = None,
-        store: PersistentResults | None = None,
-    ) -> ModerationResult:
-        """Moderate a decoded image: in-memory cache (concurrent duplicates share one
-        analysis), then ``store`` when given, then the analyzers.
-
-        Results are reused (and concurrent duplicates coalesced) only within one
-        ``tenant``. Sharing them across tenants was given up on purpose: a reused result
-        says ``cached: true``, carries the first request's timings and comes back several
-        times faster, so a tenant sending the same bytes as another would learn that the
-        other had sent them, from the response time alone even if the flag were hidden.
-        ``None`` is for callers that serve no tenant (the command line, benchmarks): they
-        share a scope of their own and never reach ``store``.
+        An analyzer whose input never appears (an ``audio_window`` analyzer on an image,
+        a ``text`` analyzer when nothing read text) is not loaded or called: it gets no
+        outputs and no error, and takes 0 ms.
         """
-        lists = self.compiled_lists(policy.lists.merged(extra_lists or Lists()))
-        key = self._cache_key(decoded, policy, lists, tenant)
-        cache = self.frame_cache if isinstance(decoded, VideoFrameImage) else self.cache
-
-        def analyse() -> Awaitable[ModerationResult]:
-            return self._analyse(decoded, policy, lists)
-
-        def compute() -> Awaitable[ModerationResult]:
-            if store is None or tenant is None:
-                return analyse()
-            return store.fetch_or_analyse(decoded, policy, lists, analyse, tenant=tenant)
-
-        result, cached = await cache.get_or_compute(key, compute)
-        if cached:
-            result = result.model_copy(update={"cached": True})
-        self.metrics.decisions.labels(result.decision).inc()
-        return result
+        runs: dict[str, tuple[str, list[AnalyzerOutput], float, str | None]] = {}
+        produced: list[Produced] = []
+        for stage in STAGES:
+            available = Available(frames, tuple(produced))
+            todo = [
+                (n, stage[kind](available))
+                for n in names
+                if (kind := self._loaded[n].analyzer.consumes) in stage
+            ]
+            done = await asyncio.gather(
+                *(self._run_analyzer(n, [r.item for r in routed]) for n, routed in todo)
+            )
+            for (name, routed), (_, outs, ms, err) in zip(todo, done, strict=True):
+                if err is not None:
+                    runs[name] = (name, [], ms, err)
+                    continue
+                by_frame = per_frame(routed, outs, len(frames))
+                runs[name] = (name, by_frame, ms, None)
+                analyzer = self._loaded[name].analyzer
+                produced.append(Produced(name, analyzer.model_name, analyzer.version, by_frame))
+        return [runs.get(n, (n, [], 0.0, None)) for n in names]
 
     async def _run_analyzer(
-        self, name: str, frames: Sequence[Frame]
+        self, name: str, items: Sequence[object]
     ) -> tuple[str, list[AnalyzerOutput], float, str | None]:
+        """Preprocess ``items`` in the worker pool and analyse them through the analyzer's
+        batcher; one output per item, in order. Nothing to analyse loads nothing."""
+        if not items:
+            return name, [], 0.0, None
         started = time.perf_counter()
         try:
             entry = await self._ensure_loaded(name)
             loop = asyncio.get_running_loop()
             analyzer = entry.analyzer
 
-            async def one(frame: Frame) -> AnalyzerOutput:
-                prepared = await loop.run_in_executor(self._pool, analyzer.preprocess, frame)
+            async def one(item: object) -> AnalyzerOutput:
+                prepared = await loop.run_in_executor(self._pool, analyzer.preprocess, item)
                 return await entry.batcher.submit(prepared)
 
-            outs = list(await asyncio.gather(*(one(f) for f in frames)))
+            outs = list(await asyncio.gather(*(one(i) for i in items)))
             return name, outs, (time.perf_counter() - started) * 1000, None
         except BastionError as exc:
             return name, [], (time.perf_counter() - started) * 1000, exc.message
@@ -280,9 +243,11 @@ class Engine:
             self.metrics.analyzer_errors.labels(name).inc()
             return name, [], (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}"
 
-    async def _analyse(
+    async def analyze(
         self, decoded: DecodedImage, policy: Policy, lists: CompiledLists
     ) -> ModerationResult:
+        """Run the policy's analyzers on ``decoded`` and decide under ``policy`` and
+        ``lists``; an image an analyzer failed on is never allowed (review)."""
         started = time.perf_counter()
         frames = decoded.frames[: policy.max_frames or len(decoded.frames)]
         names = [n for n in policy.analyzers if n in self._loaded]
@@ -295,7 +260,7 @@ class Engine:
             for n in policy.analyzers
             if n not in self._loaded
         ]
-        runs = await asyncio.gather(*(self._run_analyzer(n, frames) for n in names))
+        runs = await self._run_stages(names, frames)
         per_analyzer: dict[str, list[AnalyzerOutput]] = {}
         timings: list[AnalyzerTiming] = []
         for name, outs, ms, err in runs:
@@ -306,12 +271,8 @@ class Engine:
             else:
                 per_analyzer[name] = outs
         merged = merge_outputs(per_analyzer, frames, animated=decoded.animated)
-        urls = list(
-            dict.fromkeys(
-                [u for c in merged.codes for u in c.urls]
-                + [u for line in merged.text for u in extract_urls(line.text)]
-            )
-        )
+        origins = url_origins(merged.codes, merged.text)
+        urls = distinct_urls(origins)
         labels = merged.labels + lists.labels(merged.text, merged.codes, urls)
         labels.sort(key=lambda lab: -lab.confidence)
         decision, reasons = decide(policy, labels)
@@ -326,6 +287,7 @@ class Engine:
             text=merged.text,
             codes=merged.codes,
             urls=urls,
+            url_origins=origins,
             faces=merged.faces,
             face_count=merged.face_count,
             hashes=hashes,

@@ -1,12 +1,12 @@
 """Video moderation: sampled frames go through the image path, results are merged over time.
 
 Every sampled frame becomes a one-frame :class:`DecodedImage` (its ``sha256`` is that
-of the frame's RGB pixels and shape) and is moderated by
-:meth:`Engine.moderate_decoded`, exactly like an uploaded image: preprocessing in the
-engine's worker pool, model calls through each analyzer's batcher (so frames in
-flight are batched together), a result cache of their own (identical frames are
-analysed once; frames never evict image results) and the policy. Decoding runs in
-a thread of its own while up to ``concurrency`` frames are being moderated; a
+of the frame's RGB pixels and shape) and goes the one way into moderation
+(:class:`~bastion.pipeline.moderation.Moderation`), exactly like an uploaded image:
+preprocessing in the engine's worker pool, model calls through each analyzer's batcher
+(so frames in flight are batched together), a result cache of their own (identical
+frames are analysed once; frames never evict image results) and the policy. Decoding
+runs in a thread of its own while up to ``concurrency`` frames are being moderated; a
 bounded queue between the two keeps memory flat whatever the length of the video.
 
 The per-frame decisions are then merged: the video's decision is the strictest
@@ -48,9 +48,9 @@ from bastion.media.video import (
     VideoSource,
     sample_frames,
 )
-from bastion.pipeline.engine import Engine, VideoFrameImage
+from bastion.pipeline.moderation import Moderation, VideoFrameImage
 from bastion.policy.model import Lists, Policy
-from bastion.results import Decision, ModerationResult, Reason
+from bastion.results import Decision, ModerationResult, Reason, UrlOrigin
 
 __all__ = [
     "FrameLabel",
@@ -90,6 +90,11 @@ class FrameResult(BaseModel):
     text: list[str] = Field(default_factory=list, description="OCR lines.")
     codes: list[str] = Field(default_factory=list, description="QR/barcode payloads.")
     urls: list[str] = Field(default_factory=list)
+    url_origins: list[UrlOrigin] = Field(
+        default_factory=list,
+        description="Where each URL was found, as in an image result: `index` is the "
+        "position in this frame's `codes` or `text`.",
+    )
     thumbnail: str | None = Field(None, description="JPEG of a flagged frame, when requested.")
     cached: bool = Field(False, description="The same pixels had been analysed before.")
 
@@ -211,7 +216,7 @@ class _Done:
 
 
 def frame_image(frame: Frame, codec: str | None) -> DecodedImage:
-    """A decoded video (or live) frame as the engine takes it, cached apart from images."""
+    """A decoded video (or live) frame as moderation takes it, cached apart from images."""
     rgb = frame.rgb
     digest = hashlib.sha256(f"rgb24:{rgb.shape[1]}x{rgb.shape[0]}:".encode())
     digest.update(np.ascontiguousarray(rgb).data)
@@ -287,6 +292,7 @@ def _frame_result(done: _Done) -> FrameResult:
         text=[line.text for line in res.text],
         codes=[code.text for code in res.codes],
         urls=res.urls,
+        url_origins=res.url_origins,
         thumbnail=done.thumbnail,
         cached=res.cached,
     )
@@ -410,7 +416,7 @@ class _Progress:
 
 
 async def moderate_video(
-    engine: Engine,
+    moderation: Moderation,
     source: VideoSource,
     policy: Policy,
     sampling: VideoSampling | None = None,
@@ -428,10 +434,9 @@ async def moderate_video(
     """Moderate a video (file path or bytes) frame by frame under ``policy``.
 
     ``tenant`` is whose video it is: frame results are reused only within one tenant
-    (see :meth:`Engine.moderate_decoded`). ``sampling`` picks the frames (default: one
-    per second). With
-    ``early_stop_on_block`` no new frame is started once one is blocked (frames
-    already in flight finish). ``progress`` is called on the event loop with the
+    (see :mod:`bastion.pipeline.moderation`). ``sampling`` picks the frames (default:
+    one per second). With ``early_stop_on_block`` no new frame is started once one is
+    blocked (frames already in flight finish). ``progress`` is called on the event loop with the
     fraction 0–1 of the video analysed so far. With ``thumbnails_dir``, a small JPEG
     of each flagged frame is written there under a content-addressed name.
     ``segment_gap_ms`` is the largest gap between flagged frames of one segment
@@ -474,7 +479,7 @@ async def moderate_video(
                 if stop.is_set():
                     skipped += 1
                     continue
-                res = await engine.moderate_decoded(
+                res = await moderation.moderate_decoded(
                     item.decoded, policy, tenant=tenant, extra_lists=extra_lists
                 )
                 thumb = None

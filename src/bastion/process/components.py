@@ -5,11 +5,14 @@ build what they run here, so the processes cannot drift apart. :class:`Roles` sa
 process runs besides the shared parts; :meth:`Components.run` starts the background loops
 those roles need and :meth:`Components.aclose` takes everything down in order.
 
-- :func:`build_core`: settings, metrics, the analyzers' engine and the policy book; no
-  database (what `bastion scan` needs).
-- :func:`build_components`: the core plus the database, the job queue and service, stored
-  results (de-duplication), rules, live streams and alerts, the webhook dispatcher and, for
-  the roles that run them, the job worker and media retention.
+- :func:`build_core`: settings, metrics, the analyzers' engine, the policy book and the
+  one way into moderation (:class:`~bastion.pipeline.moderation.Moderation`); with no
+  database (what `bastion scan` needs) it has no stored results.
+- :func:`build_components`: the core on the database, with stored results
+  (de-duplication) as a level of moderation, plus the job queue and service, rules, live
+  streams and alerts, the webhook dispatcher and, for the roles that run them, the job
+  worker and media retention. Whatever moderates (the API, the job worker, live frames)
+  gets the core's one :class:`~bastion.pipeline.moderation.Moderation`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from bastion.live.streams import StreamService
 from bastion.live.supervisor import StreamSupervisor
 from bastion.live.thumbnails import LiveThumbnails
 from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
 from bastion.rules.book import RuleBook
 from bastion.runtime.metrics import Metrics
@@ -88,6 +92,11 @@ class Core:
     metrics: Metrics
     engine: Engine
     policies: PolicyBook
+    moderation: Moderation
+    """The way into moderation every part of the process takes."""
+    dedup: Dedup | None
+    """Stored results, a level of :attr:`moderation` (unless switched off); None without a
+    database."""
     owns_engine: bool
     """False when the caller lent a loaded engine (tests, benchmarks): not closed here."""
 
@@ -97,20 +106,30 @@ class Core:
 
 
 async def build_core(
-    settings: Settings, *, engine: Engine | None = None, repo: Repo | None = None
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    repo: Repo | None = None,
+    sessions: sessionmaker[Session] | None = None,
 ) -> Core:
-    """The engine (models loaded when ``settings.preload``) and the policy book (tenants'
-    policies from ``repo`` when given, else the built-in ones and ``policies_dir``)."""
+    """The engine (models loaded when ``settings.preload``), the policy book (tenants'
+    policies from ``repo`` when given, else the built-in ones and ``policies_dir``) and
+    moderation, with stored results in the database of ``sessions`` when given (and
+    ``dedup.enabled``)."""
     eng = engine or Engine(settings, Metrics())
     if settings.preload:
         errors = await asyncio.to_thread(eng.load_all)
         for name, error in errors.items():
             log.error("analyzer %s did not load: %s", name, error)
+    dedup = Dedup(eng, sessions, settings.dedup) if sessions is not None else None
+    stored = dedup if dedup is not None and settings.dedup.enabled else None
     return Core(
         settings=settings,
         metrics=eng.metrics,
         engine=eng,
         policies=PolicyBook(repo, settings.policies_dir),
+        moderation=Moderation(eng, stored),
+        dedup=dedup,
         owns_engine=engine is None,
     )
 
@@ -153,6 +172,10 @@ class Components:
     @property
     def engine(self) -> Engine:
         return self.core.engine
+
+    @property
+    def moderation(self) -> Moderation:
+        return self.core.moderation
 
     @property
     def db(self) -> DbEngine:
@@ -217,12 +240,13 @@ async def build_components(
     boot = await asyncio.to_thread(bootstrap, settings, create_admin_key=roles.api)
     if on_bootstrap is not None:
         on_bootstrap(boot)
-    core = await build_core(settings, engine=engine, repo=boot.repo)
     sessions = session_factory(boot.db)
+    core = await build_core(settings, engine=engine, repo=boot.repo, sessions=sessions)
+    dedup = core.dedup
+    assert dedup is not None  # built on ``sessions``
     queue = make_queue(settings.jobs, sessions)
     await queue.start()
     jobs = JobService.from_settings(settings, sessions, queue)
-    dedup = Dedup(core.engine, sessions, settings.dedup)
     await asyncio.to_thread(dedup.start)
     rules = RuleBook(sessions)
     url_policy = settings.fetch_policy()
@@ -232,7 +256,7 @@ async def build_components(
     dispatcher = Dispatcher(sessions, settings.delivery, url_policy=url_policy)
     worker = None
     if roles.jobs:
-        worker = Worker(core.engine, jobs, core.policies, settings.jobs, dedup=dedup)
+        worker = Worker(core.moderation, jobs, core.policies, settings.jobs)
         if roles.dispatch:
             worker.on_outcome = dispatcher.wake
     return Components(
@@ -259,7 +283,7 @@ def _build_live(
     )
     alerts = AlertService(sessions, settings.live, streams)
     processor = FrameProcessor(
-        core.engine,
+        core.moderation,
         core.policies,
         rules,
         streams,
@@ -271,7 +295,7 @@ def _build_live(
         alerts=alerts,
         thumbnails=thumbnails,
         processor=processor,
-        pushed=PushedFrames(core.engine, streams, processor, settings.live),
+        pushed=PushedFrames(core.moderation, streams, processor, settings.live),
         supervisor=StreamSupervisor(streams, processor, settings.live),
         feed=AlertFeed(sessions),
     )

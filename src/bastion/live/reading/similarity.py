@@ -1,12 +1,11 @@
 """Skip frames that look like the last analysed one, by perceptual hash.
 
-The hashes are the hashes analyzer's (:class:`~bastion.analyzers.hashes.HashesAnalyzer`:
-a 64-bit dHash or Meta's 256-bit PDQ, computed on the frame scaled down to
-``HASH_SIDE``): the same kind of value a moderation result carries, give or take a
-few bits for the smaller copy it is computed on. A frame whose hash lies within
-``threshold`` bits (Hamming distance) of the last *analysed* frame's hash is similar;
-the reference only moves when a frame is analysed, so a slow drift is still caught
-once it adds up to more than the threshold.
+The hashes are those of :mod:`bastion.media.hashing` (a 64-bit dHash or Meta's 256-bit
+PDQ, computed on the frame scaled down to ``HASH_SIDE``): the same kind of value a
+moderation result carries, give or take a few bits for the smaller copy it is computed
+on. A frame whose hash lies within ``threshold`` bits (Hamming distance) of the last
+*analysed* frame's hash is similar; the reference only moves when a frame is analysed,
+so a slow drift is still caught once it adds up to more than the threshold.
 """
 
 from __future__ import annotations
@@ -16,10 +15,8 @@ from typing import Literal
 
 import numpy as np
 
-from bastion.analyzers.base import RuntimeContext
-from bastion.analyzers.hashes import HashesAnalyzer, HashesConfig, hamming
+from bastion.media.hashing import PerceptualHashes, hamming
 from bastion.media.types import Frame
-from bastion.runtime.config import RuntimeConfig
 
 __all__ = ["HASH_SIDE", "Fingerprinter", "SimilarityFilter"]
 
@@ -35,14 +32,11 @@ class Fingerprinter:
 
     def __init__(self, kind: HashKind = "pdq") -> None:
         self.kind: HashKind = kind
-        config = HashesConfig(max_side=HASH_SIDE, dhash=kind == "dhash", pdq=kind == "pdq")
-        self._hashes = HashesAnalyzer(config, RuntimeContext(RuntimeConfig()))
+        self._hashes = PerceptualHashes(HASH_SIDE, pdq=kind == "pdq", dhash=kind == "dhash")
         self._hashes.load()
 
     def __call__(self, rgb: np.ndarray) -> str:
-        item = self._hashes.preprocess(Frame(rgb=rgb))
-        value = self._hashes.analyze([item])[0].hashes[self.kind]
-        return str(value)
+        return str(self._hashes(Frame(rgb=rgb))[self.kind])
 
 
 class SimilarityFilter:

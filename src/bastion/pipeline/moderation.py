@@ -1,0 +1,167 @@
+"""The one way into moderation: every image and frame Bastion moderates goes through
+:class:`Moderation`, whoever asks (the sync API and its batches, jobs' images and video
+frames, ``bastion scan``, frames of live streams and frames pushed through the API).
+
+A request goes one way through these levels, each asked only when the one before it has
+no answer:
+
+1. bytes are decoded once (:meth:`Moderation.decode`, in the engine's worker pool);
+2. the in-memory result cache: the same pixels under the same policy, lists, analyzer
+   versions and tenant get the result already there, and concurrent duplicates share
+   one analysis. Frames of videos and streams (:class:`VideoFrameImage`) have a cache of
+   their own, so that a long video does not evict images;
+3. stored results (:class:`StoredResults`, the de-duplication in the database): for
+   requests of a tenant that ask for them (uploaded images), when the process has them;
+4. the analyzers and the policy (:meth:`Engine.analyze
+   <bastion.pipeline.engine.Engine.analyze>`): labels become a decision, and an image
+   an analyzer failed on is never allowed (review).
+
+Results are reused (and concurrent duplicates coalesced) only within one tenant, at
+every level. Sharing them across tenants was given up on purpose: a reused result says
+``cached: true``, carries the first request's timings and comes back several times
+faster, so a tenant sending the same bytes as another would learn that the other had
+sent them, from the response time alone even if the flag were hidden. No tenant
+(``None``) is for callers that serve none (the command line, benchmarks): they share a
+scope of their own and never reach stored results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
+
+from bastion.media.image import decode_image
+from bastion.media.types import DecodedImage
+from bastion.pipeline.cache import ResultCache
+from bastion.pipeline.engine import Engine
+from bastion.policy.lists import CompiledLists
+from bastion.policy.model import Lists, Policy
+from bastion.results import ModerationResult
+from bastion.runtime.metrics import Metrics
+
+__all__ = ["Moderation", "StoredLookup", "StoredResults", "VideoFrameImage"]
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFrameImage(DecodedImage):
+    """A frame sampled from a video or a live stream: its results are cached apart from
+    images' results."""
+
+
+class StoredLookup(Protocol):
+    """What the stored level answered for one request."""
+
+    @property
+    def found(self) -> ModerationResult | None:
+        """A stored result to answer with (``cached`` set; ``near_duplicate_of`` when it
+        is another image's), or None: the request is analysed and :meth:`keep` called."""
+        ...
+
+    async def keep(self, result: ModerationResult) -> None:
+        """Store ``result``, the request's fresh analysis, for the request's tenant
+        (results that may come out differently next time are not stored)."""
+        ...
+
+
+class StoredResults(Protocol):
+    """Results tenants stored earlier: the level between the in-memory cache and the
+    analyzers (:class:`bastion.dedup.service.Dedup`)."""
+
+    async def lookup(
+        self, decoded: DecodedImage, policy: Policy, lists: CompiledLists, *, tenant: str
+    ) -> StoredLookup:
+        """``tenant``'s stored result for the same bytes or a near duplicate of them
+        under the same policy, lists and models; never another tenant's."""
+        ...
+
+
+class Moderation:
+    """Decodes, caches, reuses stored results, analyses and decides. One per process."""
+
+    def __init__(self, engine: Engine, stored: StoredResults | None = None) -> None:
+        self.engine = engine
+        self.stored = stored
+        """The stored level; None where the process has no database or it is switched off."""
+        settings = engine.settings
+        self.cache: ResultCache[ModerationResult] = ResultCache(settings.result_cache_size)
+        self.frame_cache: ResultCache[ModerationResult] = ResultCache(
+            settings.dedup.frame_cache_size
+        )
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.engine.metrics
+
+    async def decode(self, data: bytes, content_type: str | None = None) -> DecodedImage:
+        """``data`` decoded (in the engine's worker pool) within the configured limits."""
+        limits = self.engine.settings.limits
+        return await self.engine.run_in_pool(
+            partial(decode_image, data, limits, content_type=content_type)
+        )
+
+    async def moderate_bytes(
+        self,
+        data: bytes,
+        policy: Policy,
+        *,
+        tenant: str | None = None,
+        extra_lists: Lists | None = None,
+        content_type: str | None = None,
+        store: bool = False,
+    ) -> ModerationResult:
+        """Decode ``data`` once and moderate it (see :meth:`moderate_decoded`)."""
+        decoded = await self.decode(data, content_type)
+        return await self.moderate_decoded(
+            decoded, policy, tenant=tenant, extra_lists=extra_lists, store=store
+        )
+
+    async def moderate_decoded(
+        self,
+        decoded: DecodedImage,
+        policy: Policy,
+        *,
+        tenant: str | None = None,
+        extra_lists: Lists | None = None,
+        store: bool = False,
+    ) -> ModerationResult:
+        """Moderate ``decoded`` for ``tenant`` under ``policy`` and the tenant's
+        ``extra_lists``: the in-memory cache, then (with ``store`` and a tenant) the
+        stored results, then the analyzers.
+
+        ``store`` is for uploaded images (the sync API and image jobs): their results are
+        reused from and kept in the stored level. Frames of videos and streams are not.
+        """
+        lists = self.engine.compiled_lists(policy.lists.merged(extra_lists or Lists()))
+        key = self._cache_key(decoded, policy, lists, tenant)
+        cache = self.frame_cache if isinstance(decoded, VideoFrameImage) else self.cache
+        stored = self.stored if store else None
+
+        async def compute() -> ModerationResult:
+            if stored is None or tenant is None:
+                return await self.engine.analyze(decoded, policy, lists)
+            lookup = await stored.lookup(decoded, policy, lists, tenant=tenant)
+            if lookup.found is not None:
+                return lookup.found
+            result = await self.engine.analyze(decoded, policy, lists)
+            await lookup.keep(result)
+            return result
+
+        result, cached = await cache.get_or_compute(key, compute)
+        if cached:
+            result = result.model_copy(update={"cached": True})
+        self.metrics.decisions.labels(result.decision).inc()
+        return result
+
+    def _cache_key(
+        self, decoded: DecodedImage, policy: Policy, lists: CompiledLists, tenant: str | None
+    ) -> str:
+        analyzers = self.engine.analyzers
+        versions = ",".join(
+            f"{n}={analyzers[n].version}" for n in policy.analyzers if n in analyzers
+        )
+        # JSON keeps the parts apart whatever a tenant id holds; None (no tenant) is null
+        raw = json.dumps([tenant, decoded.sha256, policy.version, lists.version, versions])
+        return hashlib.sha256(raw.encode()).hexdigest()
