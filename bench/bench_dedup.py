@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
-from tests.samples import encode
+from tests.support.media import encode
 
 from bench.common import BENCH_KEY, HEADER, Stats, images, machine, server
 

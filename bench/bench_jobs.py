@@ -19,21 +19,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
-from tests.services import delete_rabbit_queues, pg_available, pg_schema, rabbit_available
+from tests.support.databases import (
+    delete_rabbit_queues,
+    pg_available,
+    pg_schema,
+    rabbit_available,
+)
+from tests.support.webhooks import Receiver
 
 from bench.common import BENCH_KEY, images, machine, server
 
@@ -44,39 +46,17 @@ rules: []
 """
 
 
-class Receiver:
-    """Records the arrival time of each job's first callback."""
+def arrivals(receiver: Receiver) -> dict[str, float]:
+    """When each job's first callback arrived (time.time()), by job id."""
+    return {job_id: calls[0].at for job_id, calls in receiver.by_job().items()}
 
-    def __init__(self) -> None:
-        self.arrived: dict[str, float] = {}
-        self.deliveries = 0
-        self.lock = threading.Lock()
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                now = time.time()
-                job_id = json.loads(body)["data"]["job_id"]
-                with receiver.lock:
-                    receiver.deliveries += 1
-                    receiver.arrived.setdefault(job_id, now)
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    async def wait(self, job_ids: set[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not job_ids <= set(self.arrived):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{len(job_ids - set(self.arrived))} callbacks missing")
-            await asyncio.sleep(0.05)
+async def wait_callbacks(receiver: Receiver, job_ids: set[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not job_ids <= set(arrivals(receiver)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(job_ids - set(arrivals(receiver)))} callbacks missing")
+        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -87,7 +67,8 @@ class Run:
     seconds: float = 0.0
 
     def lags_ms(self, receiver: Receiver) -> list[float]:
-        return [(receiver.arrived[j] - t) * 1000 for j, t in self.submitted.items()]
+        arrived = arrivals(receiver)
+        return [(arrived[j] - t) * 1000 for j, t in self.submitted.items()]
 
     def row(self, receiver: Receiver, baseline: float | None) -> str:
         lags = self.lags_ms(receiver)
@@ -126,7 +107,7 @@ async def fixed_load(
             data = datas[i % len(datas)] + uuid.uuid4().bytes  # fresh bytes: no cache hit
             tasks.append(asyncio.create_task(submit(c, data, receiver.url, run, sem)))
         await asyncio.gather(*tasks)
-    await receiver.wait(set(run.submitted), timeout=300)
+    await wait_callbacks(receiver, set(run.submitted), timeout=300)
     run.seconds = seconds
     return run
 
@@ -142,8 +123,9 @@ async def burst(base: str, datas: list[bytes], receiver: Receiver, name: str, n:
                 for i in range(n)
             )
         )
-    await receiver.wait(set(run.submitted), timeout=600)
-    run.seconds = max(receiver.arrived[j] for j in run.submitted) - t0
+    await wait_callbacks(receiver, set(run.submitted), timeout=600)
+    arrived = arrivals(receiver)
+    run.seconds = max(arrived[j] for j in run.submitted) - t0
     return run
 
 
@@ -174,7 +156,7 @@ def main() -> None:
     else:
         print("PostgreSQL or RabbitMQ not reachable: embedded only")
     datas = images(32, 640)
-    receiver = Receiver()
+    receiver = Receiver(204)  # records each callback's arrival
     rows: list[tuple[Run, Run]] = []
     with tempfile.TemporaryDirectory() as tmp:
         policies = Path(tmp) / "policies"
@@ -195,7 +177,7 @@ def main() -> None:
                 )
                 sustained = asyncio.run(burst(base, datas, receiver, name, args.burst))
                 rows.append((fixed, sustained))
-    receiver.server.shutdown()
+    receiver.close()
     print(f"machine: {machine()}")
     print(
         "jobs: 640px JPEGs, policy hashes-only, one in-process worker (8 jobs at once), "
@@ -208,7 +190,7 @@ def main() -> None:
     for fixed, sustained in rows:
         print(fixed.row(receiver, base_fixed))
         print(sustained.row(receiver, base_sustained))
-    print(f"\ncallbacks received: {receiver.deliveries} for {len(receiver.arrived)} jobs")
+    print(f"\ncallbacks received: {len(receiver.requests)} for {len(arrivals(receiver))} jobs")
 
 
 if __name__ == "__main__":

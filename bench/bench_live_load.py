@@ -81,10 +81,11 @@ import qrcode
 import websockets
 from av.video.stream import VideoStream
 from PIL import Image
-from tests.live_server import Publisher, live_server
-from tests.rules_support import BLOCKED_DOMAIN
-from tests.samples import benign_photos
-from tests.services import pg_schema
+from tests.support.auth import bearer
+from tests.support.databases import pg_schema
+from tests.support.live_server import Publisher, live_server
+from tests.support.media import benign_photos
+from tests.support.rules import BLOCKED_DOMAIN
 
 from bench.common import BENCH_KEY, machine, server_process
 
@@ -100,7 +101,7 @@ TAIL_S = (5.0, 3.0, 60.0)  # after the window: at least, quiet for, at most (sec
 LIVE_TIMEOUT_S = 90.0
 LAG_TARGET_S = 1.0
 WAYS = {"keyframes": "auto", "all": "all"}
-AUTH = {"Authorization": f"Bearer {BENCH_KEY}"}
+AUTH = bearer(BENCH_KEY)
 FRAME_NO = re.compile(r"[?&]f=(\d+)")
 
 POLICY = """\

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
-from tests.samples import benign_photos, encode, opencv_doc_photos
-from tests.services import free_port
+from tests.support.loopback import free_port
+from tests.support.media import benign_photos, encode, opencv_doc_photos
 
 BENCH_KEY = "bench-admin-key-0123456789abcdef"
 

@@ -13,8 +13,8 @@ from bastion.analyzers.base import Analyzer
 from bastion.analyzers.codes import CodesAnalyzer, CodesConfig
 from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput
-from tests.analyzer_contract import AnalyzerContract, context
-from tests.samples import benign_photos, opencv_doc_photos
+from tests.support.analyzer_contract import AnalyzerContract, context
+from tests.support.media import benign_photos, opencv_doc_photos
 
 pytestmark = pytest.mark.models
 

@@ -13,8 +13,8 @@ from bastion.analyzers.base import Analyzer
 from bastion.analyzers.faces import FacesAnalyzer, FacesConfig
 from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput, Box
-from tests.analyzer_contract import AnalyzerContract, context
-from tests.samples import OPENCV_DOC, benign_photos
+from tests.support.analyzer_contract import AnalyzerContract, context
+from tests.support.media import OPENCV_DOC, benign_photos
 
 pytestmark = pytest.mark.models
 

@@ -23,8 +23,8 @@ from bastion.analyzers.onnx_detector import OnnxDetectorAnalyzer, OnnxDetectorCo
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
 from bastion.models import yolo
-from tests.analyzer_contract import AnalyzerContract, context
-from tests.samples import OPENCV_DOC, benign_photos
+from tests.support.analyzer_contract import AnalyzerContract, context
+from tests.support.media import OPENCV_DOC, benign_photos
 
 # Photos where NudeNet finds faces or feet (and one false positive, the coffee cup).
 DETECTOR_PHOTOS = ("skimage-astronaut", "skimage-camera", "skimage-coffee")

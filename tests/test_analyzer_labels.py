@@ -29,8 +29,8 @@ from bastion.analyzers.labels import (
 )
 from bastion.media.types import Frame
 from bastion.models import efficientnet_export as export_mod
-from tests.analyzer_contract import AnalyzerContract, context
-from tests.samples import OPENCV_DOC, benign_photos
+from tests.support.analyzer_contract import AnalyzerContract, context
+from tests.support.media import OPENCV_DOC, benign_photos
 
 # photo -> ImageNet classes any of which is an acceptable top-1
 _SKIMAGE_EXPECTED = {

@@ -17,8 +17,8 @@ from bastion.analyzers.nudenet import (
 from bastion.errors import AnalyzerUnavailable, BastionError
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
-from tests.analyzer_contract import AnalyzerContract, context
-from tests.samples import benign_photos
+from tests.support.analyzer_contract import AnalyzerContract, context
+from tests.support.media import benign_photos
 
 
 @cache

@@ -23,9 +23,9 @@ from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput, TextLine
 from bastion.text import langid
 from bastion.text.tesseract import Tesseract, join_words, parse_tsv, space_ratio
-from tests import textimages as ti
-from tests.analyzer_contract import AnalyzerContract, context
-from tests.samples import benign_photos
+from tests.support import textimages as ti
+from tests.support.analyzer_contract import AnalyzerContract, context
+from tests.support.media import benign_photos
 
 _TESSERACT = Tesseract()
 _PACKS = {"ko": "kor", "th": "tha"}

@@ -10,40 +10,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import pytest_asyncio
-import qrcode
 from PIL import Image
 
-from bastion.api.app import create_app
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, make_settings
-from tests.samples import benign_photos, encode
+from tests.support.app import running
+from tests.support.auth import AUTH
+from tests.support.media import benign_photos, encode, photo, qr_on_photo
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.models
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client(engine: Engine, data_root: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = make_settings(data_root / "api")
-    app = create_app(settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as c:
-            yield c
-
-
-def photo(name: str = "skimage-chelsea", fmt: str = "JPEG") -> bytes:
-    return encode(benign_photos()[name], fmt)
-
-
-def qr_on_photo(payload: str) -> bytes:
-    base = Image.fromarray(benign_photos()["skimage-coffee"]).copy()
-    code = qrcode.make(payload).get_image().convert("RGB").resize((220, 220))
-    base.paste(code, (20, 20))
-    return encode(np.asarray(base), "PNG")
+    async with running(make_settings(data_root / "api"), engine) as api:
+        yield api.client
 
 
 async def test_health_needs_no_key(client: httpx.AsyncClient) -> None:
@@ -364,34 +347,29 @@ async def test_admission_and_request_size_limits(engine: Engine, data_root: Path
     settings = make_settings(
         data_root / "limits", max_queued=2, max_inflight=1, max_request_bytes=200_000
     )
-    app = create_app(settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://b") as c:
-            big = b"\0" * 300_000
-            r = await c.post(
-                "/v1/moderate", content=big, headers={**AUTH, "Content-Type": "image/jpeg"}
-            )
-            assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
-            r = await c.post(
-                "/v1/moderate/batch", headers=AUTH, json={"items": [{"base64": "A" * 300_000}]}
-            )
-            assert r.status_code == 413
+    async with running(settings, engine) as api:
+        c = api.client
+        big = b"\0" * 300_000
+        r = await c.post(
+            "/v1/moderate", content=big, headers={**AUTH, "Content-Type": "image/jpeg"}
+        )
+        assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+        r = await c.post(
+            "/v1/moderate/batch", headers=AUTH, json={"items": [{"base64": "A" * 300_000}]}
+        )
+        assert r.status_code == 413
 
-            datas = [
-                encode(img, "JPEG", quality=70 + i)
-                for i, img in enumerate(benign_photos().values())
-            ]
-            rs = await asyncio.gather(
-                *(
-                    c.post(
-                        "/v1/moderate", content=d, headers={**AUTH, "Content-Type": "image/jpeg"}
-                    )
-                    for d in datas
-                )
+        datas = [
+            encode(img, "JPEG", quality=70 + i) for i, img in enumerate(benign_photos().values())
+        ]
+        rs = await asyncio.gather(
+            *(
+                c.post("/v1/moderate", content=d, headers={**AUTH, "Content-Type": "image/jpeg"})
+                for d in datas
             )
-            codes = sorted(r.status_code for r in rs)
-            assert codes.count(200) >= 2 and set(codes) <= {200, 503}, codes
-            assert 503 in codes
-            refused = next(r for r in rs if r.status_code == 503)
-            assert refused.json()["error"]["code"] == "overloaded"
+        )
+        codes = sorted(r.status_code for r in rs)
+        assert codes.count(200) >= 2 and set(codes) <= {200, 503}, codes
+        assert 503 in codes
+        refused = next(r for r in rs if r.status_code == 503)
+        assert refused.json()["error"]["code"] == "overloaded"

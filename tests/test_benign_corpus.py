@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
-from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.policy.loader import default_policy
-from tests.samples import benign_photos, encode, opencv_doc_photos
+from tests.support.media import benign_photos, encode, opencv_doc_photos
 
 pytestmark = [pytest.mark.models, pytest.mark.slow]
 
 
-async def test_all_benign_photos_are_allowed(engine: Engine) -> None:
+async def test_all_benign_photos_are_allowed(moderation: Moderation) -> None:
     policy = default_policy()
     items = [(name, encode(rgb)) for name, rgb in benign_photos().items()]
     items += [(p.name, p.read_bytes()) for p in opencv_doc_photos()]
@@ -22,7 +22,7 @@ async def test_all_benign_photos_are_allowed(engine: Engine) -> None:
 
     async def one(data: bytes) -> tuple[str, list[str]]:
         async with sem:
-            res = await engine.moderate_bytes(data, policy)
+            res = await moderation.moderate_bytes(data, policy)
             return res.decision, [f"{r.label} {r.confidence}" for r in res.reasons]
 
     results = await asyncio.gather(*(one(d) for _, d in items))

@@ -18,8 +18,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bastion.cli import app
-from tests.samples import benign_photos, encode
-from tests.services import free_port
+from tests.support.loopback import free_port
+from tests.support.media import benign_photos, encode
 
 runner = CliRunner()
 

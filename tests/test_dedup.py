@@ -7,10 +7,7 @@ server on this machine (a schema per test).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,31 +16,29 @@ import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
-from PIL import Image
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bastion.analyzers.hashes import hamming
-from bastion.api.app import create_app
-from bastion.api.services import Services
-from bastion.config import Settings
 from bastion.dedup.config import DedupConfig
 from bastion.dedup.pdqindex import BANDS, MAX_DISTANCE, PdqHash, band_codes, probe_codes
 from bastion.dedup.repo import NearMatch, ResultStore
 from bastion.dedup.tables import DedupBand, DedupEntry
 from bastion.jobs.config import JobsConfig
+from bastion.media.hashing import hamming
 from bastion.pipeline.cache import ResultCache
 from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.video import moderate_video
 from bastion.policy.loader import default_policy, parse_policy
 from bastion.results import ModerationResult
 from bastion.store.db import make_engine, migrate, session_factory
-from tests.conftest import ADMIN_KEY, make_settings
-from tests.samples import benign_photos, encode
-from tests.test_media_video import noise_frames, write_video
+from tests.support.app import running
+from tests.support.auth import AUTH
+from tests.support.dedup import rows, settings_for
+from tests.support.media import encode, jpeg, sha, unique
+from tests.support.video import noise_frames, write_video
 
 pytestmark = pytest.mark.models
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 JPEG = {**AUTH, "Content-Type": "image/jpeg"}
 NSFW_ONLY = """name: nsfw-only
 description: the nsfw analyzer alone
@@ -52,40 +47,6 @@ rules:
   - categories: [Explicit Nudity]
     block: 85
 """
-
-
-def settings_for(data_dir: Path, database_url: str | None = None, **kw: Any) -> Settings:
-    kw.setdefault("jobs", JobsConfig(run_worker=False))
-    return make_settings(data_dir, database_url=database_url, **kw)
-
-
-@asynccontextmanager
-async def running(
-    settings: Settings, engine: Engine
-) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
-    """The app on ``settings`` sharing the session's loaded models; a new one is a restart."""
-    app = create_app(settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as c:
-            yield c, app.state.services
-
-
-def unique(data: bytes) -> bytes:
-    """The same JPEG pixels with bytes of their own (data after the end marker is ignored)."""
-    return data + uuid.uuid4().bytes
-
-
-def jpeg(name: str, quality: int = 90, scale: float = 1.0) -> bytes:
-    img = Image.fromarray(benign_photos()[name])
-    if scale != 1.0:
-        size = (round(img.width * scale), round(img.height * scale))
-        img = img.resize(size, Image.Resampling.LANCZOS)
-    return unique(encode(np.asarray(img), "JPEG", quality=quality))
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def without_cached(body: dict[str, Any]) -> dict[str, Any]:
@@ -99,14 +60,6 @@ async def moderate(c: httpx.AsyncClient, data: bytes, **params: str) -> dict[str
     return body
 
 
-def rows(svc: Services, sha256: str | None = None) -> list[DedupEntry]:
-    with svc.db_sessions() as s:
-        q = select(DedupEntry)
-        if sha256 is not None:
-            q = q.where(DedupEntry.sha256 == sha256)
-        return list(s.execute(q).scalars())
-
-
 # ---- through the API --------------------------------------------------------------------
 
 
@@ -115,25 +68,28 @@ async def test_duplicate_is_reused_and_survives_a_restart(
 ) -> None:
     settings = settings_for(tmp_path / "data", database_url)
     data = jpeg("skimage-chelsea")
-    async with running(settings, engine) as (c, svc):
+    async with running(settings, engine) as api:
+        c, svc = api.client, api.services
         first = await moderate(c, data)
         second = await moderate(c, data)
         assert first["cached"] is False and second["cached"] is True
         assert without_cached(second) == without_cached(first)
         stored = rows(svc, sha(data))
         assert len(stored) == 1 and stored[0].pdq == first["hashes"]["pdq"]
-    engine.cache.clear()  # what a new process starts with
-    async with running(settings, engine) as (c, svc):
+    # a new app is what a new process starts with: empty in-memory caches
+    async with running(settings, engine) as api:
+        c, svc = api.client, api.services
         third = await moderate(c, data)
         assert third["cached"] is True and third["decision"] == first["decision"]
         assert without_cached(third) == without_cached(first)
-        assert svc.dedup.stats.stored_hits == 1 and svc.dedup.stats.analysed == 0
+        assert svc.dedup.stats.stored_hits == 1 and svc.dedup.stats.analyzed == 0
         assert rows(svc, sha(data))[0].hits == 1
 
 
 async def test_other_policy_or_lists_miss(engine: Engine, tmp_path: Path) -> None:
     data = jpeg("skimage-coffee")
-    async with running(settings_for(tmp_path / "data"), engine) as (c, svc):
+    async with running(settings_for(tmp_path / "data"), engine) as api:
+        c, svc = api.client, api.services
         r = await c.put(
             "/v1/policies/nsfw-only",
             content=NSFW_ONLY,
@@ -148,7 +104,7 @@ async def test_other_policy_or_lists_miss(engine: Engine, tmp_path: Path) -> Non
         assert r.status_code == 200
         assert (await moderate(c, data, policy="nsfw-only"))["cached"] is False
         assert len(rows(svc, sha(data))) == 3
-        engine.cache.clear()
+        svc.moderation.cache.clear()
         assert (await moderate(c, data, policy="nsfw-only"))["cached"] is True
 
 
@@ -157,12 +113,14 @@ async def test_model_change_misses_and_purges_old_results(
 ) -> None:
     settings = settings_for(tmp_path / "data")
     data = jpeg("skimage-rocket")
-    async with running(settings, engine) as (c, svc):
+    async with running(settings, engine) as api:
+        c, svc = api.client, api.services
         assert (await moderate(c, data))["cached"] is False
         old_fp = svc.dedup.model_fingerprint
         assert [r.model_fp for r in rows(svc)] == [old_fp]
     monkeypatch.setattr(engine.analyzers["hashes"], "_version", "pdqhash-0.0.0+other")
-    async with running(settings, engine) as (c, svc):
+    async with running(settings, engine) as api:
+        c, svc = api.client, api.services
         assert svc.dedup.model_fingerprint != old_fp
         assert rows(svc) == [] and svc.dedup.stats.purged == 1  # purged at start-up
         again = await moderate(c, data)
@@ -173,10 +131,11 @@ async def test_model_change_misses_and_purges_old_results(
 
 async def test_concurrent_duplicates_are_analysed_once(engine: Engine, tmp_path: Path) -> None:
     data = jpeg("sklearn-flower")
-    async with running(settings_for(tmp_path / "data"), engine) as (c, svc):
+    async with running(settings_for(tmp_path / "data"), engine) as api:
+        c, svc = api.client, api.services
         bodies = await asyncio.gather(*(moderate(c, data) for _ in range(6)))
         assert sorted(b["cached"] for b in bodies) == [False] + [True] * 5
-        assert svc.dedup.stats.analysed == 1 and svc.dedup.stats.stored == 1
+        assert svc.dedup.stats.analyzed == 1 and svc.dedup.stats.stored == 1
         assert len(rows(svc, sha(data))) == 1
         assert len({b["decision"] for b in bodies}) == 1
 
@@ -202,7 +161,8 @@ async def test_near_duplicate_reuse(engine: Engine, tmp_path: Path) -> None:
     resized = jpeg("skimage-astronaut", 75, scale=0.8)  # 410 px wide, re-encoded
     other = jpeg("sklearn-china", 90)
     dedup = DedupConfig(near_duplicate_max_distance=8)
-    async with running(settings_for(tmp_path / "on", dedup=dedup), engine) as (c, svc):
+    async with running(settings_for(tmp_path / "on", dedup=dedup), engine) as api:
+        c, svc = api.client, api.services
         first = await moderate(c, original)
         assert first["cached"] is False and first["near_duplicate_of"] is None
         near = await moderate(c, resized)
@@ -226,7 +186,8 @@ async def test_near_duplicate_reuse(engine: Engine, tmp_path: Path) -> None:
         assert hamming(far["hashes"]["pdq"], first["hashes"]["pdq"]) > 8
 
     # off (the default): the resized copy is analysed
-    async with running(settings_for(tmp_path / "off"), engine) as (c, svc):
+    async with running(settings_for(tmp_path / "off"), engine) as api:
+        c, svc = api.client, api.services
         assert (await moderate(c, unique(original)))["cached"] is False
         off = await moderate(c, unique(resized))
         assert off["cached"] is False and off["near_duplicate_of"] is None
@@ -238,7 +199,8 @@ async def test_flat_images_never_match_as_near_duplicates(engine: Engine, tmp_pa
     a, b = encode(flat, "PNG", compress_level=1), encode(flat, "PNG", compress_level=9)
     assert a != b
     dedup = DedupConfig(near_duplicate_max_distance=MAX_DISTANCE)
-    async with running(settings_for(tmp_path / "data", dedup=dedup), engine) as (c, svc):
+    async with running(settings_for(tmp_path / "data", dedup=dedup), engine) as api:
+        c, svc = api.client, api.services
         first, second = await moderate(c, a), await moderate(c, b)
         assert first["hashes"]["pdq"] == second["hashes"]["pdq"]  # same pixels, same hash
         assert first["hashes"]["pdq_quality"] < 50
@@ -249,9 +211,10 @@ async def test_flat_images_never_match_as_near_duplicates(engine: Engine, tmp_pa
 async def test_job_reuses_the_sync_result(engine: Engine, tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "data", jobs=JobsConfig(poll_s=0.05, lease_s=5))
     data = jpeg("skimage-motorcycle")
-    async with running(settings, engine) as (c, svc):
+    async with running(settings, engine) as api:
+        c, svc = api.client, api.services
         sync = await moderate(c, data)
-        engine.cache.clear()  # the worker must find it in the store
+        svc.moderation.cache.clear()  # the worker must find it in the store
         r = await c.post("/v1/jobs", content=data, headers=JPEG)
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
@@ -266,14 +229,14 @@ async def test_job_reuses_the_sync_result(engine: Engine, tmp_path: Path) -> Non
         assert svc.dedup.stats.stored_hits == 1
 
 
-async def test_video_frames_do_not_evict_images(engine: Engine, tmp_path: Path) -> None:
+async def test_video_frames_do_not_evict_images(moderation: Moderation, tmp_path: Path) -> None:
     policy = parse_policy("name: codes-only\nanalyzers: [codes]\n")
     video = write_video(tmp_path / "noise.mp4", noise_frames(15), fps=5)
-    images, frames = len(engine.cache), len(engine.frame_cache)
-    res = await moderate_video(engine, video, policy)
+    images, frames = len(moderation.cache), len(moderation.frame_cache)
+    res = await moderate_video(moderation, video, policy)
     assert len(res.frames) == 3
-    assert len(engine.cache) == images
-    assert len(engine.frame_cache) == frames + 3
+    assert len(moderation.cache) == images
+    assert len(moderation.frame_cache) == frames + 3
 
 
 # ---- the store on its own ---------------------------------------------------------------
@@ -288,9 +251,9 @@ def store_sessions(tmp_path: Path, database_url: str | None) -> Iterator[session
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def stored_result(engine: Engine) -> ModerationResult:
+async def stored_result(moderation: Moderation) -> ModerationResult:
     """A real result to store (the store tests need only some result)."""
-    return await engine.moderate_bytes(jpeg("skimage-camera"), parse_policy(NSFW_ONLY))
+    return await moderation.moderate_bytes(jpeg("skimage-camera"), parse_policy(NSFW_ONLY))
 
 
 def flipped(pdq_hex: str, bits: list[int]) -> str:

@@ -55,16 +55,15 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from bastion.api.app import create_app
 from bastion.api.openapi import BODY_STATUSES
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, make_settings
-from tests.samples import benign_photos, encode
+from tests.support.app import BASE_URL, running
+from tests.support.auth import AUTH as ADMIN
+from tests.support.media import benign_photos, encode
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.models
 
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-BASE = "http://bastion"
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 LOOPBACK_URL = "http://127.0.0.1:9/fuzz"
 SEND_TIMEOUT_S = 60.0
@@ -122,15 +121,13 @@ async def api(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Async
         jobs={"run_worker": False},  # jobs are accepted and queued; running them is not API
         live={"run_sessions": False},  # no stream reader is started for a fuzzed source
     )
-    app = create_app(settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        # a crash is answered as a real server answers it (500), not raised into the test
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60) as c:
-            r = await c.post("/v1/keys", json={"name": "reader", "scopes": ["read"]}, headers=ADMIN)
-            assert r.status_code == 201, r.text
-            reader = {"Authorization": f"Bearer {r.json()['key']}"}
-            yield Api(app, c, reader, asyncio.get_running_loop())
+    # a crash is answered as a real server answers it (500), not raised into the test
+    async with running(settings, engine, raise_app_exceptions=False) as started:
+        c = started.client
+        r = await c.post("/v1/keys", json={"name": "reader", "scopes": ["read"]}, headers=ADMIN)
+        assert r.status_code == 201, r.text
+        reader = {"Authorization": f"Bearer {r.json()['key']}"}
+        yield Api(started.app, c, reader, asyncio.get_running_loop())
 
 
 def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -426,7 +423,7 @@ def fuzz_operation(
         if case.query:
             case.query = keep_local(dict(case.query))
         try:
-            prepared = prepare(case.as_transport_kwargs(base_url=BASE))
+            prepared = prepare(case.as_transport_kwargs(base_url=BASE_URL))
         except (ValueError, TypeError, UnicodeError):
             return  # not a request HTTP can carry (e.g. a header with a newline)
         future = asyncio.run_coroutine_threadsafe(send(api.client, prepared), api.loop)

@@ -13,18 +13,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
+from fastapi import FastAPI
 
-from bastion.api.app import create_app
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, make_settings
-from tests.hostile import nested_json, responsive, yaml_alias_bomb
+from tests.support.app import Api, running
+from tests.support.auth import AUTH
+from tests.support.hostile import nested_json, responsive, yaml_alias_bomb
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.models
-
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 MAX_ERROR_BYTES = 16 * 1024
 
 
@@ -45,18 +44,14 @@ BODIES: dict[str, tuple[str, bytes]] = {
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(engine: Engine, data_root: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def api(engine: Engine, data_root: Path) -> AsyncIterator[Api]:
     settings = make_settings(
         data_root / "hostile-bodies",
         jobs={"run_worker": False},
         live={"run_sessions": False},
     )
-    app = create_app(settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as c:
-            c.app = app  # type: ignore[attr-defined]
-            yield c
+    async with running(settings, engine, raise_app_exceptions=False) as started:
+        yield started
 
 
 def _path(path: str, operation: dict[str, Any]) -> str:
@@ -68,8 +63,8 @@ def _path(path: str, operation: dict[str, Any]) -> str:
     return path
 
 
-def _operations_with_bodies(client: httpx.AsyncClient) -> list[tuple[str, str]]:
-    document = client.app.openapi()  # type: ignore[attr-defined]
+def _operations_with_bodies(app: FastAPI) -> list[tuple[str, str]]:
+    document = app.openapi()
     found = []
     for path, item in document["paths"].items():
         for method in ("post", "put", "patch"):
@@ -80,11 +75,10 @@ def _operations_with_bodies(client: httpx.AsyncClient) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("body", sorted(BODIES))
-async def test_every_body_taking_operation_refuses_hostile_bodies(
-    client: httpx.AsyncClient, body: str
-) -> None:
+async def test_every_body_taking_operation_refuses_hostile_bodies(api: Api, body: str) -> None:
+    client = api.client
     content_type, data = BODIES[body]
-    operations = _operations_with_bodies(client)
+    operations = _operations_with_bodies(api.app)
     assert len(operations) >= 15, operations  # the document really lists the bodies
     headers = {**AUTH, "Content-Type": content_type}
     answers = []

@@ -2,7 +2,7 @@
 refuses, deeply nested JSON, huge documents, catastrophic regular expressions, names
 and ids out of range.
 
-Every attack on the API runs inside :func:`tests.hostile.responsive`: the in-process app
+Every attack on the API runs inside :func:`tests.support.hostile.responsive`: the in-process app
 shares the test's event loop, so work done on the loop (parsing, validating, matching)
 shows as a slow ``/healthz``. Every answer must be a 4xx with a stable code, quick, and
 small.
@@ -23,17 +23,24 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from bastion.api.app import create_app
 from bastion.config import ConfigFileError, load_settings
 from bastion.errors import BastionError
 from bastion.pipeline.engine import Engine
-from bastion.results import Code, TextLine
+from bastion.results import Code, TextLine, UrlOrigin
 from bastion.rules.compiled import compile_rule_set
 from bastion.rules.evaluate import explain
 from bastion.rules.loader import parse_rule_set
-from tests.conftest import make_settings
-from tests.hostile import Probe, catastrophic_regexes, nested_json, responsive, yaml_alias_bomb
-from tests.rules_support import AUTH, Api, photo, qr_on_photo, text_on_photo
+from tests.support.app import Api, running
+from tests.support.auth import AUTH
+from tests.support.hostile import (
+    Probe,
+    catastrophic_regexes,
+    nested_json,
+    responsive,
+    yaml_alias_bomb,
+)
+from tests.support.media import photo, qr_on_photo, text_on_photo
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.models
 ERROR_BODY_MAX = 16 * 1024  # bytes: no error answer may be larger, whatever was sent
@@ -45,13 +52,8 @@ FANS = (2, 9, 50)
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def api(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     folder = tmp_path_factory.mktemp("hostile-documents")
-    app = create_app(make_settings(folder), engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://bastion", timeout=60
-        ) as c:
-            yield Api(c, app)
+    async with running(make_settings(folder), engine) as started:
+        yield started
 
 
 @asynccontextmanager
@@ -447,7 +449,7 @@ async def test_catastrophic_url_and_text_regexes_run_in_linear_time(api: Api) ->
 @pytest.mark.parametrize(("pattern", "subject"), catastrophic_regexes())
 async def test_catastrophic_regexes_on_hostile_frames(api: Api, pattern: str, subject: str) -> None:
     """The evaluator itself, on frames carrying the hostile subject as text and URL."""
-    result = await api.services.engine.moderate_bytes(
+    result = await api.services.moderation.moderate_bytes(
         photo("skimage-coffee"), api.services.policies.builtin["default"]
     )
     url = f"https://spam.example/{subject}"
@@ -455,6 +457,8 @@ async def test_catastrophic_regexes_on_hostile_frames(api: Api, pattern: str, su
         update={
             "text": [TextLine(text=subject * k, confidence=99, engine="t") for k in (1, 4, 100)],
             "codes": [Code(format="QRCode", text=url, urls=[url])],
+            "urls": [url],
+            "url_origins": [UrlOrigin(url=url, source="codes", index=0)],
         }
     )
     spec = parse_rule_set(

@@ -1,13 +1,14 @@
 """Hostile animations: many tiny frames on a huge canvas are refused before they are walked.
 
 A GIF of 9,999 one-pixel frames on a 2000×2000 canvas is 230 KB but 40 billion pixels
-of compositing. The files here are built block by block (frames Pillow encoded, put
-together in their thousands; Pillow itself would take minutes to encode them) as GIF,
-APNG, animated WebP and multi-page TIFF with 2,000 to 20,000 frames on canvases of 500
-to 4,000 pixels, plus single-frame files with huge canvases. Each is sent to
-``POST /v1/moderate`` and ``POST /v1/jobs`` while :func:`tests.hostile.responsive`
-checks that the server keeps answering, and must be refused with a 4xx and a stable
-code within about a second; an ordinary animation is still moderated.
+of compositing. The files are built block by block (:mod:`tests.support.animations`:
+frames Pillow encoded, put together in their thousands; Pillow itself would take
+minutes to encode them) as GIF, APNG, animated WebP and multi-page TIFF with 2,000 to
+20,000 frames on canvases of 500 to 4,000 pixels, plus single-frame files with huge
+canvases. Each is sent to ``POST /v1/moderate`` and ``POST /v1/jobs`` while
+:func:`tests.support.hostile.responsive` checks that the server keeps answering, and
+must be refused with a 4xx and a stable code within about a second; an ordinary
+animation is still moderated.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import asyncio
 import io
 import struct
 import time
-import zlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 import numpy as np
@@ -26,143 +25,27 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from bastion.api.app import create_app
 from bastion.jobs.config import JobsConfig
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, make_settings
-from tests.hostile import responsive
+from tests.support.animations import (
+    BUILDERS,
+    apng_animation,
+    gif_animation,
+    pillow_bytes,
+    tiff_pages,
+    webp_animation,
+)
+from tests.support.app import running
+from tests.support.auth import AUTH
+from tests.support.hostile import responsive
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.models
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 # each refusal must come this fast (the budgets are checked before any frame is decoded)
 REFUSAL_S = 2.0
 
 
-# ---- building animations block by block ------------------------------------------------
-
-
-def _pillow_bytes(img: Image.Image, fmt: str, **options: Any) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **options)
-    return buf.getvalue()
-
-
-def _tile_positions(count: int, canvas: int, tile: int, step: int = 1) -> list[tuple[int, int]]:
-    span = max(1, (canvas - tile) // step + 1)
-    return [(((i * 7) % span) * step, ((i * 13) % span) * step) for i in range(count)]
-
-
-def gif_animation(
-    count: int, canvas: int | tuple[int, int], tile: int = 1, *, local_palettes: bool = True
-) -> bytes:
-    """A GIF of ``count`` frames of ``tile`` pixels on a side, spread over the canvas.
-
-    With ``local_palettes`` every frame brings a colour table of its own (as the GIFs
-    of many tools do), which makes Pillow composite in RGB: its slowest path.
-    """
-    width, height = (canvas, canvas) if isinstance(canvas, int) else canvas
-    one = _pillow_bytes(Image.new("L", (tile, tile), 1), "GIF")
-    pos = 13 + ((3 << ((one[10] & 7) + 1)) if one[10] & 0x80 else 0)
-    while one[pos] == 0x21:  # skip extensions up to the image descriptor
-        pos += 2
-        while one[pos]:
-            pos += one[pos] + 1
-        pos += 1
-    flags = one[pos + 9]
-    local = one[pos + 10 : pos + 10 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)]
-    image_data = one[pos + 10 + len(local) : -1]  # LZW code size and sub-blocks
-    palette = bytes(range(256)) * 3 if not local else b""
-    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", width, height, 0xF7 if palette else 0, 0, 0))
-    out += bytes(b for i in range(256) for b in (i, i, i)) if palette else b""
-    out += b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
-    if local_palettes and not local:  # two colours: black, and green for the tile
-        flags, local = flags | 0x80, b"\x00\x00\x00\x00\xff\x00"
-    for x, y in _tile_positions(count, min(width, height), tile):
-        out += b"!\xf9\x04\x04\x02\x00\x00\x00"  # keep the frame, 20 ms
-        out += b"," + struct.pack("<HHHHB", x, y, tile, tile, flags) + local + image_data
-    return bytes(out + b";")
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def apng_animation(count: int, canvas: int | tuple[int, int], declared: int | None = None) -> bytes:
-    """An APNG: a blank grey canvas, then ``count - 1`` one-pixel frames drawn over it."""
-    width, height = (canvas, canvas) if isinstance(canvas, int) else canvas
-    rows = zlib.compressobj(9)
-    blank = b"".join(rows.compress(bytes(width + 1)) for _ in range(height)) + rows.flush()
-
-    def fctl(seq: int, w: int, h: int, x: int, y: int) -> bytes:
-        return _png_chunk(b"fcTL", struct.pack(">IIIIIHHBB", seq, w, h, x, y, 2, 100, 0, 0))
-
-    out = bytearray(b"\x89PNG\r\n\x1a\n")
-    out += _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-    out += _png_chunk(b"acTL", struct.pack(">II", declared or count, 0))
-    out += fctl(0, width, height, 0, 0) + _png_chunk(b"IDAT", blank)
-    pixel = zlib.compress(b"\x00\xff")
-    seq = 1
-    for x, y in _tile_positions(count - 1, min(width, height), 1):
-        out += fctl(seq, 1, 1, x, y) + _png_chunk(b"fdAT", struct.pack(">I", seq + 1) + pixel)
-        seq += 2
-    return bytes(out + _png_chunk(b"IEND", b""))
-
-
-def _riff_chunk(kind: bytes, data: bytes) -> bytes:
-    return kind + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
-
-
-def webp_animation(count: int, canvas: int | tuple[int, int]) -> bytes:
-    """An animated WebP of ``count`` 2×2 lossless frames spread over the canvas."""
-    width, height = (canvas, canvas) if isinstance(canvas, int) else canvas
-    still = _pillow_bytes(Image.new("RGB", (2, 2), (255, 0, 0)), "WEBP", lossless=True)
-    bitstream = still[12:]  # the VP8L chunk
-    assert bitstream[:4] == b"VP8L"
-
-    def u24(value: int) -> bytes:
-        return value.to_bytes(3, "little")
-
-    body = _riff_chunk(b"VP8X", bytes([0x02, 0, 0, 0]) + u24(width - 1) + u24(height - 1))
-    body += _riff_chunk(b"ANIM", b"\xff\xff\xff\xff\x00\x00")
-    frames = []
-    for x, y in _tile_positions(count, min(width, height), 2, step=2):
-        header = u24(x // 2) + u24(y // 2) + u24(1) + u24(1) + u24(20) + b"\x00"
-        frames.append(_riff_chunk(b"ANMF", header + bitstream))
-    body += b"".join(frames)
-    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
-
-
-def tiff_pages(count: int, side: int = 1) -> bytes:
-    """A little-endian TIFF of ``count`` uncompressed grey pages of ``side`` pixels."""
-    pixels = bytes(side * side)
-    out = bytearray(b"II*\x00" + struct.pack("<I", 8))
-    for i in range(count):
-        ifd_at = len(out)
-        data_at = ifd_at + 2 + 8 * 12 + 4
-        entries = [
-            (256, 4, side),  # width
-            (257, 4, side),  # length
-            (258, 3, 8),  # bits per sample
-            (259, 3, 1),  # no compression
-            (262, 3, 1),  # black is zero
-            (273, 4, data_at),  # strip offset
-            (278, 4, side),  # rows per strip
-            (279, 4, len(pixels)),  # strip byte count
-        ]
-        out += struct.pack("<H", len(entries))
-        for tag, kind, value in entries:
-            out += struct.pack("<HHII", tag, kind, 1, value)
-        following = data_at + len(pixels) if i + 1 < count else 0
-        out += struct.pack("<I", following) + pixels
-    return bytes(out)
-
-
-Builder = Callable[[int, int], bytes]
-BUILDERS: dict[str, Builder] = {
-    "gif": gif_animation,
-    "apng": apng_animation,
-    "webp": webp_animation,
-}
+# ---- the animation builders --------------------------------------------------------------
 
 
 def test_the_builders_make_animations_pillow_reads() -> None:
@@ -189,11 +72,8 @@ async def client(
     settings = make_settings(
         tmp_path_factory.mktemp("hostile-media"), jobs=JobsConfig(poll_s=0.05, lease_s=5)
     )
-    app = create_app(settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as c:
-            yield c
+    async with running(settings, engine) as api:
+        yield api.client
 
 
 async def refused_sync(c: httpx.AsyncClient, data: bytes, codes: set[str]) -> None:
@@ -299,7 +179,7 @@ async def test_ordinary_animations_are_still_moderated(client: httpx.AsyncClient
     rng = np.random.default_rng(7)
     frames = [Image.fromarray(rng.integers(0, 255, (120, 160, 3), np.uint8)) for _ in range(12)]
     for fmt, options in [("GIF", {}), ("WEBP", {"lossless": True}), ("PNG", {})]:
-        data = _pillow_bytes(frames[0], fmt, save_all=True, append_images=frames[1:], **options)
+        data = pillow_bytes(frames[0], fmt, save_all=True, append_images=frames[1:], **options)
         r = await client.post("/v1/moderate", content=data, headers=AUTH)
         assert r.status_code == 200, (fmt, r.text)
         media = r.json()["media"]

@@ -1,7 +1,7 @@
 """Hostile requests: huge and deep JSON, slow senders, big batches, bad base64, media the
 image path refuses, options sent as form fields, clients that go away.
 
-Every attack runs inside :func:`tests.hostile.responsive`, which fails the test when
+Every attack runs inside :func:`tests.support.hostile.responsive`, which fails the test when
 ``/healthz`` stops answering within 100 ms. The in-process app shares the test's event
 loop, so parsing on the loop shows; the slow-sender and large-batch attacks need real
 sockets and run against a real uvicorn server on loopback.
@@ -17,7 +17,6 @@ import resource
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,28 +24,25 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from fastapi import FastAPI
 from starlette.types import Message, Scope
 
-from bastion.api.app import create_app
 from bastion.api.errors import MAX_LIST_ITEMS, bounded
 from bastion.api.inputs import decode_b64
 from bastion.api.limits import ByteBudget
-from bastion.api.services import Services
 from bastion.config import IntakeConfig
-from bastion.delivery.schedule import DeliveryConfig
+from bastion.delivery.config import DeliveryConfig
 from bastion.errors import BastionError, Overloaded
 from bastion.jobs.config import JobsConfig
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, make_settings
-from tests.hostile import nested_json, responsive
-from tests.samples import benign_photos, encode
-from tests.services import free_port
-from tests.test_jobs import Receiver
+from tests.support.app import Api, ServedApi, running, serving
+from tests.support.auth import ADMIN_KEY, AUTH
+from tests.support.hostile import nested_json, responsive
+from tests.support.media import benign_photos, encode
+from tests.support.settings import make_settings
+from tests.support.webhooks import Receiver
 
 pytestmark = pytest.mark.models
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 JSON = {**AUTH, "Content-Type": "application/json"}
 MiB = 1024 * 1024
 ERROR_BODY_MAX = 8 * 1024  # bytes: no error answer may be larger, whatever was sent
@@ -55,33 +51,25 @@ FAST_S = 5.0  # the tester's 1.5 M-key body took 19.6 s
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
+    with Receiver() as r:
+        yield r
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def app_client(
-    engine: Engine, data_root: Path
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def api(engine: Engine, data_root: Path) -> AsyncIterator[Api]:
     settings = make_settings(
         data_root / "hostile",
         allow_private_urls=True,
         jobs=JobsConfig(poll_s=0.05, lease_s=5, retry_delay_s=0.1),
         delivery=DeliveryConfig(initial_delay_s=0.05, max_delay_s=0.2, poll_interval_s=0.05),
     )
-    app = create_app(settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://bastion", timeout=60
-        ) as c:
-            yield app, c
+    async with running(settings, engine) as started:
+        yield started
 
 
 @pytest.fixture
-def client(app_client: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
-    return app_client[1]
+def client(api: Api) -> httpx.AsyncClient:
+    return api.client
 
 
 @cache
@@ -389,12 +377,10 @@ async def test_job_options_as_form_fields(client: httpx.AsyncClient, receiver: R
     seen = (await client.get(f"/v1/jobs/{job['id']}", headers=AUTH)).json()
     assert seen["callback_url"] == receiver.url and seen["metadata"] == {"post": "form-7"}
     deadline = time.monotonic() + 60
-    while not any(json.loads(b)["data"]["job_id"] == job["id"] for _, b in receiver.requests):
+    while not any(call.json()["data"]["job_id"] == job["id"] for call in receiver.requests):
         assert time.monotonic() < deadline, "the callback never came"
         await asyncio.sleep(0.1)
-    body = next(
-        json.loads(b) for _, b in receiver.requests if json.loads(b)["data"]["job_id"] == job["id"]
-    )
+    body = next(e for e in receiver.events() if e["data"]["job_id"] == job["id"])
     assert body["data"]["metadata"] == {"post": "form-7"}
     # the same value both ways is fine; different values are not
     ok = await client.post(
@@ -580,13 +566,13 @@ async def _asgi_disconnect(
     ],
 )
 async def test_a_client_going_away_is_no_error(
-    app_client: tuple[FastAPI, httpx.AsyncClient],
+    api: Api,
     caplog: pytest.LogCaptureFixture,
     path: str,
     ctype: str,
     first: bytes,
 ) -> None:
-    app, client = app_client
+    app, client = api.app, api.client
     caplog.set_level(logging.INFO)
     async with responsive(client):
         await _asgi_disconnect(app, "PUT" if path == "/v1/lists" else "POST", path, ctype, first)
@@ -596,13 +582,6 @@ async def test_a_client_going_away_is_no_error(
 
 
 # -- a real server: slow senders, big batches, disconnects --------------------------------
-
-
-@dataclass
-class Server:
-    port: int
-    client: httpx.AsyncClient
-    services: Services
 
 
 SLOW = IntakeConfig(
@@ -615,7 +594,7 @@ SLOW = IntakeConfig(
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def server(engine: Engine, data_root: Path) -> AsyncIterator[Server]:
+async def server(engine: Engine, data_root: Path) -> AsyncIterator[ServedApi]:
     """The app on a real uvicorn server on loopback: two admission slots, short deadlines."""
     settings = make_settings(
         data_root / "hostile-server",
@@ -624,24 +603,8 @@ async def server(engine: Engine, data_root: Path) -> AsyncIterator[Server]:
         intake=SLOW,
         jobs=JobsConfig(run_worker=False),
     )
-    app = create_app(settings, engine=engine)
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, log_level="info", lifespan="on"
-    )
-    uv = uvicorn.Server(config)
-    task = asyncio.create_task(uv.serve())
-    deadline = time.monotonic() + 120
-    while not uv.started:
-        assert not task.done(), "the server did not start"
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            yield Server(port, c, app.state.services)
-    finally:
-        uv.should_exit = True
-        await asyncio.wait_for(task, 60)
+    async with serving(settings, engine, log_config=None, log_level="info") as served:
+        yield served
 
 
 def _head(method: str, path: str, ctype: str, length: int) -> bytes:
@@ -698,7 +661,7 @@ async def _trickle(
 
 
 async def test_slow_senders_hold_no_slot_and_get_408(
-    server: Server,
+    server: ServedApi,
 ) -> None:
     port, client = server.port, server.client
     slow: list[tuple[str, str, str]] = [("POST", "/v1/moderate", "image/jpeg")] * 6 + [
@@ -763,7 +726,7 @@ async def _answer_without_body(port: int, path: str, length: int) -> tuple[int, 
 
 
 async def test_large_batches_are_refused_before_their_body(
-    server: Server,
+    server: ServedApi,
 ) -> None:
     port, client = server.port, server.client
     memory = server.services.admission.memory
@@ -797,7 +760,7 @@ async def test_large_batches_are_refused_before_their_body(
 
 
 async def test_disconnects_on_a_real_server_log_no_error(
-    server: Server, caplog: pytest.LogCaptureFixture
+    server: ServedApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     port, client = server.port, server.client
     caplog.set_level(logging.INFO)

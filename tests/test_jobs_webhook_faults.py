@@ -4,13 +4,8 @@ webhook-id per job across retries and every attempt in the job's delivery histor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,81 +13,33 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from bastion.delivery.schedule import DeliveryConfig
+from bastion.delivery.config import DeliveryConfig
 from bastion.pipeline.engine import Engine
-from tests.conftest import JobBackend
-from tests.jobs_support import AUTH, running, wait_for
-from tests.samples import benign_photos, encode
+from tests.support.app import running
+from tests.support.auth import AUTH
+from tests.support.jobs import wait_for
+from tests.support.media import benign_photos, encode
+from tests.support.settings import JobBackend
+from tests.support.webhooks import Answer, Received, Receiver
 
 pytestmark = pytest.mark.models
 TIMEOUT_S = 0.5
 JOBS = 3
-
-
-class FaultyReceiver:
-    """A webhook receiver that misbehaves on the first calls of each webhook-id.
-
-    The first ``fail_first`` calls of a webhook-id get HTTP 500; the next ``hang_first``
-    calls are held for ``hang_s`` seconds (past the sender's timeout) before a 200; later
-    calls get a 200 at once. Every request is recorded as it arrives.
-    """
-
-    def __init__(self, *, fail_first: int = 0, hang_first: int = 0, hang_s: float = 0.0) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.calls: Counter[str] = Counter()
-        lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                with lock:
-                    receiver.requests.append((headers, body))
-                    receiver.calls[headers.get("webhook-id", "")] += 1
-                    n = receiver.calls[headers.get("webhook-id", "")]
-                status = 200
-                if n <= fail_first:
-                    status = 500
-                elif n <= fail_first + hang_first:
-                    time.sleep(hang_s)
-                with contextlib.suppress(OSError):  # a hung call's sender has gone
-                    self.send_response(status)
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"no" if status >= 500 else b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def by_job(self) -> dict[str, list[tuple[dict[str, str], bytes]]]:
-        out: dict[str, list[tuple[dict[str, str], bytes]]] = {}
-        for headers, body in self.requests:
-            out.setdefault(json.loads(body)["data"]["job_id"], []).append((headers, body))
-        return out
+FAILED = Answer(500, body=b"no")
 
 
 @pytest.fixture
-def failing() -> Iterator[FaultyReceiver]:
-    r = FaultyReceiver(fail_first=2)
-    yield r
-    r.close()
+def failing() -> Iterator[Receiver]:
+    """A receiver answering the first two calls of each webhook-id with HTTP 500."""
+    with Receiver([FAILED, FAILED, 200]) as r:
+        yield r
 
 
 @pytest.fixture
-def hanging() -> Iterator[FaultyReceiver]:
-    r = FaultyReceiver(hang_first=1, hang_s=TIMEOUT_S + 1.0)
-    yield r
-    r.close()
+def hanging() -> Iterator[Receiver]:
+    """A receiver holding the first call of each webhook-id past the sender's timeout."""
+    with Receiver([Answer(200, delay_s=TIMEOUT_S + 1.0), 200]) as r:
+        yield r
 
 
 def _settings(data_dir: Path, backend: JobBackend) -> Any:
@@ -110,9 +57,7 @@ def _settings(data_dir: Path, backend: JobBackend) -> Any:
     )
 
 
-async def _jobs_called_back(
-    client: httpx.AsyncClient, receiver: FaultyReceiver
-) -> list[dict[str, Any]]:
+async def _jobs_called_back(client: httpx.AsyncClient, receiver: Receiver) -> list[dict[str, Any]]:
     """Submit JOBS image jobs with a callback; their details once every callback landed."""
     photos = ("skimage-chelsea", "skimage-coffee", "skimage-rocket")
     ids = []
@@ -139,8 +84,8 @@ async def _jobs_called_back(
 
 
 async def _check_arrivals(
-    client: httpx.AsyncClient, receiver: FaultyReceiver, jobs: list[dict[str, Any]]
-) -> dict[str, list[tuple[dict[str, str], bytes]]]:
+    client: httpx.AsyncClient, receiver: Receiver, jobs: list[dict[str, Any]]
+) -> dict[str, list[Received]]:
     secret = (await client.get("/v1/webhooks/secret", headers=AUTH)).json()["secret"]
     arrived = receiver.by_job()
     assert set(arrived) == {j["id"] for j in jobs}
@@ -148,18 +93,19 @@ async def _check_arrivals(
         calls = arrived[job["id"]]
         [delivery] = job["deliveries"]
         # one webhook-id per job, the same on every retry, and it is the delivery's
-        assert {h["webhook-id"] for h, _ in calls} == {delivery["webhook_id"]}
-        for headers, body in calls:
-            event = Webhook(secret).verify(body, headers)
+        assert {call.headers["webhook-id"] for call in calls} == {delivery["webhook_id"]}
+        for call in calls:
+            event = Webhook(secret).verify(call.body, call.headers)
             assert event["type"] == "job.succeeded" and event["data"]["job_id"] == job["id"]
             assert event["data"]["metadata"] == job["metadata"]
     return arrived
 
 
 async def test_a_receiver_failing_with_500_gets_every_callback(
-    engine: Engine, tmp_path: Path, failing: FaultyReceiver, job_backend: JobBackend
+    engine: Engine, tmp_path: Path, failing: Receiver, job_backend: JobBackend
 ) -> None:
-    async with running(_settings(tmp_path, job_backend), engine) as (_, client):
+    async with running(_settings(tmp_path, job_backend), engine) as api:
+        client = api.client
         jobs = await _jobs_called_back(client, failing)
         arrived = await _check_arrivals(client, failing, jobs)
     for job in jobs:
@@ -172,9 +118,10 @@ async def test_a_receiver_failing_with_500_gets_every_callback(
 
 
 async def test_a_receiver_hanging_past_the_timeout_gets_every_callback(
-    engine: Engine, tmp_path: Path, hanging: FaultyReceiver, job_backend: JobBackend
+    engine: Engine, tmp_path: Path, hanging: Receiver, job_backend: JobBackend
 ) -> None:
-    async with running(_settings(tmp_path, job_backend), engine) as (_, client):
+    async with running(_settings(tmp_path, job_backend), engine) as api:
+        client = api.client
         jobs = await _jobs_called_back(client, hanging)
         arrived = await _check_arrivals(client, hanging, jobs)
     for job in jobs:

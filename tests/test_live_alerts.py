@@ -12,29 +12,22 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from PIL import Image
 from sqlalchemy import select
 from standardwebhooks import Webhook
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bastion.api.app import create_app
-from bastion.api.services import Services
-from bastion.delivery.schedule import DeliveryConfig
+from bastion.delivery.config import DeliveryConfig
 from bastion.delivery.tables import Delivery
 from bastion.errors import NotFound
 from bastion.live.alerts.feed import CLOSE_TOO_SLOW, AlertFeed, FeedConfig
@@ -43,63 +36,20 @@ from bastion.live.spec import StreamSpec
 from bastion.live.tables import Stream
 from bastion.live.thumbnails import LiveThumbnails
 from bastion.rules import RuleMatch
-from tests.conftest import ADMIN_KEY, make_settings
-from tests.rules_support import database_url
-from tests.samples import benign_photos
+from tests.support.app import ServedApi, serving
+from tests.support.auth import AUTH, bearer
+from tests.support.databases import database_url
+from tests.support.media import benign_photos
+from tests.support.settings import make_settings
+from tests.support.webhooks import Receiver
 
 pytestmark = pytest.mark.server
 
 
-class Receiver:
-    """An HTTP server on loopback that records every POST: (path, headers, body)."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver.requests.append((self.path, headers, body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self, path: str) -> list[tuple[dict[str, str], bytes, dict[str, Any]]]:
-        return [(h, b, json.loads(b)) for p, h, b in list(self.requests) if p == path]
-
-    async def wait(
-        self, path: str, where: Any, timeout: float = 10
-    ) -> tuple[dict[str, str], bytes, dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            for found in self.events(path):
-                if where(found[2]):
-                    return found
-            assert time.monotonic() < deadline, f"no matching POST to {path}: {self.requests}"
-            await asyncio.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-
-
-@dataclass
-class Server:
-    base: str
-    ws: str
-    client: httpx.AsyncClient
-    services: Services
+    with Receiver() as r:
+        yield r
 
 
 @dataclass
@@ -112,7 +62,7 @@ class Tenant:
 @pytest_asyncio.fixture(scope="module", loop_scope="session", params=["sqlite", "postgres"])
 async def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
-) -> AsyncIterator[Server]:
+) -> AsyncIterator[ServedApi]:
     folder = tmp_path_factory.mktemp(f"alerts-{request.param}")
     with database_url(request.param, folder) as url:
         settings = make_settings(
@@ -126,36 +76,19 @@ async def server(
             },
             delivery=DeliveryConfig(initial_delay_s=0.05, max_delay_s=0.2, poll_interval_s=0.05),
         )
-        app = create_app(settings)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="auto")
-        uv = uvicorn.Server(config)
-        task = asyncio.create_task(uv.serve(sockets=[sock]))
-        while not uv.started:
-            assert not task.done(), task.exception()
-            await asyncio.sleep(0.02)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-                yield Server(base, f"ws://127.0.0.1:{port}", client, app.state.services)
-        finally:
-            uv.should_exit = True
-            await asyncio.wait_for(task, 10)
-            sock.close()
+        async with serving(settings, timeout=10) as served:
+            yield served
 
 
-async def new_tenant(server: Server) -> Tenant:
+async def new_tenant(server: ServedApi) -> Tenant:
     tid = f"t{uuid.uuid4().hex[:10]}"
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    r = await server.client.post("/v1/tenants", json={"id": tid, "name": tid}, headers=admin)
+    r = await server.client.post("/v1/tenants", json={"id": tid, "name": tid}, headers=AUTH)
     assert r.status_code == 201, r.text
     key = r.json()["admin_key"]["key"]
-    return Tenant(tid, {"Authorization": f"Bearer {key}"}, key)
+    return Tenant(tid, bearer(key), key)
 
 
-def push_stream(server: Server, tenant: Tenant, stream_id: str = "live-1") -> str:
+def push_stream(server: ServedApi, tenant: Tenant, stream_id: str = "live-1") -> str:
     """A stream whose frames the platform pushes (no reader); returns its key."""
     row, created = server.services.streams.register(
         tenant.id,
@@ -194,7 +127,7 @@ def raise_alert(
         return alert.id, created
 
 
-async def raise_async(server: Server, stream_pk: str, m: RuleMatch, **kw: Any) -> str:
+async def raise_async(server: ServedApi, stream_pk: str, m: RuleMatch, **kw: Any) -> str:
     alert_id, _ = await asyncio.to_thread(raise_alert, server.services.alerts, stream_pk, m, **kw)
     return alert_id
 
@@ -204,7 +137,7 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
     return event
 
 
-async def secret_of(server: Server, tenant: Tenant) -> str:
+async def secret_of(server: ServedApi, tenant: Tenant) -> str:
     r = await server.client.get("/v1/webhooks/secret", headers=tenant.headers)
     assert r.status_code == 200, r.text
     secret: str = r.json()["secret"]
@@ -214,7 +147,7 @@ async def secret_of(server: Server, tenant: Tenant) -> str:
 # ---- raising ----------------------------------------------------------------------
 
 
-async def test_repeated_violations_count_on_one_alert(server: Server) -> None:
+async def test_repeated_violations_count_on_one_alert(server: ServedApi) -> None:
     t = await new_tenant(server)
     pk = push_stream(server, t)
     alerts = server.services.alerts
@@ -266,7 +199,7 @@ async def test_repeated_violations_count_on_one_alert(server: Server) -> None:
     assert [a["id"] for a in listed] == [fresh, other, first]
 
 
-async def test_transitions_conflicts_and_listing(server: Server) -> None:
+async def test_transitions_conflicts_and_listing(server: ServedApi) -> None:
     t, stranger = await new_tenant(server), await new_tenant(server)
     pk = push_stream(server, t)
     ids = [await raise_async(server, pk, match(f"rule-{i}", [("Weapons", 80.0)])) for i in range(5)]
@@ -324,7 +257,7 @@ async def test_transitions_conflicts_and_listing(server: Server) -> None:
 
 
 async def test_stop_from_an_alert_stops_the_stream_and_calls_its_hook(
-    server: Server, receiver: Receiver
+    server: ServedApi, receiver: Receiver
 ) -> None:
     t = await new_tenant(server)
     pk = push_stream(server, t, "show-9")
@@ -344,13 +277,13 @@ async def test_stop_from_an_alert_stops_the_stream_and_calls_its_hook(
     assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_transition"
 
     secret = await secret_of(server, t)
-    headers, body, _ = await receiver.wait("/stop", lambda e: e["data"]["alert_id"] == a)
-    event = verify(secret, headers, body)
+    call = await receiver.wait("/stop", lambda e: e["data"]["alert_id"] == a)
+    event = verify(secret, call.headers, call.body)
     assert event["type"] == "stream.stop"
     assert event["data"]["stream_id"] == "show-9" and event["data"]["metadata"] == {"room": 7}
     assert event["data"]["stopped_by"].startswith("key:")
     for alert_id in (a, b):  # both closed alerts were announced
-        headers, body, _ = await receiver.wait(
+        call = await receiver.wait(
             "/alerts",
             lambda e, i=alert_id: (
                 e["type"] == "alert.updated"
@@ -358,9 +291,9 @@ async def test_stop_from_an_alert_stops_the_stream_and_calls_its_hook(
                 and e["data"]["alert"]["state"] == "stream_stopped"
             ),
         )
-        verify(secret, headers, body)
+        verify(secret, call.headers, call.body)
     with pytest.raises(Exception, match="signature"):
-        verify(secret, {**headers, "webhook-id": "msg_forged"}, body)
+        verify(secret, {**call.headers, "webhook-id": "msg_forged"}, call.body)
 
     # a rule firing on a stopped stream is recorded closed, not as an open alert
     late, _ = await asyncio.to_thread(
@@ -372,14 +305,14 @@ async def test_stop_from_an_alert_stops_the_stream_and_calls_its_hook(
 
 
 async def test_alert_webhooks_are_delivered_signed_without_flooding(
-    server: Server, receiver: Receiver
+    server: ServedApi, receiver: Receiver
 ) -> None:
     t = await new_tenant(server)
     pk = push_stream(server, t)
     a = await raise_async(server, pk, match("drugs", [("Drugs & Tobacco", 85.0)]))
     secret = await secret_of(server, t)
-    headers, body, _ = await receiver.wait("/alerts", lambda e: e["data"]["alert"]["id"] == a)
-    event = verify(secret, headers, body)
+    call = await receiver.wait("/alerts", lambda e: e["data"]["alert"]["id"] == a)
+    event = verify(secret, call.headers, call.body)
     assert event["type"] == "alert.created"
     got = (await server.client.get(f"/v1/alerts/{a}", headers=t.headers)).json()
     assert event["data"]["alert"] == got  # the same JSON as GET
@@ -393,17 +326,17 @@ async def test_alert_webhooks_are_delivered_signed_without_flooding(
         await raise_async(server, pk, match("drugs", [("Drugs & Tobacco", 86.0)]))
     r = await server.client.post(f"/v1/alerts/{a}/acknowledge", headers=t.headers)
     assert r.status_code == 200
-    headers, body, _ = await receiver.wait(
+    call = await receiver.wait(
         "/alerts", lambda e: e["data"]["alert"]["id"] == a and e["type"] == "alert.updated"
     )
-    event = verify(secret, headers, body)
+    event = verify(secret, call.headers, call.body)
     assert event["data"]["alert"]["state"] == "acknowledged"
     assert event["data"]["alert"]["count"] == 4 and event["data"]["alert"]["version"] == 5
-    sent = [e for _, _, e in receiver.events("/alerts") if e["data"]["alert"]["id"] == a]
+    sent = [e for e in receiver.events("/alerts") if e["data"]["alert"]["id"] == a]
     assert [e["type"] for e in sent] == ["alert.created", "alert.updated"]
 
 
-async def test_counter_updates_are_rate_limited(server: Server) -> None:
+async def test_counter_updates_are_rate_limited(server: ServedApi) -> None:
     """A counter going up sends alert.updated only once the last event is old enough."""
     t = await new_tenant(server)
     pk = push_stream(server, t)
@@ -441,7 +374,7 @@ async def next_alert(ws: ClientConnection, timeout: float = 5) -> dict[str, Any]
             return dict(message)
 
 
-async def test_websocket_pushes_alerts_of_its_tenant_only(server: Server) -> None:
+async def test_websocket_pushes_alerts_of_its_tenant_only(server: ServedApi) -> None:
     t, other = await new_tenant(server), await new_tenant(server)
     pk, other_pk = push_stream(server, t), push_stream(server, other)
     url = server.ws + "/v1/alerts/ws"
@@ -494,7 +427,7 @@ async def test_websocket_pushes_alerts_of_its_tenant_only(server: Server) -> Non
     ],
 )
 async def test_websocket_refuses_missing_or_bad_keys(
-    server: Server, query: str, headers: dict[str, str], reason: str
+    server: ServedApi, query: str, headers: dict[str, str], reason: str
 ) -> None:
     async with connect(server.ws + "/v1/alerts/ws" + query, additional_headers=headers) as ws:
         with pytest.raises(ConnectionClosed) as closed:
@@ -503,7 +436,7 @@ async def test_websocket_refuses_missing_or_bad_keys(
     assert closed.value.rcvd.code == 4401 and closed.value.rcvd.reason == reason
 
 
-async def test_a_slow_subscriber_is_dropped_without_holding_up_others(server: Server) -> None:
+async def test_a_slow_subscriber_is_dropped_without_holding_up_others(server: ServedApi) -> None:
     t = await new_tenant(server)
     pk = push_stream(server, t)
     feed = AlertFeed(server.services.db_sessions, FeedConfig(queue_size=3))
@@ -548,7 +481,7 @@ def test_thumbnails_are_small_jpegs_saved_once_and_purged(tmp_path: Path) -> Non
     assert not path.exists() and not path.parent.exists()
 
 
-async def test_alert_thumbnail_is_served_to_its_tenant(server: Server) -> None:
+async def test_alert_thumbnail_is_served_to_its_tenant(server: ServedApi) -> None:
     t, stranger = await new_tenant(server), await new_tenant(server)
     pk = push_stream(server, t)
     photo = benign_photos()["skimage-chelsea"]

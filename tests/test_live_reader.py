@@ -25,10 +25,10 @@ from bastion.live.reading.reader import StreamReader
 from bastion.live.reading.sampler import StreamSampler
 from bastion.live.reading.status import LiveFrame, StreamState, StreamStatus
 from bastion.media.fetch import FetchPolicy
-from tests.live_server import LiveServer, Publisher, live_server, still_then, write_clip
-from tests.services import free_port
-from tests.test_media_video import QR_URL, audio_only_mp4, fitted, noise_frames, with_qr
-from tests.textimages import banner
+from tests.support.live_server import LiveServer, Publisher, live_server, still_then, write_clip
+from tests.support.loopback import free_port
+from tests.support.textimages import banner
+from tests.support.video import QR_URL, audio_only_mp4, fitted, noise_frames, with_qr
 
 FAST = StreamReaderConfig(
     open_timeout_s=3,
@@ -236,7 +236,7 @@ async def test_similar_frames_are_skipped_and_changes_analysed(
     assert [code.text for code in found] == [QR_URL]
     assert not zxingcpp.read_barcodes(np.ascontiguousarray(frames[0].frame.rgb))
     stats = sampler.stats
-    assert stats.analysed == 3 and stats.similar >= 8
+    assert stats.analyzed == 3 and stats.similar >= 8
     assert reader.stats.frames_similar == stats.similar
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from bastion.analyzers.hashes import dhash, hamming
 from bastion.errors import UrlRejected
 from bastion.live.reading.backoff import Backoff
 from bastion.live.reading.clock import StreamClock
@@ -18,8 +17,9 @@ from bastion.live.reading.config import LiveSampling, StreamReaderConfig
 from bastion.live.reading.sampler import StreamSampler
 from bastion.live.reading.similarity import Fingerprinter, SimilarityFilter
 from bastion.live.reading.source import parse_source
-from tests.test_media_video import fitted, with_qr
-from tests.textimages import banner
+from bastion.media.hashing import dhash, hamming
+from tests.support.textimages import banner
+from tests.support.video import fitted, with_qr
 
 
 def taken(sampler: StreamSampler, times: list[float]) -> list[float]:
@@ -114,7 +114,7 @@ def test_pdq_sees_overlays_on_a_still_picture(pictures: dict[str, np.ndarray]) -
     kept = [name for t, name in enumerate(order) if sampler.select(float(t), pictures[name])]
     assert kept == ["plain", "qr", "banner", "noisy"]
     stats = sampler.stats
-    assert (stats.due, stats.analysed, stats.similar) == (8, 4, 4)
+    assert (stats.due, stats.analyzed, stats.similar) == (8, 4, 4)
 
 
 def test_threshold_none_analyses_every_due_frame(pictures: dict[str, np.ndarray]) -> None:

@@ -41,8 +41,8 @@ from bastion.live.reading.reader import StreamReader
 from bastion.live.reading.source import parse_source
 from bastion.live.reading.status import LiveFrame, StreamState, StreamStatus
 from bastion.media.fetch import FetchPolicy, check_host
-from tests.live_server import LiveServer, Publisher, live_server
-from tests.services import missing_tool
+from tests.support.databases import missing_tool
+from tests.support.live_server import LiveServer, Publisher, live_server
 
 PUBLIC = "127.0.0.2"
 POLICY = FetchPolicy(allow_hosts=[PUBLIC])

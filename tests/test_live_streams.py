@@ -9,14 +9,13 @@ killed while it holds a stream (the stream resumes in another worker).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,28 +23,29 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 import websockets
-from fastapi import FastAPI
 from PIL import Image
+from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from bastion.api.app import create_app
 from bastion.config import Settings
-from bastion.delivery.schedule import DeliveryConfig
+from bastion.delivery.config import DeliveryConfig
 from bastion.live.config import LiveConfig
+from bastion.live.counters import stream_counters
 from bastion.live.reading.config import StreamReaderConfig
+from bastion.live.tables import Stream
 from bastion.pipeline.engine import Engine
-from tests.conftest import ADMIN_KEY, make_settings, write_config
-from tests.live_server import LiveServer, Publisher, live_server, still_then, write_clip
-from tests.rules_support import BLOCKED_DOMAIN, BLOCKED_WORD
-from tests.samples import benign_photos, encode
-from tests.services import free_port
-from tests.test_jobs import Receiver
-from tests.textimages import banner
+from tests.support.app import serving
+from tests.support.auth import ADMIN_KEY, AUTH
+from tests.support.live_server import LiveServer, Publisher, live_server, still_then, write_clip
+from tests.support.loopback import free_port
+from tests.support.media import benign_photos, encode
+from tests.support.rules import BLOCKED_DOMAIN, BLOCKED_WORD
+from tests.support.settings import make_settings, write_config
+from tests.support.textimages import banner
+from tests.support.webhooks import Receiver
 
 pytestmark = [pytest.mark.models, pytest.mark.server]
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 LIVE_POLICY = """name: live-codes
 description: codes and text on live frames
@@ -106,28 +106,6 @@ def settings_for(tmp: Path, receiver: Receiver, **live: Any) -> Settings:
     )
 
 
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
-    """The app on a real uvicorn server on loopback (WebSockets need one)."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert not task.done(), "the server did not start"
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=30) as client:
-            yield base, client
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 60)
-
-
 async def add_rules(client: httpx.AsyncClient, text: str = RULES) -> None:
     r = await client.post("/v1/rules", content=text, headers={"Content-Type": "application/yaml"})
     assert r.status_code in (200, 201), r.text
@@ -147,9 +125,8 @@ async def wait_status(
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
+    with Receiver() as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +141,8 @@ async def test_rtmp_stream_changes_content_alert_and_auto_stop(
     still, changed = qr_frame()
     change_at = 6.0
     clip = write_clip(tmp_path / "clip.mp4", still_then(still, changed, 14.0, change_at))
-    app = create_app(settings_for(tmp_path, receiver), engine=engine)
-    async with serving(app) as (base, client):
+    async with serving(settings_for(tmp_path, receiver), engine, headers=AUTH) as served:
+        base, client = served.base, served.client
         await add_rules(client)
         ws_url = base.replace("http", "ws") + f"/v1/alerts/ws?token={ADMIN_KEY}"
         async with websockets.connect(ws_url) as ws:
@@ -199,18 +176,17 @@ async def test_rtmp_stream_changes_content_alert_and_auto_stop(
         counters = stream["counters"]
         assert counters["frames_skipped_similar"] >= 2, counters  # the still picture
         assert counters["frames_analysed"] >= 2 and counters["alerts"] >= 1, counters
+        assert counters["frames_analyzed"] == counters["frames_analysed"], counters
         # the stop hook: signed, with the stream's facts
         secret = (await client.get("/v1/webhooks/secret")).json()["secret"]
         deadline = time.monotonic() + 10
         while True:
-            stops = [
-                (h, b) for h, b in list(receiver.requests) if json.loads(b)["type"] == "stream.stop"
-            ]
+            stops = [call for call in receiver.received() if call.json()["type"] == "stream.stop"]
             if stops or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.1)
-        assert len({h["webhook-id"] for h, _ in stops}) == 1, receiver.requests
-        headers, body = stops[0]
+        assert len({call.headers["webhook-id"] for call in stops}) == 1, receiver.requests
+        headers, body = stops[0].headers, stops[0].body
         payload = Webhook(secret).verify(body, headers)["data"]
         assert payload["stream_id"] == "game-1" and payload["metadata"] == {"room": 7}
         assert payload["stopped_by"] == "rule:spam-domain"
@@ -225,13 +201,21 @@ async def test_rtmp_stream_changes_content_alert_and_auto_stop(
             if line.startswith("bastion_live_alert_lag_seconds_count")
         )  # fmt: skip
         assert float(lag_count.split()[-1]) >= 1
+        analyzed = {
+            name: float(line.split()[-1])
+            for line in metrics.splitlines()
+            for name in ("bastion_live_frames_analyzed_total", "bastion_live_frames_analysed_total")
+            if line.startswith(name + " ")
+        }  # the former name is exported beside the new one, with the same value
+        assert len(analyzed) == 2 and len(set(analyzed.values())) == 1, analyzed
+        assert analyzed["bastion_live_frames_analyzed_total"] >= 2, analyzed
 
 
 async def test_hls_output_of_the_same_server_is_read(
     engine: Engine, tmp_path: Path, server: LiveServer, receiver: Receiver
 ) -> None:
-    app = create_app(settings_for(tmp_path, receiver), engine=engine)
-    async with serving(app) as (_, client):
+    async with serving(settings_for(tmp_path, receiver), engine, headers=AUTH) as served:
+        client = served.client
         await add_rules(client)
         with Publisher(server.rtmp_url("game-hls"), size=(320, 240)):
             server.wait_hls("game-hls")
@@ -245,20 +229,20 @@ async def test_hls_output_of_the_same_server_is_read(
             deadline = time.monotonic() + 30
             while True:
                 body = (await client.get("/v1/streams/game-hls")).json()
-                if body["counters"].get("frames_analysed", 0) >= 2:
+                if body["counters"].get("frames_analyzed", 0) >= 2:
                     break
                 assert time.monotonic() < deadline, body
                 await asyncio.sleep(0.2)
             ended = await client.delete("/v1/streams/game-hls")
             assert ended.json()["status"] == "stopped"
-        assert not [b for _, b in receiver.requests if json.loads(b)["type"] == "stream.stop"]
+        assert not [c for c in receiver.requests if c.json()["type"] == "stream.stop"]
 
 
 async def test_drop_and_reconnect_then_a_source_that_never_connects(
     engine: Engine, tmp_path: Path, server: LiveServer, receiver: Receiver
 ) -> None:
-    app = create_app(settings_for(tmp_path, receiver), engine=engine)
-    async with serving(app) as (_, client):
+    async with serving(settings_for(tmp_path, receiver), engine, headers=AUTH) as served:
+        client = served.client
         pub = Publisher(server.rtmp_url("game-drop"), size=(320, 240)).start()
         try:
             server.wait_publishing("game-drop")
@@ -284,8 +268,8 @@ async def test_drop_and_reconnect_then_a_source_that_never_connects(
             give_up_after_s=3,
         )  # fmt: skip
         live = settings_for(tmp_path / "2", receiver, reader=quick)
-        app2 = create_app(live, engine=engine)
-        async with serving(app2) as (_, c2):
+        async with serving(live, engine, headers=AUTH) as served2:
+            c2 = served2.client
             spec = {"id": "nobody", "channel": "game-x", "source_url": dead}
             assert (await c2.post("/v1/streams", json=spec)).status_code == 201
             await wait_status(c2, "nobody", {"reconnecting"}, timeout=15)
@@ -316,9 +300,10 @@ async def test_garbage_source_is_an_error_and_others_are_unaffected(
     reader = StreamReaderConfig(
         open_timeout_s=3, read_timeout_s=3, backoff_min_s=0.2, backoff_max_s=1.0, give_up_after_s=5
     )
-    app = create_app(settings_for(tmp_path, receiver, reader=reader), engine=engine)
+    settings = settings_for(tmp_path, receiver, reader=reader)
     try:
-        async with serving(app) as (_, client):
+        async with serving(settings, engine, headers=AUTH) as served:
+            client = served.client
             with Publisher(server.rtmp_url("game-ok"), size=(320, 240)):
                 server.wait_publishing("game-ok")
                 url = f"http://127.0.0.1:{junk.server_address[1]}/live.flv"
@@ -340,8 +325,8 @@ async def test_garbage_source_is_an_error_and_others_are_unaffected(
 async def test_pushed_frames_follow_the_same_rules(
     engine: Engine, tmp_path: Path, receiver: Receiver
 ) -> None:
-    app = create_app(settings_for(tmp_path, receiver), engine=engine)
-    async with serving(app) as (_, client):
+    async with serving(settings_for(tmp_path, receiver), engine, headers=AUTH) as served:
+        client = served.client
         await add_rules(client)
         assert (
             await client.post("/v1/streams", json={"id": "push-1", "channel": "game-push"})
@@ -356,7 +341,7 @@ async def test_pushed_frames_follow_the_same_rules(
                 params={"timestamp_ms": 0},
             )
         ).json()
-        assert first["analysed"] and first["matches"] == []
+        assert first["analyzed"] and first["matches"] == []
         soon = (
             await client.post(
                 "/v1/streams/push-1/frames",
@@ -365,7 +350,7 @@ async def test_pushed_frames_follow_the_same_rules(
                 params={"timestamp_ms": 500},
             )
         ).json()
-        assert not soon["analysed"] and soon["skipped"] == "interval"
+        assert not soon["analyzed"] and soon["skipped"] == "interval"
         same = (
             await client.post(
                 "/v1/streams/push-1/frames",
@@ -374,7 +359,7 @@ async def test_pushed_frames_follow_the_same_rules(
                 params={"timestamp_ms": 1500},
             )
         ).json()
-        assert not same["analysed"] and same["skipped"] == "similar"
+        assert not same["analyzed"] and same["skipped"] == "similar"
         text = encode(banner(photo, "en", f"big {BLOCKED_WORD} bonus tonight"), "PNG")
         fired = (
             await client.post(
@@ -384,7 +369,7 @@ async def test_pushed_frames_follow_the_same_rules(
                 params={"timestamp_ms": 3000},
             )
         ).json()
-        assert fired["analysed"] and [m["rule"] for m in fired["matches"]] == ["casino-ad"]
+        assert fired["analyzed"] and [m["rule"] for m in fired["matches"]] == ["casino-ad"]
         again = (
             await client.post(
                 "/v1/streams/push-1/frames",
@@ -404,9 +389,43 @@ async def test_pushed_frames_follow_the_same_rules(
         assert [m["rule"] for m in tested.json()["matches"]] == ["casino-ad"]
         stream = (await client.get("/v1/streams/push-1")).json()
         assert stream["status"] == "live" and stream["counters"]["frames_received"] == 5
+        counters = stream["counters"]
+        assert counters["frames_analyzed"] == counters["frames_analysed"] >= 2, counters
         assert again["stream"]["counters"]["frames_skipped_similar"] >= 1
         r = await client.post("/v1/streams/push-1/frames", content=b"\x00garbage", headers=hdr)
         assert r.status_code in (400, 415, 422) and r.json()["error"]["code"]
+
+
+def test_stream_counters_carry_the_former_name_of_frames_analyzed() -> None:
+    assert stream_counters({"frames_analysed": 3}) == {"frames_analysed": 3, "frames_analyzed": 3}
+    both = stream_counters({"frames_analyzed": 4, "frames_analysed": 1, "alerts": 2})
+    assert both == {"frames_analyzed": 4, "frames_analysed": 4, "alerts": 2}
+    assert stream_counters(None) == {} and stream_counters({"alerts": 2}) == {"alerts": 2}
+
+
+async def test_counters_an_earlier_version_wrote_read_under_both_names(
+    engine: Engine, tmp_path: Path, receiver: Receiver
+) -> None:
+    async with serving(settings_for(tmp_path, receiver), engine, headers=AUTH) as served:
+        client = served.client
+        await add_rules(client)
+        spec = {"id": "push-old", "channel": "game-old"}
+        assert (await client.post("/v1/streams", json=spec)).status_code == 201
+        with served.services.streams.sessions.begin() as s:  # as an earlier version left it
+            row = s.scalars(select(Stream).where(Stream.stream_id == "push-old")).one()
+            row.counters = {"frames_received": 7, "frames_sampled": 7, "frames_analysed": 7}
+        counters = (await client.get("/v1/streams/push-old")).json()["counters"]
+        assert counters["frames_analyzed"] == counters["frames_analysed"] == 7, counters
+        pushed = await client.post(
+            "/v1/streams/push-old/frames",
+            content=encode(benign_photos()["skimage-chelsea"]),
+            headers={"Content-Type": "image/jpeg"},
+        )
+        assert pushed.status_code == 200, pushed.text
+        assert pushed.json()["analyzed"]
+        counters = pushed.json()["stream"]["counters"]
+        assert counters["frames_analyzed"] == counters["frames_analysed"] == 8, counters
+        assert counters["frames_received"] == counters["frames_sampled"] == 8, counters
 
 
 async def test_a_killed_worker_s_streams_resume_elsewhere(
@@ -426,7 +445,8 @@ async def test_a_killed_worker_s_streams_resume_elsewhere(
     try:
         with Publisher(server.rtmp_url("game-move"), size=(320, 240)):
             server.wait_publishing("game-move")
-            async with serving(create_app(no_sessions, engine=engine)) as (_, client):
+            async with serving(no_sessions, engine, headers=AUTH) as served:
+                client = served.client
                 spec = {
                     "id": "game-move",
                     "channel": "game-move",
@@ -438,7 +458,8 @@ async def test_a_killed_worker_s_streams_resume_elsewhere(
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             # a fresh process with sessions on takes the stream over once the claim lapses
-            async with serving(create_app(settings, engine=engine)) as (_, client):
+            async with serving(settings, engine, headers=AUTH) as served:
+                client = served.client
                 deadline = time.monotonic() + 30
                 while True:
                     body = (await client.get("/v1/streams/game-move")).json()
@@ -469,13 +490,14 @@ async def test_streams_from_the_configuration_show_their_last_frame(
     )
     with Publisher(url, size=(320, 240)):
         server.wait_publishing("game-cfg")
-        async with serving(create_app(settings, engine=engine)) as (_, client):
+        async with serving(settings, engine, headers=AUTH) as served:
+            client = served.client
             assert (await client.get("/v1/streams/cfg-bad")).status_code == 404  # logged, skipped
             await wait_status(client, "cfg-1", {"live"}, timeout=20)
             deadline = time.monotonic() + 30
             while True:
                 body = (await client.get("/v1/streams/cfg-1")).json()
-                if body["thumbnail_url"] and body["counters"].get("frames_analysed", 0) >= 2:
+                if body["thumbnail_url"] and body["counters"].get("frames_analyzed", 0) >= 2:
                     break
                 assert time.monotonic() < deadline, body
                 await asyncio.sleep(0.2)

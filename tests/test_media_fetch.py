@@ -23,7 +23,7 @@ from bastion.media import fetch as fetch_module
 from bastion.media.fetch import FetchPolicy, address_problem, check_url, fetch_url
 from bastion.media.image import decode_image
 from bastion.media.types import MediaLimits
-from tests.samples import benign_photos, encode
+from tests.support.media import benign_photos, encode
 
 IMAGE = encode(benign_photos()["skimage-chelsea"], "JPEG", quality=85)
 CHUNK = b"\xab" * 1000

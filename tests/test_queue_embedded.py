@@ -14,7 +14,7 @@ import pytest
 
 from bastion.jobs.embedded import EmbeddedQueue
 from bastion.store.db import make_engine, migrate, session_factory
-from tests.services import pg_available, pg_schema, unavailable
+from tests.support.databases import pg_available, pg_schema, unavailable
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bastion.jobs.config import RabbitConfig
 from bastion.jobs.rabbitmq import RabbitQueue
 from bastion.store.db import make_engine, migrate, session_factory
-from tests.services import AMQP_URL, delete_rabbit_queues, rabbit_available, unavailable
+from tests.support.databases import AMQP_URL, delete_rabbit_queues, rabbit_available, unavailable
 
 Factory = Callable[..., RabbitQueue]
 

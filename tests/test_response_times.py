@@ -13,16 +13,13 @@ that take a time (``since``) must honour the offset a client sends.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,56 +28,26 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from bastion.api.app import create_app
 from bastion.api.services import Services
-from bastion.delivery.schedule import DeliveryConfig
+from bastion.delivery.config import DeliveryConfig
 from bastion.live.tables import Stream
 from bastion.pipeline.engine import Engine
 from bastion.rules import RuleMatch
 from bastion.store.db import make_engine, migrate, session_factory
 from bastion.store.tables import Tenant
-from tests.conftest import ADMIN_KEY, make_settings
-from tests.jobs_support import CODES_POLICY
-from tests.rules_support import database_url as any_database_url
-from tests.samples import benign_photos, encode
-from tests.services import pg_available
+from tests.support.app import running
+from tests.support.auth import AUTH
+from tests.support.databases import database_url as any_database_url
+from tests.support.databases import pg_available
+from tests.support.jobs import CODES_POLICY
+from tests.support.media import benign_photos, encode
+from tests.support.settings import make_settings
+from tests.support.webhooks import Received, Receiver
 
 pytestmark = pytest.mark.models
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 TIME_KEYS = re.compile(r"(_at|^timestamp)$")
 PG_ZONE = "Asia/Kolkata"
-
-
-class Receiver:
-    """An HTTP server on loopback recording every POST; ``/fail`` answers 500."""
-
-    def __init__(self) -> None:
-        self.bodies: list[tuple[str, bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                receiver.bodies.append((self.path, body))
-                self.send_response(500 if self.path == "/fail" else 200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    async def wait(self, path: str, timeout: float = 30) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [json.loads(b) for p, b in list(self.bodies) if p == path]
-            if found:
-                return found
-            assert time.monotonic() < deadline, f"no POST to {path}: {self.bodies}"
-            await asyncio.sleep(0.05)
 
 
 @contextmanager
@@ -131,11 +98,16 @@ class Api:
     kind: str
 
 
+def failing_path(call: Received) -> int:
+    """HTTP 500 to a POST to ``/fail``, 200 to the others."""
+    return 500 if call.path == "/fail" else 200
+
+
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
+    """A receiver recording every POST; a POST to ``/fail`` is answered with HTTP 500."""
+    with Receiver(failing_path) as r:
+        yield r
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session", params=["sqlite", "postgres"])
@@ -154,13 +126,8 @@ async def api(
             live={"alert_webhook_url": receiver.base + "/alerts"},
             delivery=DeliveryConfig(initial_delay_s=600, max_delay_s=600, poll_interval_s=0.05),
         )
-        app = create_app(settings, engine=engine)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://bastion", timeout=60
-            ) as c:
-                yield Api(c, app.state.services, receiver, request.param)
+        async with running(settings, engine) as started:
+            yield Api(started.client, started.services, receiver, request.param)
 
 
 async def new_tenant(api: Api) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -274,7 +241,8 @@ async def test_streams_frames_and_alerts(api: Api) -> None:
         assert not (await get_ok(api, "/v1/alerts", h, params=after))["alerts"]
 
     # the alert webhook (sent when it was raised and acknowledged) carries UTC times too
-    for event in await api.receiver.wait("/alerts"):
+    await api.receiver.wait("/alerts", timeout=30)
+    for event in api.receiver.events("/alerts"):
         if event["data"]["alert"]["id"] == alert_id:
             assert_utc(event, at_least=6)  # the envelope's timestamp and the alert's
     r = await api.client.post(f"/v1/streams/{sid}/stop", headers=h)
@@ -319,7 +287,8 @@ async def test_jobs_deliveries_and_webhooks(api: Api) -> None:
             late = {"since": shifted(created + timedelta(minutes=5), hours)}
             assert (await get_ok(api, path, h, params=early))[key], (path, early)
             assert not (await get_ok(api, path, h, params=late))[key], (path, late)
-    events = await api.receiver.wait("/fail")
+    await api.receiver.wait("/fail", timeout=30)
+    events = api.receiver.events("/fail")
     assert_utc([e for e in events if e["data"].get("job_id") == job_id], at_least=1)
 
 

@@ -17,7 +17,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.errors import BastionError
-from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.policy.loader import default_policy
 from bastion.policy.model import Lists
 from bastion.results import ModerationResult
@@ -40,16 +40,10 @@ from bastion.rules.spec import MAX_RULE_SETS, RuleSetSpec
 from bastion.rules.tables import RuleSetRow
 from bastion.store.repo import Repo
 from bastion.store.tables import Base
-from tests.hostile import catastrophic_regexes
-from tests.rules_support import (
-    BLOCKED_DOMAIN,
-    BLOCKED_WORD,
-    STREAM_RULES,
-    database,
-    photo,
-    qr_on_photo,
-    text_on_photo,
-)
+from tests.support.databases import database
+from tests.support.hostile import catastrophic_regexes
+from tests.support.media import photo, qr_on_photo, text_on_photo
+from tests.support.rules import BLOCKED_DOMAIN, BLOCKED_WORD, STREAM_RULES
 
 
 def errors_of(text: str, *, fmt: str = "yaml", document: bool = False) -> list[dict[str, Any]]:
@@ -325,14 +319,16 @@ def stream_rules() -> RuleSetSpec:
 TENANT_LISTS = Lists(blocked_words=[BLOCKED_WORD], blocked_domains=[BLOCKED_DOMAIN])
 
 
-async def moderate(engine: Engine, data: bytes, lists: Lists | None = None) -> ModerationResult:
-    return await engine.moderate_bytes(data, default_policy(), extra_lists=lists)
+async def moderate(
+    moderation: Moderation, data: bytes, lists: Lists | None = None
+) -> ModerationResult:
+    return await moderation.moderate_bytes(data, default_policy(), extra_lists=lists)
 
 
 @pytest.mark.models
-async def test_qr_code_to_a_blocked_domain_stops_the_stream(engine: Engine) -> None:
+async def test_qr_code_to_a_blocked_domain_stops_the_stream(moderation: Moderation) -> None:
     resolved = compile_rule_set(stream_rules()).resolve()
-    result = await moderate(engine, qr_on_photo(f"https://promo.{BLOCKED_DOMAIN}/win?id=3"))
+    result = await moderate(moderation, qr_on_photo(f"https://promo.{BLOCKED_DOMAIN}/win?id=3"))
     matches = evaluate(resolved, result, TENANT_LISTS)
     fired = {m.rule: m for m in matches}
     assert set(fired) == {"spam-domain", "qr-link", "tenant-lists"}, [m.reason for m in matches]
@@ -343,15 +339,15 @@ async def test_qr_code_to_a_blocked_domain_stops_the_stream(engine: Engine) -> N
     assert "blocked domain" in fired["tenant-lists"].reason
     # without the tenant's lists the lists rule cannot hold, the others still fire
     assert {m.rule for m in evaluate(resolved, result)} == {"spam-domain", "qr-link"}
-    clean = await moderate(engine, qr_on_photo("https://www.example.org/menu"))
+    clean = await moderate(moderation, qr_on_photo("https://www.example.org/menu"))
     assert [m.rule for m in evaluate(resolved, clean, TENANT_LISTS)] == ["qr-link"]
 
 
 @pytest.mark.models
-async def test_rendered_blocked_word_stops_the_stream(engine: Engine) -> None:
+async def test_rendered_blocked_word_stops_the_stream(moderation: Moderation) -> None:
     resolved = compile_rule_set(stream_rules()).resolve()
     result = await moderate(
-        engine, text_on_photo(f"Play at our {BLOCKED_WORD} and win $500 today"), TENANT_LISTS
+        moderation, text_on_photo(f"Play at our {BLOCKED_WORD} and win $500 today"), TENANT_LISTS
     )
     matches = evaluate(resolved, result, TENANT_LISTS)
     fired = {m.rule: m for m in matches}
@@ -378,9 +374,9 @@ async def test_rendered_blocked_word_stops_the_stream(engine: Engine) -> None:
 @pytest.mark.parametrize(
     "name", ["skimage-astronaut", "skimage-chelsea", "skimage-coffee", "sklearn-china"]
 )
-async def test_benign_photos_fire_no_rule(engine: Engine, name: str) -> None:
+async def test_benign_photos_fire_no_rule(moderation: Moderation, name: str) -> None:
     resolved = compile_rule_set(stream_rules()).resolve()
-    result = await moderate(engine, photo(name), TENANT_LISTS)
+    result = await moderate(moderation, photo(name), TENANT_LISTS)
     assert evaluate(resolved, result, TENANT_LISTS) == []
     outcomes = explain(resolved, result, TENANT_LISTS)
     assert len(outcomes) == len(resolved.rules) and not any(o.fired for o in outcomes)

@@ -10,20 +10,13 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from bastion.api.app import create_app
 from bastion.pipeline.engine import Engine
-from tests.conftest import make_settings
-from tests.rules_support import (
-    AUTH,
-    BLOCKED_DOMAIN,
-    BLOCKED_WORD,
-    STREAM_RULES,
-    Api,
-    database_url,
-    photo,
-    qr_on_photo,
-    text_on_photo,
-)
+from tests.support.app import Api, running
+from tests.support.auth import AUTH
+from tests.support.databases import database_url
+from tests.support.media import photo, qr_on_photo, text_on_photo
+from tests.support.rules import BLOCKED_DOMAIN, BLOCKED_WORD, STREAM_RULES
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.models
 YAML = {**AUTH, "Content-Type": "application/yaml"}
@@ -35,12 +28,8 @@ async def api(
 ) -> AsyncIterator[Api]:
     folder = tmp_path_factory.mktemp("rules-api")
     with database_url(request.param, folder) as url:
-        settings = make_settings(folder, database_url=url)
-        app = create_app(settings, engine=engine)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as c:
-                yield Api(c, app)
+        async with running(make_settings(folder, database_url=url), engine) as started:
+            yield started
 
 
 def rules_yaml(name: str, where: str, interval: float = 10, extra: str = "") -> str:

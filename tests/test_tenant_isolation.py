@@ -22,23 +22,24 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, select, text
 
-from bastion.api.app import create_app
 from bastion.api.services import Services
 from bastion.config import Settings
 from bastion.dedup.config import DedupConfig
 from bastion.dedup.tables import DedupEntry
 from bastion.jobs.config import JobsConfig
 from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.video import moderate_video
 from bastion.policy.loader import parse_policy
 from bastion.store.db import alembic_config, make_engine
-from tests.conftest import ADMIN_KEY, make_settings
-from tests.services import pg_available, pg_schema, unavailable
-from tests.test_dedup import jpeg, sha
-from tests.test_media_video import noise_frames, write_video
+from tests.support.app import running
+from tests.support.auth import AUTH
+from tests.support.databases import pg_available, pg_schema, unavailable
+from tests.support.media import jpeg, sha
+from tests.support.settings import make_settings
+from tests.support.video import noise_frames, write_video
 
 pytestmark = pytest.mark.models
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 NEAR = DedupConfig(near_duplicate_max_distance=8)
 
 
@@ -52,18 +53,16 @@ def settings_for(data_dir: Path, database_url: str | None = None, **kw: Any) -> 
 async def two_tenants(
     settings: Settings, engine: Engine
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Services, dict[str, str], dict[str, str]]]:
-    """The app, and the headers of two tenants: the admin key's own and a new one."""
-    engine.cache.clear()
-    app = create_app(settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as c:
-            r = await c.post("/v1/tenants", json={"id": "beta", "name": "Beta"}, headers=AUTH)
-            assert r.status_code in (201, 409), r.text  # 409: there since an earlier start
-            r = await c.post("/v1/keys", json={"name": "app", "tenant_id": "beta"}, headers=AUTH)
-            assert r.status_code == 201, r.text
-            beta = {"Authorization": f"Bearer {r.json()['key']}"}
-            yield c, app.state.services, AUTH, beta
+    """The app (its in-memory caches empty), and the headers of two tenants: the admin
+    key's own and a new one."""
+    async with running(settings, engine) as api:
+        c = api.client
+        r = await c.post("/v1/tenants", json={"id": "beta", "name": "Beta"}, headers=AUTH)
+        assert r.status_code in (201, 409), r.text  # 409: there since an earlier start
+        r = await c.post("/v1/keys", json={"name": "app", "tenant_id": "beta"}, headers=AUTH)
+        assert r.status_code == 201, r.text
+        beta = {"Authorization": f"Bearer {r.json()['key']}"}
+        yield c, api.services, AUTH, beta
 
 
 async def moderate(c: httpx.AsyncClient, who: dict[str, str], data: bytes) -> dict[str, Any]:
@@ -107,14 +106,14 @@ async def test_same_bytes_from_another_tenant_are_analysed_afresh(
         first = await moderate(c, alpha, data)
         assert fresh(first)
         assert (await moderate(c, alpha, data))["cached"] is True
-        analysed = svc.dedup.stats.analysed
+        analyzed = svc.dedup.stats.analyzed
         other = await moderate(c, beta, data)
         assert fresh(other)  # not cached: beta is not told that alpha sent these bytes
-        assert svc.dedup.stats.analysed == analysed + 1  # analysed again, at full cost
+        assert svc.dedup.stats.analyzed == analyzed + 1  # analysed again, at full cost
         assert svc.dedup.stats.stored_hits == 0
         assert (await moderate(c, beta, data))["cached"] is True  # beta's own result
         assert owners(svc, sha(data)) == ["beta", "default"]
-    engine.cache.clear()  # a restart: from the store, each tenant finds its own
+    # a restart (a new app, its caches empty): from the store, each tenant finds its own
     async with two_tenants(settings_for(tmp_path / "data", database_url), engine) as (
         c,
         svc,
@@ -123,7 +122,7 @@ async def test_same_bytes_from_another_tenant_are_analysed_afresh(
     ):
         assert (await moderate(c, beta, data))["cached"] is True
         assert (await moderate(c, alpha, data))["cached"] is True
-        assert svc.dedup.stats.stored_hits == 2 and svc.dedup.stats.analysed == 0
+        assert svc.dedup.stats.stored_hits == 2 and svc.dedup.stats.analyzed == 0
 
 
 async def test_near_duplicates_of_another_tenant_are_not_reused(
@@ -154,7 +153,7 @@ async def test_jobs_do_not_reuse_another_tenants_results(engine: Engine, tmp_pat
     also = jpeg("skimage-rocket")
     async with two_tenants(settings_for(tmp_path / "data"), engine) as (c, svc, alpha, beta):
         assert fresh(await moderate(c, alpha, data))
-        engine.cache.clear()  # only the store could connect them
+        svc.moderation.cache.clear()  # only the store could connect them
         assert fresh(await job(c, beta, data))
         assert (await job(c, beta, data))["cached"] is True
         # and the other way round: a job's result is not shown to another tenant's sync call
@@ -174,24 +173,26 @@ async def test_concurrent_sends_of_two_tenants_are_not_coalesced(
         for tenant in (alpha, beta):  # within a tenant, duplicates still share one analysis
             mine = [b["cached"] for w, b in zip(who, bodies, strict=True) if w is tenant]
             assert sorted(mine) == [False, True, True]
-        assert svc.dedup.stats.analysed == 2 and svc.dedup.stats.stored == 2
+        assert svc.dedup.stats.analyzed == 2 and svc.dedup.stats.stored == 2
         assert owners(svc, sha(data)) == ["beta", "default"]
         assert all(b["near_duplicate_of"] is None for b in bodies)
 
 
-async def test_engine_cache_and_video_frames_are_per_tenant(engine: Engine, tmp_path: Path) -> None:
+async def test_engine_cache_and_video_frames_are_per_tenant(
+    moderation: Moderation, tmp_path: Path
+) -> None:
     policy = parse_policy("name: codes-only\nanalyzers: [codes]\n")
     data = jpeg("skimage-coffee")
-    assert (await engine.moderate_bytes(data, policy, tenant="a")).cached is False
-    assert (await engine.moderate_bytes(data, policy, tenant="b")).cached is False
-    assert (await engine.moderate_bytes(data, policy, tenant="b")).cached is True
-    assert (await engine.moderate_bytes(data, policy)).cached is False  # no tenant: apart too
+    assert (await moderation.moderate_bytes(data, policy, tenant="a")).cached is False
+    assert (await moderation.moderate_bytes(data, policy, tenant="b")).cached is False
+    assert (await moderation.moderate_bytes(data, policy, tenant="b")).cached is True
+    assert (await moderation.moderate_bytes(data, policy)).cached is False  # no tenant: apart too
     video = write_video(tmp_path / "noise.mp4", noise_frames(10), fps=5)
-    first = await moderate_video(engine, video, policy, tenant="a")
+    first = await moderate_video(moderation, video, policy, tenant="a")
     assert first.frames and not any(f.cached for f in first.frames)
-    other = await moderate_video(engine, video, policy, tenant="b")
+    other = await moderate_video(moderation, video, policy, tenant="b")
     assert not any(f.cached for f in other.frames)
-    again = await moderate_video(engine, video, policy, tenant="b")
+    again = await moderate_video(moderation, video, policy, tenant="b")
     assert all(f.cached for f in again.frames)
 
 

@@ -17,13 +17,13 @@ from bastion.cli import app
 from bastion.errors import BastionError
 from bastion.media.types import DecodedImage
 from bastion.media.video import FrameSampler, VideoSampling, sample_frames
-from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.video import FrameResult, default_segment_gap_ms, moderate_video
 from bastion.policy.loader import default_policy, parse_policy
 from bastion.policy.model import Lists, Policy
 from bastion.results import Decision, MediaInfo, ModerationResult, Reason
-from tests.samples import OPENCV_DOC, benign_photos, encode
-from tests.test_media_video import QR_URL, audio_only_mp4, bigbuckbunny, qr_frames, write_video
+from tests.support.media import OPENCV_DOC, benign_photos, encode
+from tests.support.video import QR_URL, audio_only_mp4, bigbuckbunny, qr_frames, write_video
 
 BLOCK_EVIL = Lists(blocked_domains=["evil.example"])
 CODES_POLICY = """name: codes-only
@@ -60,11 +60,11 @@ def codes_policy() -> Policy:
 # ---- with the real models -------------------------------------------------------------
 @pytest.mark.models
 async def test_qr_section_is_one_blocked_segment(
-    engine: Engine, videos: dict[str, Path], tmp_path: Path
+    moderation: Moderation, videos: dict[str, Path], tmp_path: Path
 ) -> None:
     seen: list[float] = []
     res = await moderate_video(
-        engine,
+        moderation,
         videos["qr"],
         default_policy(),
         extra_lists=BLOCK_EVIL,
@@ -102,42 +102,42 @@ async def test_qr_section_is_one_blocked_segment(
 
 @pytest.mark.models
 async def test_without_the_blocked_domain_the_video_is_allowed(
-    engine: Engine, videos: dict[str, Path], codes_policy: Policy
+    moderation: Moderation, videos: dict[str, Path], codes_policy: Policy
 ) -> None:
     open_policy = codes_policy.model_copy(update={"lists": Lists()})
-    res = await moderate_video(engine, videos["qr"], open_policy)
+    res = await moderate_video(moderation, videos["qr"], open_policy)
     assert res.decision == "allow" and res.segments == [] and res.reasons == []
     assert [f.codes for f in res.frames if f.codes] == [[QR_URL]] * 3
 
 
 @pytest.mark.models
 async def test_early_stop_on_block(
-    engine: Engine, videos: dict[str, Path], codes_policy: Policy
+    moderation: Moderation, videos: dict[str, Path], codes_policy: Policy
 ) -> None:
-    whole = await moderate_video(engine, videos["qr_long"], codes_policy, concurrency=4)
+    whole = await moderate_video(moderation, videos["qr_long"], codes_policy, concurrency=4)
     assert not whole.stopped_early and len(whole.frames) == 30
     [seg] = whole.segments
     assert (seg.start_ms, seg.end_ms, seg.frames) == (5000, 29_000, 25)
     stopped = await moderate_video(
-        engine, videos["qr_long"], codes_policy, early_stop_on_block=True, concurrency=1
+        moderation, videos["qr_long"], codes_policy, early_stop_on_block=True, concurrency=1
     )
     assert stopped.stopped_early and stopped.decision == "block"
     assert [f.timestamp_ms for f in stopped.frames] == list(range(0, 6000, 1000))
     assert stopped.segments[0].start_ms == 5000
     # blocked on the last frame: nothing was left out
     last = await moderate_video(
-        engine, videos["qr_end"], codes_policy, early_stop_on_block=True, concurrency=1
+        moderation, videos["qr_end"], codes_policy, early_stop_on_block=True, concurrency=1
     )
     assert last.decision == "block" and not last.stopped_early and len(last.frames) == 6
 
 
 @pytest.mark.models
 async def test_frames_take_the_image_path_and_its_cache(
-    engine: Engine, videos: dict[str, Path], codes_policy: Policy
+    moderation: Moderation, videos: dict[str, Path], codes_policy: Policy
 ) -> None:
     sampling = VideoSampling(interval_s=2)
-    first = await moderate_video(engine, videos["qr"], codes_policy, sampling)
-    again = await moderate_video(engine, videos["qr"].read_bytes(), codes_policy, sampling)
+    first = await moderate_video(moderation, videos["qr"], codes_policy, sampling)
+    again = await moderate_video(moderation, videos["qr"].read_bytes(), codes_policy, sampling)
     assert [f.cached for f in again.frames] == [True] * 5
     strip = {"cached", "thumbnail"}
     assert [f.model_dump(exclude=strip) for f in first.frames] == [
@@ -147,7 +147,7 @@ async def test_frames_take_the_image_path_and_its_cache(
 
 @pytest.mark.models
 @pytest.mark.skipif(not OPENCV_DOC.is_dir(), reason="Debian opencv-doc not installed")
-async def test_benign_real_videos_are_allowed(engine: Engine) -> None:
+async def test_benign_real_videos_are_allowed(moderation: Moderation) -> None:
     clips: list[tuple[Path | None, VideoSampling, int]] = [
         (OPENCV_DOC / "vtest.avi", VideoSampling(interval_s=10), 8),  # 79.5 s
         (OPENCV_DOC / "Megamind.avi", VideoSampling(interval_s=3), 4),
@@ -156,7 +156,7 @@ async def test_benign_real_videos_are_allowed(engine: Engine) -> None:
     for path, sampling, count in clips:
         if path is None:
             continue
-        res = await moderate_video(engine, path, default_policy(), sampling)
+        res = await moderate_video(moderation, path, default_policy(), sampling)
         assert res.decision == "allow", (path.name, res.reasons)
         assert res.segments == [] and len(res.frames) == count
         assert res.media.duration_ms
@@ -166,7 +166,7 @@ async def test_benign_real_videos_are_allowed(engine: Engine) -> None:
 
 @pytest.mark.models
 async def test_bad_videos_raise_media_errors(
-    engine: Engine, videos: dict[str, Path], codes_policy: Policy
+    moderation: Moderation, videos: dict[str, Path], codes_policy: Policy
 ) -> None:
     data = videos["qr"].read_bytes()
     cases: list[tuple[bytes | Path, str]] = [
@@ -177,7 +177,7 @@ async def test_bad_videos_raise_media_errors(
     ]
     for source, code in cases:
         with pytest.raises(BastionError) as exc:
-            await moderate_video(engine, source, codes_policy)
+            await moderate_video(moderation, source, codes_policy)
         assert exc.value.code == code
 
 
@@ -268,7 +268,7 @@ def test_segments_merge_flagged_frames_within_the_gap() -> None:
 
 
 class _SlowEngine:
-    """Stands in for the engine: slow frames, and a record of how far decoding ran ahead."""
+    """Stands in for moderation: slow frames, and a record of how far decoding ran ahead."""
 
     def __init__(self) -> None:
         self.sampled: list[FrameSampler] = []

@@ -14,7 +14,8 @@ from bastion.config import Settings, load_settings
 from bastion.errors import InputError
 from bastion.media.video import VideoSampling
 from bastion.media.video_config import VideoConfig, VideoOptions
-from tests.jobs_support import CODES_POLICY, qr_video
+from tests.support.jobs import CODES_POLICY
+from tests.support.video import qr_video
 
 runner = CliRunner()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,6 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-import qrcode
-from av.video.stream import VideoStream
-from PIL import Image
 
 from bastion.errors import CorruptMedia
 from bastion.media.types import Frame
@@ -39,88 +36,26 @@ from bastion.media.video import (
     probe,
     sample_frames,
 )
-from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.video import moderate_video
 from bastion.policy.loader import parse_policy
 from bastion.policy.model import Policy
-from tests.services import missing_tool
+from tests.support.databases import missing_tool
+from tests.support.timecoded import (
+    FPS,
+    WORDS_POLICY,
+    H,
+    W,
+    coded,
+    colour,
+    encode,
+    joined,
+    qr_clip,
+    second_shown,
+)
 
-FPS = 10
-W, H = 64, 48
 EVERY_SECOND = VideoSampling(interval_s=1)
 KEYFRAMES = VideoSampling(mode="keyframes", min_gap_s=0)
-WORDS_POLICY = """name: words-in-codes
-description: QR codes and barcodes against a blocked word
-analyzers: [codes]
-rules:
-  - name: blocked-words
-    categories: [Blocked Word]
-    block: 50
-lists:
-  blocked_words: [casino]
-"""
-QR_TEXT = "play at the casino tonight"
-
-
-# ---- content-coded clips --------------------------------------------------------------
-def colour(k: int) -> tuple[int, int, int]:
-    """The colour of second ``k`` of the content (k < 400)."""
-    return (24 + 22 * (k % 10), 24 + 22 * (k // 10 % 10), 200 - 40 * (k // 100 % 4))
-
-
-def second_shown(rgb: np.ndarray) -> int:
-    r, g, b = (float(v) for v in rgb.reshape(-1, 3).mean(axis=0))
-    return round((r - 24) / 22) + 10 * round((g - 24) / 22) + 100 * round((200 - b) / 40)
-
-
-def coded(seconds: Iterable[int], fps: int = FPS, *, noisy: bool = False) -> Iterator[np.ndarray]:
-    """``fps`` frames of each second's colour; ``noisy`` adds moving grain (bigger frames)."""
-    grain = np.random.default_rng(3).integers(-24, 25, (H, W * 2, 3))
-    for k in seconds:
-        picture = np.full((H, W, 3), colour(k), np.int64)
-        for i in range(fps):
-            if noisy:
-                shifted = grain[:, (i * 5) % W : (i * 5) % W + W]
-                yield np.clip(picture + shifted, 0, 255).astype(np.uint8)
-            else:
-                yield picture.astype(np.uint8)
-
-
-def encode(
-    path: Path,
-    frames: Iterable[np.ndarray],
-    *,
-    fps: int = FPS,
-    gop: int = FPS,
-    bframes: int = 0,
-    times_ms: Sequence[int] | None = None,
-    options: dict[str, str] | None = None,
-) -> Path:
-    """H.264 with PyAV (the container from the suffix); ``times_ms`` gives each frame's time."""
-    params = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}"
-    if bframes:
-        params += ":b-adapt=0:b-pyramid=normal"
-    with av.open(str(path), "w", options=options or {}) as out:
-        stream = out.add_stream(
-            "libx264", rate=fps, options={"preset": "ultrafast", "x264-params": params}
-        )
-        assert isinstance(stream, VideoStream)
-        first = True
-        for i, rgb in enumerate(frames):
-            if first:
-                stream.height, stream.width = rgb.shape[:2]
-                stream.pix_fmt = "yuv420p"
-                if times_ms is not None:
-                    stream.codec_context.time_base = Fraction(1, 1000)
-                first = False
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            if times_ms is not None:
-                frame.pts, frame.time_base = times_ms[i], Fraction(1, 1000)
-            else:
-                frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
 
 
 def retimed(
@@ -160,12 +95,6 @@ def ffmpeg_coded(
     raw = b"".join(f.tobytes() for f in coded(range(first, first + seconds * FPS), fps=1))
     source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", str(FPS), "-i", "-"]
     ffmpeg(*source, *codec, *(["-f", fmt] if fmt else []), str(path), stdin=raw)
-    return path
-
-
-def joined(path: Path, parts: Sequence[Path]) -> Path:
-    """Files concatenated byte for byte (``cat a.ts b.ts > path``)."""
-    path.write_bytes(b"".join(p.read_bytes() for p in parts))
     return path
 
 
@@ -543,21 +472,6 @@ def test_damaged_data_says_it_was_not_analysed(tmp_path: Path, suffix: str, seed
 
 
 # ---- the whole path, with the real models ------------------------------------------------------
-def qr_clip(
-    path: Path, seconds: int, shown: tuple[float, float] | None = None, **options: str
-) -> Path:
-    """A grey picture; from ``shown[0]`` to ``shown[1]`` s, a QR code with a blocked word."""
-    plain = np.full((240, 320, 3), 96, np.uint8)
-    code = qrcode.make(QR_TEXT).get_image().convert("RGB").resize((180, 180))
-    picture = Image.fromarray(plain)
-    picture.paste(code, (70, 30))
-    marked = np.asarray(picture)
-    frames = (
-        marked if shown and shown[0] <= i / FPS < shown[1] else plain for i in range(seconds * FPS)
-    )
-    return encode(path, frames, options=options)
-
-
 def damaged_ts(path: Path) -> bytes:
     """A noisy MPEG-TS with a tenth of its bytes, in the middle, overwritten."""
     data = bytearray(encode(path, coded(range(10), noisy=True)).read_bytes())
@@ -581,7 +495,7 @@ JOINED_QR: list[tuple[tuple[int, int], tuple[int, int]]] = [  # clip lengths; co
 @pytest.mark.models
 @pytest.mark.parametrize(("lengths", "shown"), JOINED_QR)
 async def test_a_blocked_word_after_the_join_of_two_clips_is_found(
-    engine: Engine,
+    moderation: Moderation,
     tmp_path: Path,
     words_policy: Policy,
     lengths: tuple[int, int],
@@ -590,7 +504,7 @@ async def test_a_blocked_word_after_the_join_of_two_clips_is_found(
     a, b = lengths
     clips = [qr_clip(tmp_path / "a.ts", a), qr_clip(tmp_path / "b.ts", b, shown)]
     path = joined(tmp_path / "joined.ts", clips)
-    res = await moderate_video(engine, path, words_policy)
+    res = await moderate_video(moderation, path, words_policy)
     assert res.decision == "block" and res.complete and not res.stopped_early
     assert len(res.frames) == a + b
     flagged = [f.timestamp_ms for f in res.frames if f.decision != "allow"]
@@ -606,23 +520,23 @@ async def test_a_blocked_word_after_the_join_of_two_clips_is_found(
     word = {s.name: s for s in res.labels}["Blocked Word"]
     assert (word.first_seen_ms, word.last_seen_ms) == (flagged[0], flagged[-1])
     # keyframes only: the same, from the keyframes (one a second)
-    keys = await moderate_video(engine, path, words_policy, KEYFRAMES)
+    keys = await moderate_video(moderation, path, words_policy, KEYFRAMES)
     assert [f.timestamp_ms for f in keys.frames if f.decision != "allow"] == flagged
     # stopping at the first blocked frame: it is the one after the join
     stopped = await moderate_video(
-        engine, path, words_policy, early_stop_on_block=True, concurrency=1
+        moderation, path, words_policy, early_stop_on_block=True, concurrency=1
     )
     assert stopped.decision == "block" and stopped.frames[-1].timestamp_ms == flagged[0]
 
 
 @pytest.mark.models
 async def test_a_video_not_analysed_to_the_end_is_never_allowed(
-    engine: Engine, tmp_path: Path, words_policy: Policy
+    moderation: Moderation, tmp_path: Path, words_policy: Policy
 ) -> None:
     clean = encode(
         tmp_path / "clean.mp4", coded(range(20), noisy=True), options={"movflags": "faststart"}
     )
-    whole = await moderate_video(engine, clean, words_policy)
+    whole = await moderate_video(moderation, clean, words_policy)
     assert whole.decision == "allow" and whole.complete and not whole.errors
     data = clean.read_bytes()
     few = VideoSampling(mode="keyframes", min_gap_s=0, max_frames=5)
@@ -638,7 +552,7 @@ async def test_a_video_not_analysed_to_the_end_is_never_allowed(
         ),
     ]
     for name, source, sampling, why in cases:
-        res = await moderate_video(engine, source, words_policy, sampling)
+        res = await moderate_video(moderation, source, words_policy, sampling)
         assert res.decision == "review" and not res.complete, name
         [error] = [e for e in res.errors if e["code"] == "video_incomplete"]
         assert why in error["message"], (name, error)
@@ -646,5 +560,5 @@ async def test_a_video_not_analysed_to_the_end_is_never_allowed(
     # a blocked word in what could be analysed still blocks
     marked = qr_clip(tmp_path / "marked.mp4", 8, (1, 3), movflags="faststart")
     cut = marked.read_bytes()
-    res = await moderate_video(engine, cut[: len(cut) * 3 // 4], words_policy)
+    res = await moderate_video(moderation, cut[: len(cut) * 3 // 4], words_policy)
     assert res.decision == "block" and not res.complete

@@ -1,6 +1,9 @@
-"""The real services the tests use on loopback: PostgreSQL and RabbitMQ.
+"""The databases and broker the tests use: SQLite files, and PostgreSQL and RabbitMQ on loopback.
 
-Each test gets a database schema (or a queue prefix) of its own and removes it after.
+SQLite lives in a folder of the test's own. On PostgreSQL each test gets a schema of
+its own, and on RabbitMQ a queue prefix of its own; both are removed after. A test whose
+service (or program: nginx, ffmpeg) is missing is skipped, or fails where the services
+are required: CI sets ``REQUIRE_TEST_SERVICES=1`` after starting them.
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
-from bastion.store.db import make_engine
+from bastion.store.db import make_engine, migrate, session_factory
+from bastion.store.repo import Repo
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -35,13 +41,6 @@ def missing_tool(message: str) -> NoReturn:
     if os.environ.get("REQUIRE_TEST_SERVICES") == "1":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now (a test server binds it next)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pg_available() -> bool:
@@ -80,6 +79,44 @@ def pg_schema() -> Iterator[str]:
         with admin.begin() as c:
             c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@contextmanager
+def postgres_url() -> Iterator[str]:
+    """:func:`pg_schema`, or :func:`unavailable` when PostgreSQL is not reachable."""
+    if not pg_available():
+        unavailable("PostgreSQL")
+    with pg_schema() as url:
+        yield url
+
+
+def sqlite_url(folder: Path, name: str = "bastion.db") -> str:
+    """The URL of a SQLite file in ``folder``."""
+    return f"sqlite:///{folder / name}"
+
+
+@contextmanager
+def database_url(kind: str, folder: Path) -> Iterator[str]:
+    """A database URL: a SQLite file in ``folder`` (``kind`` "sqlite"), or a PostgreSQL
+    schema of its own ("postgres")."""
+    if kind == "sqlite":
+        yield sqlite_url(folder, "test.db")
+        return
+    with postgres_url() as url:
+        yield url
+
+
+@contextmanager
+def database(kind: str, folder: Path) -> Iterator[tuple[sessionmaker[Session], Repo]]:
+    """A migrated database (SQLite or PostgreSQL): its sessions and repository."""
+    with database_url(kind, folder) as url:
+        db = make_engine(url)
+        try:
+            migrate(db)
+            sessions = session_factory(db)
+            yield sessions, Repo(sessions)
+        finally:
+            db.dispose()
 
 
 async def delete_rabbit_queues(prefix: str) -> None:

@@ -37,7 +37,8 @@ import httpx
 import numpy as np
 from av.video.stream import VideoStream
 
-from tests.services import free_port, missing_tool
+from tests.support.databases import missing_tool
+from tests.support.loopback import free_port
 
 RTMP_MODULE = "ngx_rtmp_module.so"
 # Where Debian's libnginx-mod-rtmp puts the module, when `nginx -V` does not say.

@@ -1,8 +1,9 @@
 """A reusable contract every analyzer's tests inherit (one subclass per analyzer).
 
 Subclasses set ``make_analyzer`` (a fixture-free factory) and get the interface checks
-for free: one output per input in order, labels from the declared categories with
-model name and version, a batch equal to the same frames one by one.
+for free: an analyzer of image frames that says what its model gets, one output per
+input in order, labels from the declared categories with model name and version, a
+batch equal to the same frames one by one.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from bastion.analyzers.base import Analyzer, RuntimeContext
+from bastion.analyzers.base import Analyzer, ContentKind, FrameAnalyzer, RuntimeContext
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
 from bastion.runtime.config import RuntimeConfig
-from tests.samples import benign_photos
+from tests.support.media import benign_photos
 
 
 def context(cache_dir: Path | None = None) -> RuntimeContext:
@@ -51,6 +52,11 @@ class AnalyzerContract:
     def test_declares_itself(self, analyzer: Analyzer[Any, Any]) -> None:
         info = analyzer.info()
         assert info.name and info.version and info.model
+        # the contract feeds frames: it holds for analyzers of image frames
+        assert isinstance(analyzer, FrameAnalyzer)
+        assert info.consumes is ContentKind.IMAGE_FRAME
+        assert info.model_dump(mode="json")["consumes"] == "image_frame"
+        assert info.input and info.input == type(analyzer).input
         for cat in info.categories:
             taxonomy.get(cat)
 

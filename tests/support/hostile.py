@@ -1,4 +1,5 @@
-"""Support for hostile-input tests: a probe that proves the process stays responsive.
+"""Support for hostile-input tests: a probe that proves the process stays responsive, and
+the documents that attack it (deep JSON, YAML alias bombs, catastrophic regexes).
 
 Every hostile test wraps its attack in :func:`responsive`: while the attack runs, a
 second task asks ``/healthz`` every few milliseconds through the same app, and the
