@@ -342,6 +342,7 @@ async def test_pushed_frames_follow_the_same_rules(
             )
         ).json()
         assert first["analyzed"] and first["matches"] == []
+        assert first["analysed"] is True  # the former name, served for one release
         soon = (
             await client.post(
                 "/v1/streams/push-1/frames",
@@ -351,6 +352,7 @@ async def test_pushed_frames_follow_the_same_rules(
             )
         ).json()
         assert not soon["analyzed"] and soon["skipped"] == "interval"
+        assert soon["analysed"] is False
         same = (
             await client.post(
                 "/v1/streams/push-1/frames",

@@ -172,7 +172,7 @@ def test_ts_clips_joined_end_to_end_are_analysed_to_the_end(
         assert [(d.at_ms, d.kind) for d in sampler.discontinuities] == [
             (s * 1000, "backwards") for s in starts[1:]
         ]
-        assert sampler.discontinuity_count == len(lengths) - 1 and not sampler.unanalysed
+        assert sampler.discontinuity_count == len(lengths) - 1 and not sampler.unanalyzed
         assert any("discontinuous" in w for w in sampler.warnings)
     # keyframes only: every keyframe of every clip, at its place in the content
     _, got = run(path, KEYFRAMES)
@@ -195,7 +195,7 @@ def test_a_looped_clip_reports_its_whole_length(tmp_path: Path, loops: int) -> N
     sampler, got = run(path)
     assert got == every_second(4 * loops, loop_s=4)
     assert sampler.duration_s == pytest.approx(4 * loops, abs=0.01)
-    assert sampler.discontinuity_count == loops - 1 and not sampler.unanalysed
+    assert sampler.discontinuity_count == loops - 1 and not sampler.unanalyzed
     _, got = run(path, VideoSampling(interval_s=2.5))
     assert [ms for ms, _ in got] == list(range(0, 4000 * loops, 2500))
 
@@ -223,7 +223,7 @@ def test_other_files_joined_end_to_end_are_analysed_or_reported(
     path = joined(tmp_path / f"joined{suffix}", [first, second])
     sampler, got = run(path)
     if {frame // FPS for _, frame in got} != set(range(10)):
-        assert sampler.unanalysed, (got, sampler.warnings)
+        assert sampler.unanalyzed, (got, sampler.warnings)
 
 
 # ---- what the header declares ---------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_a_header_declaring_too_short_a_duration_is_ignored(
     for sampling in (EVERY_SECOND, KEYFRAMES):
         sampler, got = run(path, sampling)
         assert got == every_second(20)
-        assert sampler.duration_s == pytest.approx(20, abs=0.01) and not sampler.unanalysed
+        assert sampler.duration_s == pytest.approx(20, abs=0.01) and not sampler.unanalyzed
         assert any("the header declares" in w for w in sampler.warnings)
 
 
@@ -248,7 +248,7 @@ def test_a_header_declaring_more_than_the_data_holds_is_reported(
     path = patched_duration(encode(tmp_path / f"clip{suffix}", coded(range(12))), 10)
     sampler, got = run(path)
     assert got == every_second(12) and sampler.duration_s == pytest.approx(12, abs=0.01)
-    assert any("truncated" in why for why in sampler.unanalysed)
+    assert any("truncated" in why for why in sampler.unanalyzed)
 
 
 @pytest.mark.parametrize("fmt", ["mpeg2video", "matroska", "flv", "mpegts"])
@@ -272,7 +272,7 @@ def test_streams_without_a_declared_duration(tmp_path: Path, fmt: str) -> None:
     for sampling in (EVERY_SECOND, KEYFRAMES):
         sampler, got = run(piped, sampling)
         assert got == every_second(12)
-        assert sampler.duration_s == pytest.approx(12, abs=0.01) and not sampler.unanalysed
+        assert sampler.duration_s == pytest.approx(12, abs=0.01) and not sampler.unanalyzed
 
 
 # ---- frame order and frame rate -------------------------------------------------------------
@@ -283,7 +283,7 @@ def test_b_frames_are_sampled_at_the_interval(tmp_path: Path, suffix: str, inter
     want = [round(k * interval * 1000) for k in range(int(11.9 / interval) + 1)]
     sampler, got = run(path, VideoSampling(interval_s=interval))
     assert got == [(ms, ms // 1000) for ms in want]
-    assert not sampler.warnings and not sampler.unanalysed
+    assert not sampler.warnings and not sampler.unanalyzed
     decode_all = VideoSampling(interval_s=interval, seek_min_gap_s=1e9)
     assert run(path, decode_all)[1] == got
 
@@ -299,7 +299,7 @@ def test_a_variable_frame_rate_is_sampled_at_the_interval(
     frames = [np.full((H, W, 3), colour(t // 1000), np.uint8) for t in times]
     path = encode(tmp_path / f"vfr{suffix}", frames, times_ms=times, gop=12)
     sampler, got = run(path)
-    assert not sampler.unanalysed
+    assert not sampler.unanalyzed
     # each sampled frame is one of the frames, showing the second its time says
     assert all(any(abs(ms - t) <= 1 for t in times) for ms, _ in got)
     assert all(second == ms // 1000 for ms, second in got)
@@ -328,7 +328,7 @@ def test_repeated_timestamps_keep_every_frame(tmp_path: Path, name: str, fmt: st
     for sampling in (EVERY_SECOND, KEYFRAMES):
         sampler, got = run(path, sampling)
         assert got == every_second(10)
-        assert sampler.duration_s == pytest.approx(10, abs=0.01) and not sampler.unanalysed
+        assert sampler.duration_s == pytest.approx(10, abs=0.01) and not sampler.unanalyzed
         assert any("repeat" in w for w in sampler.warnings)
 
 
@@ -339,7 +339,7 @@ def test_timestamps_jumping_far_ahead_are_bridged(tmp_path: Path, jump_s: int, a
     path = retimed(source, tmp_path / "jump.mkv", lambda i: i * 100 + (jump_s * 1000) * (i >= at))
     for sampling in (EVERY_SECOND, KEYFRAMES):
         sampler, got = run(path, sampling)  # 5 h is over max_duration_s: not refused
-        assert got == every_second(10) and not sampler.unanalysed
+        assert got == every_second(10) and not sampler.unanalyzed
         assert sampler.duration_s == pytest.approx(10, abs=0.01)
         [jump] = sampler.discontinuities
         assert (jump.at_ms, jump.kind) == (at * 100, "forward")
@@ -374,7 +374,7 @@ def test_containers_without_presentation_times(
         # a frame about every second all through, each within a frame of its place
         assert len(got) >= 11 and got[-1][1] >= 10 * FPS, got
         assert all(abs(ms - frame * 100) <= 100 for ms, frame in got), got
-        assert sampler.duration_s == pytest.approx(12, abs=0.11) and not sampler.unanalysed
+        assert sampler.duration_s == pytest.approx(12, abs=0.11) and not sampler.unanalyzed
 
 
 def _hostile_packets(seed: int) -> Iterator[av.Packet[Any]]:
@@ -444,7 +444,7 @@ def test_a_truncated_file_says_it_was_not_analysed_to_the_end(
     sampler, got = run(data[: end - (end % 188 == 0)])
     # what is there, in place (the last frame may be cut short)
     assert 1 < len(got) < 20 and got[:-1] == every_second(len(got) - 1)
-    assert any("truncated" in why for why in sampler.unanalysed), sampler.warnings
+    assert any("truncated" in why for why in sampler.unanalyzed), sampler.warnings
 
 
 def _noise(count: int) -> Iterator[np.ndarray]:
@@ -467,8 +467,8 @@ def test_damaged_data_says_it_was_not_analysed(tmp_path: Path, suffix: str, seed
         sampler, _ = run(bytes(data), decode_all)
     except CorruptMedia:
         return  # refused outright: not allowed either
-    assert sampler.unanalysed, sampler.warnings
-    assert all(why in sampler.warnings for why in sampler.unanalysed)
+    assert sampler.unanalyzed, sampler.warnings
+    assert all(why in sampler.warnings for why in sampler.unanalyzed)
 
 
 # ---- the whole path, with the real models ------------------------------------------------------

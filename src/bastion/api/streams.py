@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from bastion.api.auth import Moderator, Reader
 from bastion.api.inputs import declared_length, read_single
@@ -96,6 +96,13 @@ class FrameOut(BaseModel):
     stopped: bool = Field(False, description="An auto_stop rule stopped the stream.")
     result: ModerationResult | None = None
     stream: StreamOut
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="Former name of `analyzed`, still served for one release.", deprecated=True
+    )
+    @property
+    def analysed(self) -> bool:
+        return self.analyzed
 
 
 @router.post(

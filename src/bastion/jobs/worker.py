@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,9 +54,6 @@ class Worker:
         self.policies = policies
         self.config = config
         self.stats = WorkerStats()
-        self.on_outcome: Callable[[], None] | None = None
-        """Called (on the event loop) after a job's outcome and webhooks were committed:
-        the in-process dispatcher uses it to deliver at once."""
 
     # claiming --------------------------------------------------------------
     def _claim(self, job_id: str) -> tuple[Job | None, float | None]:
@@ -142,11 +138,6 @@ class Worker:
     async def _finish_and_ack(self, msg: Leased, job_id: str, **outcome: Any) -> None:
         if not await asyncio.to_thread(self._finish, msg, job_id, **outcome):
             await self.jobs.queue.ack(msg)  # after the commit: a crash here only redelivers
-        self._notify()
-
-    def _notify(self) -> None:
-        if self.on_outcome is not None:
-            self.on_outcome()
 
     # running ---------------------------------------------------------------
     async def _analyze(self, job: Job, progress: Any) -> dict[str, Any]:
@@ -259,7 +250,6 @@ class Worker:
         outcome = await self.jobs.queue.nack(msg, delay_s=delay, error=f"{code}: {message}")
         if outcome == "dead" or msg.attempt >= self.config.max_attempts:
             await asyncio.to_thread(self._fail_for_good, job_id, code, message)
-            self._notify()
             self.stats.failed += 1
         else:
             await asyncio.to_thread(self._requeue, job_id, message)

@@ -46,7 +46,7 @@ Returned frames are upright (the display matrix is applied), have square pixels
 stream and ``Frame.index`` the frame number that time corresponds to at the stream's
 frame rate. What could not be analysed (damaged data, undecodable packets, a file
 that ends before its declared end, ``max_frames`` reached) is listed in
-``FrameSampler.unanalysed`` as well as in the warnings.
+``FrameSampler.unanalyzed`` as well as in the warnings.
 
 Every function here opens its own containers: nothing is shared between calls, so
 different threads may sample different videos at the same time.
@@ -780,7 +780,7 @@ class FrameSampler(Iterator[Frame]):
 
     Besides iterating, it tells what it found: ``info`` (from the headers),
     ``duration_s`` (measured), ``discontinuities`` (the first few; their count in
-    ``discontinuity_count``), ``warnings``, ``unanalysed`` (why part of the video was
+    ``discontinuity_count``), ``warnings``, ``unanalyzed`` (why part of the video was
     not analysed: damage, truncation, ``max_frames``; empty when all of it was),
     ``frames_decoded``, ``frames_sampled``, ``seeks`` (skips past undecoded groups of
     pictures), ``decode_seconds`` (time spent reading, decoding and converting),
@@ -802,7 +802,7 @@ class FrameSampler(Iterator[Frame]):
         assert opened.stream is not None  # _check refuses files without one
         self.info = opened.info
         self.warnings: list[str] = []
-        self.unanalysed: list[str] = []
+        self.unanalyzed: list[str] = []
         self.frames_decoded = 0
         self.frames_sampled = 0
         self.seeks = 0
@@ -995,41 +995,41 @@ class FrameSampler(Iterator[Frame]):
             )
         others = len(_videos(self._container)) - 1
         if others > 0:
-            self._not_analysed(
+            self._not_analyzed(
                 f"the file has {others + 1} video streams (clips joined with other stream "
                 "ids, or other views); only the first was analysed"
             )
         if scan.new_streams:
-            self._not_analysed(
+            self._not_analyzed(
                 f"new streams start after {scan.end_ms / 1000:.1f} s (another file joined "
                 "after this one?); what follows was not analysed"
             )
         tail = self.info.byte_size - scan.read_to
         if self.info.container == "flv" and scan.error is None and tail > _FLV_TAIL_BYTES:
-            self._not_analysed(
+            self._not_analyzed(
                 f"the video data stops after {scan.read_to} of {self.info.byte_size} bytes "
                 "(another file joined after this one?); the rest was not read"
             )
         if self.info.container.startswith("mov") and _top_level_boxes(self._source, "moov") > 1:
-            self._not_analysed(
+            self._not_analyzed(
                 "the file holds more than one MP4 movie (files joined end to end?); only "
                 "the first was analysed"
             )
         if scan.damaged:
-            self._not_analysed(
+            self._not_analyzed(
                 f"{scan.damaged} packet(s) of the video are damaged (the container's checks "
                 "failed); what they held may not have been analysed"
             )
         packet_size = _ts_packet_size(self._head) if self.info.container == "mpegts" else None
         if packet_size and self.info.byte_size % packet_size:
-            self._not_analysed(
+            self._not_analyzed(
                 "the MPEG-TS stops in the middle of a packet; the file looks truncated"
             )
         declared = self.info.duration_s
         tolerance = max(1.0, 0.02 * (declared or 0.0))
         if declared is not None and scan.error is None:
             if scan.data_end_ms / 1000 < declared - tolerance:
-                self._not_analysed(
+                self._not_analyzed(
                     f"the video data ends at {scan.data_end_ms / 1000:.1f} s but {declared:.1f} "
                     "s are declared; the file looks truncated"
                 )
@@ -1048,9 +1048,9 @@ class FrameSampler(Iterator[Frame]):
                     f"{self.sampling.interval_s:g} s instead"
                 )
 
-    def _not_analysed(self, why: str) -> None:
+    def _not_analyzed(self, why: str) -> None:
         self.warnings.append(why)
-        self.unanalysed.append(why)
+        self.unanalyzed.append(why)
 
     # ---- decoding --------------------------------------------------------
     def _setup_decoder(self) -> None:
@@ -1183,7 +1183,7 @@ class FrameSampler(Iterator[Frame]):
             if self._landing is not None:  # skipped, and nothing decoded since
                 self._landed(math.inf)
         except _StreamEnded as exc:
-            self._not_analysed(str(exc))
+            self._not_analyzed(str(exc))
         except IndexError:
             return  # a stream that was not there at the start: reported by the scan
         except av.error.FFmpegError as exc:
@@ -1191,7 +1191,7 @@ class FrameSampler(Iterator[Frame]):
                 raise CorruptMedia(
                     f"corrupt or truncated {self.info.format}: {exc.strerror or exc}"
                 ) from exc
-            self._not_analysed(
+            self._not_analyzed(
                 f"the video is damaged after {(self._last_ms or 0.0) / 1000:.1f} s "
                 f"({exc.strerror or exc}); the rest of it was not analysed"
             )
@@ -1229,7 +1229,7 @@ class FrameSampler(Iterator[Frame]):
             return
         self._regular = False
         found = "nothing more" if math.isinf(ms) else f"the next picture at {ms / 1000:.1f} s"
-        self._not_analysed(
+        self._not_analyzed(
             f"the packet marked as a keyframe at {expected / 1000:.1f} s decoded to "
             f"{found}; what lies between was not analysed"
         )
@@ -1308,7 +1308,7 @@ class FrameSampler(Iterator[Frame]):
         try:
             for vf, ms in pick[self._mode]():
                 if self.frames_sampled >= limit:
-                    self._not_analysed(
+                    self._not_analyzed(
                         f"stopped at max_frames ({limit}) after {ms / 1000:.1f} s of "
                         f"{self.duration_s:.1f} s; the rest of the video was not analysed"
                     )
@@ -1341,12 +1341,12 @@ class FrameSampler(Iterator[Frame]):
                 "timestamps; each was timed one frame after the frame before it"
             )
         if self.decode_errors:
-            self._not_analysed(
+            self._not_analyzed(
                 f"{self.decode_errors} packet(s) of the video could not be decoded; what they "
                 "hold was not analysed"
             )
         if self.damaged_frames:
-            self._not_analysed(
+            self._not_analyzed(
                 f"{self.damaged_frames} frame(s) were decoded from damaged data and may not "
                 "show what the video holds"
             )

@@ -539,15 +539,15 @@ def _assemble(
     gap = segment_gap_ms if segment_gap_ms is not None else default_segment_gap_ms(frames)
     duration_ms = round(sampler.duration_s * 1000)
     declared = info.duration_s
-    unanalysed = list(sampler.unanalysed)
-    whole = sampler.complete and not stopped_early and not unanalysed
+    unanalyzed = list(sampler.unanalyzed)
+    whole = sampler.complete and not stopped_early and not unanalyzed
     covered_ms: int | None = duration_ms if whole else None
     if covered_ms is None and frames:
         covered_ms = frames[-1].timestamp_ms
     decision = _strictest(f.decision for f in frames)
     errors = _errors(results)
-    if unanalysed:
-        errors.append({"code": "video_incomplete", "message": "; ".join(unanalysed)})
+    if unanalyzed:
+        errors.append({"code": "video_incomplete", "message": "; ".join(unanalyzed)})
         if decision == "allow":
             decision = "review"  # fail safe: content that was not looked at is not allowed
     first = results[0] if results else None

@@ -256,9 +256,8 @@ async def build_components(
     dispatcher = Dispatcher(sessions, settings.delivery, url_policy=url_policy)
     worker = None
     if roles.jobs:
+        # the dispatcher wakes by itself when the worker commits a job's webhooks
         worker = Worker(core.moderation, jobs, core.policies, settings.jobs)
-        if roles.dispatch:
-            worker.on_outcome = dispatcher.wake
     return Components(
         core=core,
         roles=roles,
