@@ -233,20 +233,6 @@ def rescale(boxes: FloatArray, geo: Geometry) -> FloatArray:
     return out
 
 
-def iou(box: npt.NDArray[np.float64], others: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Intersection over union of one corner box with many."""
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    union = area + areas - inter
-    result: npt.NDArray[np.float64] = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-    return result
-
-
 def nms(
     boxes: FloatArray,
     scores: FloatArray,
@@ -254,29 +240,24 @@ def nms(
     class_ids: npt.NDArray[np.intp] | None = None,
     max_detections: int = 300,
 ) -> npt.NDArray[np.intp]:
-    """Greedy non-maximum suppression; class-wise when ``class_ids`` is given.
+    """Greedy non-maximum suppression (OpenCV's), class-wise when ``class_ids`` is given.
 
     Returns kept indices, best score first; a box survives when its IoU with every
     kept box of its class is at most ``iou_threshold``.
     """
     if boxes.shape[0] == 0:
         return np.zeros((0,), dtype=np.intp)
-    work = boxes.astype(np.float64)
-    if class_ids is not None:
-        # shift each class into its own region so boxes of different classes never overlap
-        span = float(np.abs(work).max()) + 1.0
-        work = work + (class_ids.astype(np.float64) * 2 * span)[:, None]
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size and len(keep) < max_detections:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        if rest.size == 0:
-            break
-        overlaps = iou(work[i], work[rest])
-        order = rest[overlaps <= iou_threshold]
-    return np.asarray(keep, dtype=np.intp)
+    corners = boxes.astype(np.float64)
+    rects = np.column_stack((corners[:, :2], corners[:, 2:] - corners[:, :2])).tolist()
+    confidences = scores.astype(np.float64).tolist()
+    # every box is a candidate: the scores were thresholded when decoding
+    if class_ids is None:
+        kept = cv2.dnn.NMSBoxes(rects, confidences, 0.0, iou_threshold)
+    else:
+        kept = cv2.dnn.NMSBoxesBatched(
+            rects, confidences, class_ids.astype(np.int32).tolist(), 0.0, iou_threshold
+        )
+    return np.asarray(kept, dtype=np.intp).reshape(-1)[:max_detections]
 
 
 def postprocess(
