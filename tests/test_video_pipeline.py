@@ -22,20 +22,11 @@ from bastion.pipeline.video import FrameResult, default_segment_gap_ms, moderate
 from bastion.policy.loader import default_policy, parse_policy
 from bastion.policy.model import Lists, Policy
 from bastion.results import Decision, MediaInfo, ModerationResult, Reason
+from tests.support.jobs import CODES_POLICY
 from tests.support.media import OPENCV_DOC, benign_photos, encode
 from tests.support.video import QR_URL, audio_only_mp4, bigbuckbunny, qr_frames, write_video
 
 BLOCK_EVIL = Lists(blocked_domains=["evil.example"])
-CODES_POLICY = """name: codes-only
-description: QR codes and barcodes against a blocked domain
-analyzers: [codes]
-rules:
-  - name: illegal-ads
-    categories: [Blocked Domain]
-    block: 50
-lists:
-  blocked_domains: [evil.example]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +258,7 @@ def test_segments_merge_flagged_frames_within_the_gap() -> None:
     assert [s.start_ms for s in video_pipeline._segments(frames, 999)] == [0, 2000, 5000]
 
 
-class _SlowEngine:
+class _SlowModeration:
     """Stands in for moderation: slow frames, and a record of how far decoding ran ahead."""
 
     def __init__(self) -> None:
@@ -317,7 +308,7 @@ class _SlowEngine:
 async def test_decoding_runs_ahead_of_moderation_by_a_bounded_amount(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, codes_policy: Policy
 ) -> None:
-    fake = _SlowEngine()
+    fake = _SlowModeration()
     real = sample_frames
 
     def recording(*args: Any, **kw: Any) -> FrameSampler:
