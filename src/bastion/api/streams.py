@@ -97,8 +97,11 @@ class FrameOut(BaseModel):
     result: ModerationResult | None = None
     stream: StreamOut
 
+    # marked deprecated in the OpenAPI document only: pydantic's own ``deprecated`` would
+    # warn on every answer served
     @computed_field(  # type: ignore[prop-decorator]
-        description="Former name of `analyzed`, still served for one release.", deprecated=True
+        description="Former name of `analyzed`, still served for one release.",
+        json_schema_extra={"deprecated": True},
     )
     @property
     def analysed(self) -> bool:
