@@ -160,6 +160,7 @@ def test_up_prints_an_admin_key_once_and_serves(tmp_path: Path) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert str((tmp_path / "data").resolve()) in err
+    assert "bastion users create --username NAME --role admin" in err  # no portal user yet
     assert (tmp_path / "data" / "bastion.db").is_file()
     # second start: the key is already there, no new one is printed
     proc = _start(tmp_path / "data", port)

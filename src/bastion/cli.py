@@ -1,4 +1,4 @@
-"""The `bastion` command: up, scan, analyzers, keys, policy."""
+"""The `bastion` command: up, scan, analyzers, keys, users, policy."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from bastion.config import Settings, load_settings
 from bastion.errors import BastionError
 
 if TYPE_CHECKING:
+    from bastion.accounts.service import AccountService
     from bastion.media.video_config import VideoOptions
 
 app = typer.Typer(
@@ -28,8 +29,13 @@ app = typer.Typer(
 keys_app = typer.Typer(
     help="Manage API keys (works on the database directly).", no_args_is_help=True
 )
+users_app = typer.Typer(
+    help="Manage people's accounts for the moderator portal (works on the database directly).",
+    no_args_is_help=True,
+)
 policy_app = typer.Typer(help="Work with policy files.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 app.add_typer(policy_app, name="policy")
 
 err = Console(stderr=True)
@@ -66,8 +72,10 @@ def up(
     """Start the API server (embedded defaults: SQLite in the data folder)."""
     import uvicorn
 
+    from bastion.accounts.service import AccountService
     from bastion.api.app import create_app
     from bastion.bootstrap import Bootstrap
+    from bastion.store.db import session_factory
 
     settings = _settings(config, host=host, port=port, data_dir=data_dir)
     logging.basicConfig(
@@ -84,6 +92,12 @@ def up(
                 "[bold yellow]First start: admin API key (shown once, stored hashed):[/bold yellow]"
             )
             print(boot.new_admin_key, flush=True)
+        if not AccountService(session_factory(boot.db), settings.accounts).has_users():
+            err.print(
+                "No portal users yet: create the first admin with "
+                "`bastion users create --username NAME --role admin`",
+                soft_wrap=True,
+            )
         err.print(
             f"API on http://{settings.host}:{settings.port}  docs: "
             f"http://{settings.host}:{settings.port}/docs"
@@ -443,6 +457,156 @@ def keys_revoke(key_id: str, data_dir: DataDirOpt = None, config: ConfigOpt = No
         err.print(f"[red]{exc.code}:[/red] {exc.message}")
         raise typer.Exit(2) from exc
     err.print(f"revoked {key_id}")
+
+
+TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant id.")]
+PasswordStdinOpt = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="Read the password from the first line of stdin (automation) instead of a prompt.",
+    ),
+]
+
+
+def _accounts(config: Path | None, data_dir: Path | None) -> AccountService:
+    from bastion.accounts.service import AccountService
+    from bastion.bootstrap import bootstrap
+    from bastion.store.db import session_factory
+
+    settings = _settings(config, data_dir=data_dir, preload=False)
+    boot = bootstrap(settings, create_admin_key=False)
+    return AccountService(session_factory(boot.db), settings.accounts)
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: the first line of stdin, or typed twice at a hidden prompt."""
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line.removesuffix("\n").removesuffix("\r")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+def _fail(exc: BastionError) -> typer.Exit:
+    err.print(f"[red]{exc.code}:[/red] {exc.message}")
+    return typer.Exit(2)
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Option(help="The name people sign in with (any case).")],
+    role: Annotated[str, typer.Option(help="admin, moderator or viewer.")],
+    tenant: TenantOpt = "default",
+    display_name: Annotated[str, typer.Option(help="The name the portal shows.")] = "",
+    password_stdin: PasswordStdinOpt = False,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a person's account (the password is asked for, or read with --password-stdin)."""
+    accounts = _accounts(config, data_dir)
+    password = _read_password(password_stdin)
+    try:
+        user = accounts.create_user(tenant, username, password, role, display_name=display_name)
+    except BastionError as exc:
+        raise _fail(exc) from exc
+    err.print(f"created {user.username} ({user.role}) in tenant {user.tenant_id}: {user.id}")
+
+
+@users_app.command("list")
+def users_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's users.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List people's accounts (never their passwords)."""
+    accounts = _accounts(config, data_dir)
+    users = accounts.list_users(tenant) if tenant is not None else accounts.all_users()
+    rows: list[dict[str, Any]] = [
+        {
+            "id": u.id,
+            "tenant": u.tenant_id,
+            "username": u.username,
+            "display_name": u.display_name,
+            "role": u.role,
+            "disabled": u.disabled,
+            "locked_until": u.locked_until.isoformat() if u.locked_until else None,
+            "created_at": u.created_at.isoformat(),
+            "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None,
+        }
+        for u in users
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    t = Table("id", "tenant", "username", "name", "role", "disabled", "last sign-in")
+    for r in rows:
+        t.add_row(
+            r["id"],
+            r["tenant"],
+            r["username"],
+            r["display_name"],
+            r["role"],
+            "yes" if r["disabled"] else "",
+            (r["last_login_at"] or "")[:19],
+        )
+    Console().print(t)
+
+
+@users_app.command("disable")
+def users_disable(
+    username: str,
+    tenant: TenantOpt = "default",
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Stop a person from signing in; their sessions end at once."""
+    accounts = _accounts(config, data_dir)
+    try:
+        accounts.disable(tenant, accounts.find(tenant, username).id)
+    except BastionError as exc:
+        raise _fail(exc) from exc
+    err.print(f"disabled {username} in tenant {tenant}")
+
+
+@users_app.command("enable")
+def users_enable(
+    username: str,
+    tenant: TenantOpt = "default",
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Let a disabled person sign in again."""
+    accounts = _accounts(config, data_dir)
+    try:
+        accounts.enable(tenant, accounts.find(tenant, username).id)
+    except BastionError as exc:
+        raise _fail(exc) from exc
+    err.print(f"enabled {username} in tenant {tenant}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    username: str,
+    tenant: TenantOpt = "default",
+    password_stdin: PasswordStdinOpt = False,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Set a new password (asked for, or read with --password-stdin); signs the person out
+    everywhere and lifts a lock."""
+    accounts = _accounts(config, data_dir)
+    try:
+        user = accounts.find(tenant, username)
+    except BastionError as exc:
+        raise _fail(exc) from exc
+    password = _read_password(password_stdin)
+    try:
+        accounts.reset_password(tenant, user.id, password)
+    except BastionError as exc:
+        raise _fail(exc) from exc
+    err.print(f"password of {username} in tenant {tenant} reset; their sessions are revoked")
 
 
 @policy_app.command("validate")

@@ -18,6 +18,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from bastion.accounts.config import AccountsConfig
 from bastion.analyzers import BUILT_IN, Analyzer
 from bastion.analyzers.base import AnalyzerConfig
 from bastion.dedup.config import DedupConfig
@@ -240,6 +241,11 @@ class Settings(BaseSettings):
     live: LiveConfig = Field(
         default_factory=LiveConfig,
         description="Live streams: readers, workers' claims, stop hook, alert webhooks.",
+    )
+    accounts: AccountsConfig = Field(
+        default_factory=AccountsConfig,
+        description="People's accounts (the moderator portal): session lifetimes, lockout "
+        "after wrong passwords, sign-in rate limits, the session cookie.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
     preload: bool = Field(

@@ -10,9 +10,9 @@ those roles need and :meth:`Components.aclose` takes everything down in order.
   database (what `bastion scan` needs) it has no stored results.
 - :func:`build_components`: the core on the database, with stored results
   (de-duplication) as a level of moderation, plus the job queue and service, rules, live
-  streams and alerts, the webhook dispatcher and, for the roles that run them, the job
-  worker and media retention. Whatever moderates (the API, the job worker, live frames)
-  gets the core's one :class:`~bastion.pipeline.moderation.Moderation`.
+  streams and alerts, the webhook dispatcher, people's accounts and, for the roles that
+  run them, the job worker and media retention. Whatever moderates (the API, the job
+  worker, live frames) gets the core's one :class:`~bastion.pipeline.moderation.Moderation`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bastion.accounts.service import AccountService
 from bastion.bootstrap import Bootstrap, bootstrap
 from bastion.config import Settings
 from bastion.dedup.service import Dedup
@@ -163,6 +164,8 @@ class Components:
     live: Live
     dispatcher: Dispatcher
     worker: Worker | None
+    accounts: AccountService
+    """People's accounts and their sessions (the moderator portal signs in with them)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -270,6 +273,7 @@ async def build_components(
         live=live,
         dispatcher=dispatcher,
         worker=worker,
+        accounts=AccountService(sessions, settings.accounts),
     )
 
 

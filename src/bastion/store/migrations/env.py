@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import bastion.accounts.tables
 import bastion.dedup.tables
 import bastion.delivery.tables
 import bastion.jobs.embedded
