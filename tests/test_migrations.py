@@ -20,6 +20,7 @@ def _diffs(url: str) -> list[object]:
     import bastion.jobs.embedded
     import bastion.jobs.tables
     import bastion.live.tables
+    import bastion.review.tables
     import bastion.rules.tables  # noqa: F401
 
     engine = make_engine(url)

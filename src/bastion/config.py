@@ -29,6 +29,7 @@ from bastion.media.fetch import FetchPolicy
 from bastion.media.types import MediaLimits
 from bastion.media.video_config import VideoConfig
 from bastion.parsing.yaml_doc import YamlDocError, YamlLimits, load_yaml
+from bastion.review.config import ReviewConfig
 from bastion.runtime.config import RuntimeConfig
 
 DEFAULT_ANALYZERS = ("nsfw", "labels", "ocr", "codes", "faces", "hashes")
@@ -246,6 +247,11 @@ class Settings(BaseSettings):
         default_factory=AccountsConfig,
         description="People's accounts (the moderator portal): session lifetimes, lockout "
         "after wrong passwords, sign-in rate limits, the session cookie.",
+    )
+    review: ReviewConfig = Field(
+        default_factory=ReviewConfig,
+        description="The review queue: queues and routing, reviewers' lease, the "
+        "`review.decided` webhook, the longest note.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
     preload: bool = Field(

@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from starlette.routing import NoMatchFound
 
 from bastion import __version__
-from bastion.api import admin, alerts, errors, jobs, moderate, openapi, streams, system
+from bastion.api import admin, alerts, errors, jobs, moderate, openapi, reviews, streams, system
 from bastion.api import rules as rules_api
 from bastion.api.inputs import single_valued_query
 from bastion.api.limits import BodyGuardMiddleware
@@ -74,6 +74,7 @@ def create_app(
     app.include_router(rules_api.router)
     app.include_router(alerts.router)
     app.include_router(streams.router)
+    app.include_router(reviews.router)
 
     @app.middleware("http")
     async def _metrics(

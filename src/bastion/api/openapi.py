@@ -21,8 +21,9 @@ named :class:`ErrorResponse` schema:
   slowly), 413, 415 (a content type it does not take), 422 (does not validate, or
   media that cannot be analysed) and 503 (overloaded, or an analyzer is unavailable);
 * what only some operations do, from :data:`EXTRA_STATUSES`: 404 for a policy or
-  rule set named in the query or body, 409 for a state or name conflict, 410 for
-  media deleted after the retention period.
+  rule set named in the query or body (or no review item left to claim), 409 for a
+  state or name conflict (or a review lease not held), 410 for media deleted after
+  the retention period.
 
 Operations that read their media from the raw request (``POST /v1/jobs``, pushed
 stream frames) get the request body FastAPI cannot see, so clients know what to
@@ -103,6 +104,11 @@ EXTRA_STATUSES: dict[tuple[str, str], frozenset[int]] = {
     ("get", "/v1/alerts/{alert_id}/thumbnail"): frozenset({410}),
     ("post", "/v1/streams"): frozenset({409}),
     ("post", "/v1/streams/{stream_id}/frames"): frozenset({409}),
+    # nothing left to claim (nothing_to_review); a lease not held, an item decided
+    ("post", "/v1/reviews/claim"): frozenset({404}),
+    ("post", "/v1/reviews/{review_id}/decide"): frozenset({409}),
+    ("post", "/v1/reviews/{review_id}/release"): frozenset({409}),
+    ("get", "/v1/reviews/{review_id}/media"): frozenset({410}),
 }
 """Statuses only some operations give, beyond what :func:`statuses_of` derives."""
 
@@ -190,6 +196,11 @@ SUCCESS_CONTENT: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/metrics"): {"text/plain": {"schema": {"type": "string"}}},
     ("get", "/v1/streams/{stream_id}/thumbnail"): {
         "image/jpeg": {"schema": {"type": "string", "format": "binary"}}
+    },
+    ("get", "/v1/reviews/{review_id}/media"): {
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "video/*": {"schema": {"type": "string", "format": "binary"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     },
 }
 """What operations answering with a plain ``Response`` or a file really send."""

@@ -23,6 +23,7 @@ from bastion.pipeline.engine import Engine
 from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
 from bastion.process.components import Components
+from bastion.review.service import ReviewService
 from bastion.rules.book import RuleBook
 from bastion.runtime.metrics import Metrics
 from bastion.store.repo import Principal, Repo
@@ -50,6 +51,7 @@ class Services:
     live_thumbnails: LiveThumbnails
     feed: AlertFeed
     pushed_frames: PushedFrames
+    review: ReviewService
     started_at: float = field(default_factory=time.time)
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 
@@ -76,6 +78,7 @@ class Services:
             live_thumbnails=parts.live.thumbnails,
             feed=parts.live.feed,
             pushed_frames=parts.live.pushed,
+            review=parts.review,
         )
 
     def authenticate(self, presented: str) -> Principal | None:

@@ -2,7 +2,8 @@
 
 A stored file is deleted when it has not been wanted (uploaded again) for
 ``jobs.media_retention_s`` and no job using it is queued, processing or paused or
-was created within that time; the jobs that used it are marked
+was created within that time, and no review item that has not been decided yet refers
+to it (a reviewer must be able to open it); the jobs that used it are marked
 (``media_purged_at``), and retrying one of them fails with ``media_expired``. A
 job's thumbnail folder goes when it is that old and the job is not active. Files
 left in ``.incoming/`` by uploads that died are deleted after an hour.
@@ -25,6 +26,7 @@ from sqlalchemy import select, update
 from bastion.jobs.config import JobsConfig
 from bastion.jobs.service import JobService
 from bastion.jobs.tables import FINAL_STATES, Job
+from bastion.review.tables import DECIDED, ReviewItem
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,13 @@ class MediaRetention:
                 .where(Job.media_sha256 == sha256)
                 .with_for_update()
             ).all()
+            in_review = s.scalar(
+                select(ReviewItem.id)
+                .where(ReviewItem.media_sha256 == sha256, ReviewItem.status != DECIDED)
+                .limit(1)
+            )
+        if in_review is not None:
+            return True
         return any(status in ACTIVE_STATES or created >= cutoff for status, created in rows)
 
     def _mark_purged(self, sha256: str) -> int:

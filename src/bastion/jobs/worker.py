@@ -1,6 +1,7 @@
 """The worker: leases job messages, runs them through the same way into moderation as the
 sync API (:class:`~bastion.pipeline.moderation.Moderation`) and stores the result, its
-webhook deliveries and the queue acknowledgement in one transaction.
+webhook deliveries, its review item (when the result is ``review``) and the queue
+acknowledgement in one transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bastion.jobs.service import TOPIC, JobService, event_payload
 from bastion.jobs.tables import Job
 from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
+from bastion.review.service import ReviewService
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +50,15 @@ class Worker:
         jobs: JobService,
         policies: PolicyBook,
         config: JobsConfig,
+        *,
+        review: ReviewService | None = None,
     ) -> None:
         self.moderation = moderation
         self.jobs = jobs
         self.policies = policies
         self.config = config
+        self.review = review
+        """Where results that are ``review`` are queued (None: nowhere)."""
         self.stats = WorkerStats()
 
     # claiming --------------------------------------------------------------
@@ -111,8 +117,9 @@ class Worker:
         code: str | None = None,
         message: str | None = None,
     ) -> bool:
-        """Store the outcome (and its webhooks); True when the queue message was
-        acknowledged in the same transaction."""
+        """Store the outcome (its webhooks, and its review item when the result is
+        ``review``); True when the queue message was acknowledged in the same
+        transaction."""
         status = "succeeded" if code is None else "failed"
         with self.jobs.sessions.begin() as s:
             job = s.get(Job, job_id)
@@ -122,6 +129,8 @@ class Worker:
                 job.lease_until = None
                 if status == "succeeded":
                     job.result, job.progress = result, 1.0
+                    if self.review is not None:
+                        self.review.enqueue_job(s, job)
                 else:
                     job.error_code, job.error_message = code, message
                 if job.callback_url:

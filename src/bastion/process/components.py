@@ -10,9 +10,10 @@ those roles need and :meth:`Components.aclose` takes everything down in order.
   database (what `bastion scan` needs) it has no stored results.
 - :func:`build_components`: the core on the database, with stored results
   (de-duplication) as a level of moderation, plus the job queue and service, rules, live
-  streams and alerts, the webhook dispatcher, people's accounts and, for the roles that
-  run them, the job worker and media retention. Whatever moderates (the API, the job
-  worker, live frames) gets the core's one :class:`~bastion.pipeline.moderation.Moderation`.
+  streams and alerts, the webhook dispatcher, people's accounts, the review queue and,
+  for the roles that run them, the job worker and media retention. Whatever moderates
+  (the API, the job worker, live frames) gets the core's one
+  :class:`~bastion.pipeline.moderation.Moderation`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from bastion.live.thumbnails import LiveThumbnails
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
+from bastion.review.service import ReviewService
 from bastion.rules.book import RuleBook
 from bastion.runtime.metrics import Metrics
 from bastion.store.db import session_factory
@@ -166,6 +168,8 @@ class Components:
     worker: Worker | None
     accounts: AccountService
     """People's accounts and their sessions (the moderator portal signs in with them)."""
+    review: ReviewService
+    """The review queue: items sent to review, reviewers' claims and decisions."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -257,10 +261,11 @@ async def build_components(
     if roles.api:
         await asyncio.to_thread(live.streams.register_configured, settings.live.streams)
     dispatcher = Dispatcher(sessions, settings.delivery, url_policy=url_policy)
+    review = ReviewService(sessions, settings.review)
     worker = None
     if roles.jobs:
         # the dispatcher wakes by itself when the worker commits a job's webhooks
-        worker = Worker(core.moderation, jobs, core.policies, settings.jobs)
+        worker = Worker(core.moderation, jobs, core.policies, settings.jobs, review=review)
     return Components(
         core=core,
         roles=roles,
@@ -274,6 +279,7 @@ async def build_components(
         dispatcher=dispatcher,
         worker=worker,
         accounts=AccountService(sessions, settings.accounts),
+        review=review,
     )
 
 

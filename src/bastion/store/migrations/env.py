@@ -11,6 +11,7 @@ import bastion.delivery.tables
 import bastion.jobs.embedded
 import bastion.jobs.tables
 import bastion.live.tables
+import bastion.review.tables
 import bastion.rules.tables  # noqa: F401
 from bastion.store.tables import Base
 
