@@ -4,6 +4,14 @@ Both read their body before they take an analysis slot (a full server refuses be
 reading; a slow sender never holds a slot), count its bytes in the budget of bodies in
 memory, and parse JSON with bounds. The batch body is at most ``max_batch_items`` inline
 images (and never more than ``max_request_bytes``).
+
+``POST /v1/moderate`` keeps nothing unless asked: with ``review=true`` a result whose
+decision is ``review`` is queued for review (:meth:`ReviewService.enqueue_upload
+<bastion.review.service.ReviewService.enqueue_upload>`). The image's bytes, already
+read within the upload limit, go to the job media store (content-addressed), which
+retention keeps while the item is undecided; the answer names the item in the
+``Bastion-Review-Id`` header. The same bytes under the same policy (name and version)
+are one item per tenant: posting them again answers that item's id.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +43,7 @@ from bastion.config import Settings
 from bastion.errors import BastionError, InputError, MediaTooLarge, UnsupportedMediaType
 from bastion.parsing.json_doc import parse_json_async
 from bastion.results import ModerationResult
+from bastion.review.tables import ReviewItem
 from bastion.store.repo import Principal
 
 router = APIRouter(prefix="/v1", tags=["moderation"])
@@ -138,25 +147,69 @@ async def moderate_input(svc: Services, who: Principal, item: MediaInput) -> Mod
         )
 
 
+REVIEW_HEADER = "Bastion-Review-Id"
+_REVIEW_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            REVIEW_HEADER: {
+                "description": "With `review=true` and a `review` result: the review item "
+                "of the image (`GET /v1/reviews/{id}`), queued now or by an earlier call.",
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
+
+
+async def keep_for_review(
+    svc: Services, who: Principal, data: bytes, result: ModerationResult
+) -> ReviewItem | None:
+    """Store ``data`` in the job media store and queue ``result`` for review when its
+    decision is ``review`` (None otherwise)."""
+    if result.decision != "review":
+        return None
+    stored = await run_in_threadpool(svc.jobs.media.store, data)
+    queued = await run_in_threadpool(
+        svc.review.enqueue_upload, who.tenant_id, result.model_dump(mode="json"), stored.sha256
+    )
+    return queued[0] if queued is not None else None
+
+
 @router.post(
     "/moderate",
     response_model=ModerationResult,
     openapi_extra=_IMAGE_BODY,
+    responses=_REVIEW_ANSWER,
     summary="Moderate one image",
 )
 async def moderate(
     request: Request,
+    response: Response,
     who: Moderator,
     svc: Annotated[Services, Depends(services)],
     policy: Annotated[str | None, Query(max_length=64, description="Policy name.")] = None,
+    review: Annotated[
+        bool,
+        Query(
+            description="Queue the image for review when the decision is `review`: its "
+            "bytes are kept (in the job media store, while the item is undecided) and the "
+            f"answer's `{REVIEW_HEADER}` header names the item. The same bytes under the "
+            "same policy and version are queued once per tenant."
+        ),
+    ] = False,
 ) -> ModerationResult:
-    check_query(request, {"policy"})
+    check_query(request, {"policy", "review"})
     svc.admission.check()  # a full server refuses before reading the body
     async with svc.admission.memory.hold(declared_length(request)) as held:
         received = await receive_single(request, svc.settings, policy, held=held)
         async with svc.admission.slot():
             item = await resolve(received, svc.settings)
-            return await moderate_input(svc, who, item)
+            result = await moderate_input(svc, who, item)
+        if review:
+            queued = await keep_for_review(svc, who, item.data, result)
+            if queued is not None:
+                response.headers[REVIEW_HEADER] = queued.id
+    return result
 
 
 def _batch_too_large(message: str, details: dict[str, Any]) -> InputError:

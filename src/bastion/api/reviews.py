@@ -55,8 +55,14 @@ class ReviewOut(BaseModel):
     queue: str
     priority: int = Field(description="Higher is reviewed first.")
     status: str = Field(description=f"One of {', '.join(ITEM_STATES)}.")
-    source: str = Field(description="`job`, `alert` or `api`.")
-    source_id: str = Field(description="The job id, alert id or the platform's own id.")
+    source: str = Field(
+        description="`job`, `alert` (a live rule whose action is `review`) or `api` (a "
+        "`POST /v1/moderate?review=true` call)."
+    )
+    source_id: str = Field(
+        description="The job id, the alert id, or `upload:<sha256>:<policy digest>` of a "
+        "synchronous call."
+    )
     rule: str | None = Field(None, description="The live rule that raised it (alerts).")
     reasons: list[dict[str, Any]] = Field(description="What sent it to review.")
     categories: list[str] = Field(description="Taxonomy labels of the reasons and their L1.")
@@ -313,12 +319,13 @@ def _content_type(path: Any) -> str:
     "/reviews/{review_id}/media",
     response_class=FileResponse,
     name="review_media",
-    summary="The media of an item: a job's image or video, or an alert's frame",
+    summary="The media of an item: a job's image or video, a synchronous call's image, "
+    "or an alert's frame",
 )
 async def review_media(review_id: ReviewId, who: Reader, svc: Svc) -> FileResponse:
     item = await run_in_threadpool(svc.review.get, who.tenant_id, review_id)
     media = item.media or {}
-    if media.get("kind") == "job":
+    if media.get("kind") in ("job", "upload"):
         path = svc.jobs.media.path(str(media["sha256"]))
     elif media.get("kind") == "alert_thumbnail":
         path = svc.live_thumbnails.path(str(media["stream_pk"]), str(media["name"]))

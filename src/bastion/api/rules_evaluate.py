@@ -92,8 +92,11 @@ class ResolvedOut(BaseModel):
 
 class RuleTestOut(BaseModel):
     rule_set: ResolvedOut = Field(description="The rule set evaluated.")
-    action: Action | None = Field(description="The strongest action of the rules that fired.")
-    matches: list[RuleMatch] = Field(description="Rules that fired, auto_stop first.")
+    action: Action | None = Field(
+        description="The strongest action of the rules that fired (`auto_stop`, then "
+        "`review`, then `alert`); null when none fired."
+    )
+    matches: list[RuleMatch] = Field(description="Rules that fired, strongest action first.")
     fired: list[RuleOutcome] = Field(description="Rules that fired, every condition shown.")
     not_fired: list[RuleOutcome] = Field(description="Rules that did not fire, and why.")
     warnings: list[str] = Field(

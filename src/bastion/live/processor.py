@@ -1,6 +1,11 @@
 """One analysed frame of a stream: moderate it, apply the stream's rules, raise alerts,
-auto-stop. Shared by stream sessions (frames read from a source) and by frames pushed
-through the API, so both behave the same way.
+queue those of ``review`` rules for review, auto-stop. Shared by stream sessions (frames
+read from a source) and by frames pushed through the API, so both behave the same way.
+
+An alert of a ``review`` rule and its review item are written in one transaction (with
+the stream's auto-stop, when another rule asks for it), so neither exists without the
+other. The item is the alert's: a rule that fires again while its alert is open counts
+the alert again and queues nothing new.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from bastion.media.types import DecodedImage
 from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
 from bastion.results import ModerationResult
+from bastion.review.service import ReviewService
 from bastion.rules import ResolvedRules, RuleBook, RuleMatch, evaluate
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,8 @@ class FrameOutcome:
     result: ModerationResult
     matches: list[RuleMatch]
     alert_ids: list[str] = field(default_factory=list)
+    review_ids: list[str] = field(default_factory=list)
+    """The review items of the alerts of ``review`` rules (new or queued before)."""
     stopped: bool = False
     thumbnail: str | None = None
 
@@ -58,6 +66,7 @@ class FrameProcessor:
         streams: StreamService,
         alerts: AlertService,
         thumbnails: LiveThumbnails | None,
+        review: ReviewService | None = None,
     ) -> None:
         self.moderation = moderation
         self.policies = policies
@@ -65,6 +74,8 @@ class FrameProcessor:
         self.streams = streams
         self.alerts = alerts
         self.thumbnails = thumbnails
+        self.review = review
+        """Where alerts of ``review`` rules are queued (None: they are alerts only)."""
 
     async def resolve(self, stream: StreamRef) -> ResolvedRules | None:
         return await asyncio.to_thread(
@@ -112,7 +123,7 @@ class FrameProcessor:
         frame_ms: int | None,
         sampled_at: float | None,
     ) -> None:
-        """Alerts and the auto-stop, in one transaction."""
+        """Alerts, their review items and the auto-stop, in one transaction."""
         with self.streams.sessions.begin() as s:
             row = s.get(Stream, stream.pk, with_for_update=True)
             if row is None or row.desired != "running":
@@ -129,6 +140,9 @@ class FrameProcessor:
                     sampled_at=sampled_at,
                 )
                 outcome.alert_ids.append(alert.id)
+                if match.action == "review" and self.review is not None:
+                    item = self.review.enqueue_alert(s, alert)
+                    outcome.review_ids.append(item.id)
                 if match.action == "auto_stop" and stop is None:
                     stop = (match, alert.id)
             if stop is not None:

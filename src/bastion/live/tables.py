@@ -70,7 +70,7 @@ class Alert(Base):
     channel: Mapped[str] = mapped_column(String(256))
     rule_set: Mapped[str | None] = mapped_column(String(128), nullable=True)
     rule: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(16))  # alert | auto_stop
+    action: Mapped[str] = mapped_column(String(16))  # alert | review | auto_stop
     state: Mapped[str] = mapped_column(String(16), default="open")
     labels: Mapped[list[Any]] = mapped_column(JSON, default=list)
     reason: Mapped[str] = mapped_column(Text, default="")

@@ -5,7 +5,11 @@ digits of the JPEG's sha256, so saving the same frame twice writes one file. Fil
 written to a temporary name and renamed, so a reader never sees half a JPEG. Both the
 stream's key and the name are checked against their exact shape before a path is
 built, so a request cannot reach outside the folder. :meth:`LiveThumbnails.purge`
-deletes the files older than the retention period (a file saved again counts as new).
+deletes the files older than the retention period (a file saved again counts as new),
+except those its ``keep`` callable names: the frames undecided review items show (see
+:meth:`bastion.review.service.ReviewService.kept_thumbnails`). ``keep`` is asked before
+the files are looked at; a frame referenced after that was saved moments before, so it
+is not old enough to go.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +41,9 @@ _STREAM_PK = re.compile(r"str_[0-9a-f]{32}")
 _NAME = re.compile(r"[0-9a-f]{32}\.jpg")
 _TMP_PREFIX = ".tmp-"
 
+Kept = Callable[[], Collection[tuple[str, str]]]
+"""The thumbnails a purge must leave, as ``(stream pk, name)`` pairs."""
+
 
 def encode_thumbnail(rgb: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
     """A JPEG of an RGB (or grey) frame whose longest side is at most ``max_side``."""
@@ -52,16 +60,25 @@ def encode_thumbnail(rgb: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
 
 class LiveThumbnails:
     def __init__(
-        self, root: Path, *, retention_s: float = DEFAULT_RETENTION_S, max_side: int = MAX_SIDE
+        self,
+        root: Path,
+        *,
+        retention_s: float = DEFAULT_RETENTION_S,
+        max_side: int = MAX_SIDE,
+        keep: Kept | None = None,
     ) -> None:
         self.root = root
         self.retention_s = retention_s
         self.max_side = max_side
+        self.keep = keep
+        """Thumbnails :meth:`purge` leaves however old (None: none)."""
 
     @classmethod
-    def under(cls, data_dir: Path, *, retention_s: float = DEFAULT_RETENTION_S) -> LiveThumbnails:
+    def under(
+        cls, data_dir: Path, *, retention_s: float = DEFAULT_RETENTION_S, keep: Kept | None = None
+    ) -> LiveThumbnails:
         """The store every process of an installation uses: ``<data dir>/live-thumbnails``."""
-        return cls(data_dir / "live-thumbnails", retention_s=retention_s)
+        return cls(data_dir / "live-thumbnails", retention_s=retention_s, keep=keep)
 
     def folder(self, stream_pk: str) -> Path:
         if not _STREAM_PK.fullmatch(stream_pk):
@@ -100,9 +117,11 @@ class LiveThumbnails:
         return self.root / stream_pk / name
 
     def purge(self, now: float | None = None) -> int:
-        """Delete thumbnails older than the retention period, and emptied folders."""
+        """Delete thumbnails older than the retention period, except those ``keep``
+        names, and emptied folders."""
         if not self.root.is_dir():
             return 0
+        kept = frozenset(self.keep()) if self.keep is not None else frozenset()
         cutoff = (time.time() if now is None else now) - self.retention_s
         removed = 0
         for folder in self.root.iterdir():
@@ -110,6 +129,8 @@ class LiveThumbnails:
                 continue
             for file in folder.iterdir():
                 if not (_NAME.fullmatch(file.name) or file.name.startswith(_TMP_PREFIX)):
+                    continue
+                if (folder.name, file.name) in kept:
                     continue
                 try:
                     if file.stat().st_mtime < cutoff:
@@ -128,7 +149,7 @@ class LiveThumbnails:
                 removed = await asyncio.to_thread(self.purge)
                 if removed:
                     log.info("deleted %d live thumbnails past retention", removed)
-            except OSError:
+            except Exception:  # a file, or asking ``keep`` (nothing is deleted then)
                 log.exception("purging live thumbnails failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_s)

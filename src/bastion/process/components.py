@@ -257,11 +257,11 @@ async def build_components(
     await asyncio.to_thread(dedup.start)
     rules = RuleBook(sessions)
     url_policy = settings.fetch_policy()
-    live = _build_live(settings, sessions, core, rules)
+    review = ReviewService(sessions, settings.review)
+    live = _build_live(settings, sessions, core, rules, review)
     if roles.api:
         await asyncio.to_thread(live.streams.register_configured, settings.live.streams)
     dispatcher = Dispatcher(sessions, settings.delivery, url_policy=url_policy)
-    review = ReviewService(sessions, settings.review)
     worker = None
     if roles.jobs:
         # the dispatcher wakes by itself when the worker commits a job's webhooks
@@ -284,11 +284,19 @@ async def build_components(
 
 
 def _build_live(
-    settings: Settings, sessions: sessionmaker[Session], core: Core, rules: RuleBook
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    core: Core,
+    rules: RuleBook,
+    review: ReviewService,
 ) -> Live:
+    """Live streams; alerts of ``review`` rules go to ``review``, and the frames its
+    undecided items show outlive the thumbnails' retention."""
     streams = StreamService(sessions, settings.live, settings.fetch_policy())
     thumbnails = LiveThumbnails.under(
-        settings.data_dir, retention_s=settings.jobs.media_retention_s
+        settings.data_dir,
+        retention_s=settings.jobs.media_retention_s,
+        keep=review.kept_thumbnails,
     )
     alerts = AlertService(sessions, settings.live, streams)
     processor = FrameProcessor(
@@ -298,6 +306,7 @@ def _build_live(
         streams,
         alerts,
         thumbnails if settings.live.thumbnails else None,
+        review,
     )
     return Live(
         streams=streams,

@@ -2,7 +2,12 @@
 
 :meth:`ReviewService.enqueue` runs inside the caller's transaction, so a job's result and
 its review item (or an alert and its item) commit together; the same source object is
-queued once. Reviewers take items with :meth:`ReviewService.claim_next`: the open item
+queued once. Items come from three places: jobs whose result is ``review``
+(:meth:`~ReviewService.enqueue_job`, in the worker's finishing transaction), alerts of
+live rules whose action is ``review`` (:meth:`~ReviewService.enqueue_alert`, in the
+transaction that raises the alert), and ``POST /v1/moderate?review=true`` calls whose
+result is ``review`` (:meth:`~ReviewService.enqueue_upload`, once per tenant, media and
+policy). Reviewers take items with :meth:`ReviewService.claim_next`: the open item
 of highest priority, oldest first (or one whose lease ran out), under a lease of
 ``review.lease_s``. Of any number of concurrent claimers exactly one gets a given item:
 on PostgreSQL the candidate is selected ``FOR UPDATE SKIP LOCKED`` (claimers skip each
@@ -23,6 +28,7 @@ Times come from the ``now`` callable, so tests move the clock instead of sleepin
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import CursorResult, and_, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -98,6 +105,29 @@ class ReviewPage:
 
     items: list[ReviewItem]
     next_cursor: str | None
+
+
+def upload_key(media_sha256: str, policy: Any, policy_version: Any) -> str:
+    """The ``source_id`` of a synchronous call's item: the media's sha256 and a digest
+    of the policy's name and version. The same bytes moderated again under the same
+    policy (the same result) find the item queued before; under a changed policy they
+    are a new item."""
+    of_policy = hashlib.sha256(f"{policy}\0{policy_version}".encode()).hexdigest()[:16]
+    return f"upload:{media_sha256}:{of_policy}"
+
+
+def _of_result(result: dict[str, Any]) -> dict[str, Any]:
+    """What an item keeps of a moderation result (as JSON): the reasons, their labels,
+    the labels, the result and its policy."""
+    reasons = [r for r in result.get("reasons") or [] if isinstance(r, dict)]
+    return {
+        "reasons": reasons,
+        "categories": [str(r["label"]) for r in reasons if r.get("label")],
+        "labels": _names(result.get("labels") or []),
+        "result": result,
+        "policy": result.get("policy"),
+        "policy_version": result.get("policy_version"),
+    }
 
 
 def _names(labels: Iterable[Any]) -> list[str]:
@@ -191,22 +221,44 @@ class ReviewService:
         result = job.result
         if not result or result.get("decision") != "review":
             return None
-        reasons = [r for r in result.get("reasons") or [] if isinstance(r, dict)]
         item, _ = self.enqueue(
             s,
             tenant_id=job.tenant_id,
             source="job",
             source_id=job.id,
-            reasons=reasons,
-            categories=[str(r["label"]) for r in reasons if r.get("label")],
-            labels=_names(result.get("labels") or []),
-            result=result,
-            policy=result.get("policy"),
-            policy_version=result.get("policy_version"),
+            **_of_result(result),
             media={"kind": "job", "job_id": job.id, "sha256": job.media_sha256},
             media_sha256=job.media_sha256,
         )
         return item
+
+    def enqueue_upload(
+        self, tenant_id: str, result: dict[str, Any], media_sha256: str
+    ) -> tuple[ReviewItem, bool] | None:
+        """Queue the ``review`` result of a synchronous call whose bytes are in the job
+        media store under ``media_sha256``, in a transaction of its own; None for any
+        other result. One item per tenant, media and policy (see :func:`upload_key`):
+        the item and True when it is new, the item queued before and False otherwise,
+        also when the same call raced this one."""
+        if result.get("decision") != "review":
+            return None
+        key = upload_key(media_sha256, result.get("policy"), result.get("policy_version"))
+        for attempt in range(2):
+            try:
+                with self.sessions.begin() as s:
+                    return self.enqueue(
+                        s,
+                        tenant_id=tenant_id,
+                        source="api",
+                        source_id=key,
+                        **_of_result(result),
+                        media={"kind": "upload", "sha256": media_sha256},
+                        media_sha256=media_sha256,
+                    )
+            except IntegrityError:  # queued by a concurrent call: read it the next time
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def enqueue_alert(self, s: Session, alert: Alert) -> ReviewItem:
         """Queue a live alert (routed by its rule and labels); its frame is the media."""
@@ -235,6 +287,23 @@ class ReviewService:
         return item
 
     # ---- reading -----------------------------------------------------------------
+    def kept_thumbnails(self) -> set[tuple[str, str]]:
+        """The live thumbnails undecided items show, as ``(stream pk, name)``: what
+        :meth:`bastion.live.thumbnails.LiveThumbnails.purge` must leave (every tenant)."""
+        with self.sessions() as s:
+            rows = s.scalars(
+                select(ReviewItem.media).where(
+                    ReviewItem.source == "alert",
+                    ReviewItem.status != DECIDED,
+                    ReviewItem.media.is_not(None),
+                )
+            )
+            return {
+                (str(m["stream_pk"]), str(m["name"]))
+                for m in rows
+                if isinstance(m, dict) and m.get("kind") == "alert_thumbnail"
+            }
+
     def list_items(
         self,
         tenant_id: str,

@@ -1,7 +1,8 @@
 """The review tables: items waiting for a person, and the decisions people took.
 
 A :class:`ReviewItem` is one piece of content Bastion sent to review: a job whose result
-is ``review``, a live alert, or an item a platform queued through the API. It keeps what
+is ``review``, the alert of a live rule whose action is ``review``, or a synchronous
+call's upload whose result is ``review`` (the call asked for it). It keeps what
 sent it there (the policy reasons or the rule, and the labels' categories), a snapshot
 of the moderation result with the policy's name and version at that time, and a
 reference to the media a reviewer opens. Each source object is queued once
@@ -54,7 +55,8 @@ class ReviewItem(Base):
     source: Mapped[str] = mapped_column(String(16))
     """``job``, ``alert`` or ``api``."""
     source_id: Mapped[str] = mapped_column(String(128))
-    """The job id, the alert id, or the platform's own id of an item it queued."""
+    """The job id, the alert id, or for a synchronous call ``upload:<media sha256>:<policy
+    digest>`` (see :func:`bastion.review.service.upload_key`)."""
     rule: Mapped[str | None] = mapped_column(String(128), nullable=True)
     """The live rule that raised the alert (alerts only)."""
     reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
@@ -69,10 +71,12 @@ class ReviewItem(Base):
     policy: Mapped[str | None] = mapped_column(String(64), nullable=True)
     policy_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     media: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    """What a reviewer opens: ``{"kind": "job", "job_id", "sha256"}`` or
+    """What a reviewer opens: ``{"kind": "job", "job_id", "sha256"}``, ``{"kind":
+    "upload", "sha256"}`` (a synchronous call's bytes, in the job media store) or
     ``{"kind": "alert_thumbnail", "alert_id", "stream_pk", "name"}``."""
     media_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    """A job's media: retention keeps it while the item is not decided."""
+    """Media in the job media store (a job's or an upload's): retention keeps it while
+    the item is not decided."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(80), nullable=True)

@@ -5,7 +5,8 @@ names; among several matches the lowest ``priority`` number wins) or belong to o
 channel (``channel``: the exact name; it overrides every global one). Each sets the
 sampling interval, scaled by the streamer's reputation tier, whether frames similar
 to the last analysed one are skipped, the analysis policy, and rules that ``alert``
-moderators or ``auto_stop`` the stream. See :mod:`bastion.rules.spec` for the format.
+moderators, queue the alert for ``review`` or ``auto_stop`` the stream. See
+:mod:`bastion.rules.spec` for the format.
 
 What a stream session uses::
 
@@ -19,7 +20,7 @@ What a stream session uses::
         resolved.similarity_hash                   # 'pdq' or 'dhash'
         resolved.policy                            # analysis policy, None: tenant default
         matches = evaluate(resolved, result, lists)  # result: a ModerationResult
-        for m in matches:                          # auto_stop matches come first
+        for m in matches:                          # strongest action first
             m.rule, m.action, m.labels, m.text, m.urls, m.reason
 
 ``lists`` are the tenant's word and domain lists (:class:`~bastion.policy.model.Lists`

@@ -14,7 +14,7 @@ from bastion.policy.lists import CompiledLists
 from bastion.policy.model import Lists
 from bastion.results import Label, ModerationResult
 from bastion.rules.compiled import CompiledRule, ResolvedRules
-from bastion.rules.spec import Action
+from bastion.rules.spec import Action, action_strength
 
 ConditionKind = Literal["categories", "text", "urls", "lists"]
 _MAX_SHOWN = 10
@@ -62,7 +62,7 @@ class RuleMatch(BaseModel):
 
     rule_set: str = Field(description="The rule set's name.")
     rule: str = Field(description="The rule's name.")
-    action: Action = Field(description="'alert' or 'auto_stop'.")
+    action: Action = Field(description="'alert', 'review' or 'auto_stop'.")
     labels: list[tuple[str, float]] = Field(
         default_factory=list, description="Matched labels as (name, confidence)."
     )
@@ -276,7 +276,8 @@ def evaluate(
     result: ModerationResult,
     lists: Lists | CompiledLists | None = None,
 ) -> list[RuleMatch]:
-    """The rules that fired on ``result``: ``auto_stop`` ones first, then in rule order."""
+    """The rules that fired on ``result``, strongest action first (``auto_stop``, then
+    ``review``, then ``alert``), in rule order among equals."""
     matches: list[RuleMatch] = []
     for outcome in explain(resolved, result, lists):
         if not outcome.fired:
@@ -299,5 +300,5 @@ def evaluate(
                 reason=outcome.reason,
             )
         )
-    matches.sort(key=lambda m: m.action != "auto_stop")
+    matches.sort(key=lambda m: -action_strength(m.action))
     return matches

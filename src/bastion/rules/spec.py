@@ -6,7 +6,9 @@ set, to every channel whose name a regular expression finds a match in
 whether frames similar to the last analysed one are skipped, which analysis policy
 runs, and its rules. A rule fires when a label of one of its ``categories`` reaches
 ``min_confidence`` and every other condition it has (OCR text, URLs, the tenant's
-lists) holds.
+lists) holds; then it does its action: ``alert`` raises an alert for moderators,
+``review`` raises it and queues it (with its frame) in the review queue, ``auto_stop``
+raises it and stops the stream.
 
 Field checks (ranges, names, regular expressions, categories) point at the item;
 checks across fields (a rule with no condition, duplicate names, the regular
@@ -31,7 +33,9 @@ from bastion.results import UrlSource
 from bastion.rules.errors import Issue, Path, dotted
 from bastion.rules.regex import MAX_PATTERN_CHARS, RegexRefused, compile_regex
 
-Action = Literal["alert", "auto_stop"]
+Action = Literal["alert", "review", "auto_stop"]
+ACTIONS: tuple[Action, ...] = ("alert", "review", "auto_stop")
+"""Every action, weakest first: a stronger one does all a weaker one does."""
 HashKind = Literal["pdq", "dhash"]
 ListName = Literal["blocked_words", "blocked_domains"]
 _ALL_SOURCES: tuple[UrlSource, ...] = ("codes", "text")
@@ -54,6 +58,11 @@ MAX_RULE_SET_REGEXES = 200
 MAX_RULE_SET_PROGRAM = 200_000
 HASH_BITS: dict[str, int] = {"pdq": 256, "dhash": 64}
 REGEX_ERRORS = ("bad_regex", "regex_unsupported", "regex_too_large")
+
+
+def action_strength(action: str) -> int:
+    """How strong an action is (the index in :data:`ACTIONS`; -1 for none of them)."""
+    return ACTIONS.index(action) if action in ACTIONS else -1
 
 
 def check_regex(pattern: str) -> str:
@@ -201,7 +210,9 @@ class RuleSpec(BaseModel):
         50.0, ge=0, le=100, description="Confidence (0-100) a label must reach."
     )
     action: Action = Field(
-        "alert", description="'alert' tells moderators; 'auto_stop' also stops the stream."
+        "alert",
+        description="'alert' tells moderators; 'review' also queues the alert, with its "
+        "frame, for review; 'auto_stop' stops the stream too.",
     )
     text: TextCondition | None = Field(None, description="A condition on the frame's OCR text.")
     urls: UrlCondition | None = Field(None, description="A condition on URLs found in the frame.")

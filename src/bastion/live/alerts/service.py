@@ -4,7 +4,8 @@ One alert per stream and rule while it is ``open`` or ``acknowledged``: a rule t
 fires again on the same stream raises that alert's ``count`` (keeping the highest
 confidence of each label and the newest frame and evidence) instead of raising another.
 A ``dismissed`` or ``stream_stopped`` alert is closed; the rule firing again raises a
-new one. Moderators move alerts on::
+new one. An alert's ``action`` is the strongest its rule had while it was open
+(``alert`` < ``review`` < ``auto_stop``). Moderators move alerts on::
 
     open ──acknowledge──▶ acknowledged
     open | acknowledged ──dismiss──▶ dismissed
@@ -35,6 +36,7 @@ from bastion.live.config import LiveConfig
 from bastion.live.streams import StreamService
 from bastion.live.tables import ALERT_STATES, OPEN_ALERT_STATES, Alert, Stream
 from bastion.rules import RuleMatch
+from bastion.rules.spec import action_strength
 from bastion.store.pages import newest_first
 
 MAX_PAGE = 500
@@ -136,8 +138,8 @@ class AlertService:
             alert.evidence = _evidence(match, frame_ms, sampled_at)
             if thumbnail is not None:
                 alert.thumbnail = thumbnail
-            if match.action == "auto_stop":
-                alert.action = "auto_stop"
+            if action_strength(match.action) > action_strength(alert.action):
+                alert.action = match.action  # the rule was made stronger meanwhile
             alert.version += 1
             alert.updated_at = now
             self.events.bumped(s, alert, row, now)

@@ -34,7 +34,7 @@ class AlertOut(BaseModel):
     channel: str = Field(description="The stream's channel.")
     rule_set: str | None = Field(description="The rule set the rule belongs to.")
     rule: str = Field(description="The rule that fired.")
-    action: str = Field(description="'alert' or 'auto_stop'.")
+    action: str = Field(description="'alert', 'review' or 'auto_stop'.")
     state: str = Field(description="open, acknowledged, dismissed or stream_stopped.")
     labels: list[AlertLabel] = Field(description="Matched labels, highest confidence seen.")
     reason: str = Field(description="Why the rule fired on the latest frame, for people.")
