@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bastion.delivery.client import verify
 from bastion.delivery.config import DeliveryConfig
 from bastion.delivery.tables import Delivery
+from bastion.errors import InputError
 from bastion.jobs.config import JobsConfig
 from bastion.jobs.retention import MediaRetention
 from bastion.jobs.tables import Job
@@ -347,6 +348,16 @@ def test_release_hands_the_item_back(sessions: sessionmaker[Session]) -> None:
     released = svc.release(TENANT, item.id, ALICE)
     assert (released.status, released.claimed_by, released.lease_expires_at) == ("open", None, None)
     assert svc.claim_next(TENANT, "default", BOB).id == item.id
+
+
+def test_a_page_holds_1_to_500_items(sessions: sessionmaker[Session]) -> None:
+    svc = service(sessions)
+    put(svc, "x")
+    for limit in (0, 501):
+        with pytest.raises(InputError) as err:
+            svc.list_items(TENANT, limit=limit)
+        assert err.value.code == "invalid_limit"
+    assert len(svc.list_items(TENANT, limit=500).items) == 1
 
 
 def test_tenants_never_see_each_others_items(sessions: sessionmaker[Session]) -> None:

@@ -44,6 +44,7 @@ from bastion.delivery.tables import (
     DeliveryAttempt,
 )
 from bastion.errors import InputError
+from bastion.store.pages import check_limit
 from bastion.store.types import to_utc
 
 __all__ = [
@@ -61,7 +62,6 @@ __all__ = [
     "redrive",
 ]
 
-MAX_PAGE = 500
 Outcome = Literal["delivered", "retry", "dead"]
 DUE_MARK: Final = "bastion.delivery.due"
 """Key of ``Session.info``: the session's transaction made deliveries due."""
@@ -357,8 +357,7 @@ def list_deliveries(
     """A tenant's deliveries, newest first, optionally in one state or enqueued since a time."""
     if state is not None and state not in DELIVERY_STATES:
         raise InputError(f"state must be one of {list(DELIVERY_STATES)}", code="invalid_state")
-    if not 1 <= limit <= MAX_PAGE:
-        raise InputError(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
+    check_limit(limit)
     query = select(Delivery).where(Delivery.tenant_id == tenant_id)
     if state is not None:
         query = query.where(Delivery.state == state)

@@ -70,7 +70,6 @@ from bastion.review.tables import (
 )
 from bastion.store.pages import newest_first
 
-MAX_PAGE = 500
 MAX_LABEL_CHANGES = 50
 Action = Literal["approve", "reject", "escalate"]
 _OUTCOME: dict[str, str | None] = {"approve": "allow", "reject": "block", "escalate": None}
@@ -316,8 +315,6 @@ class ReviewService:
         """A tenant's items, newest first, optionally of one queue or in one status."""
         if status is not None and status not in ITEM_STATES:
             raise InputError(f"status must be one of {list(ITEM_STATES)}", code="invalid_status")
-        if not 1 <= limit <= MAX_PAGE:
-            raise InputError(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
         q = select(ReviewItem).where(ReviewItem.tenant_id == tenant_id)
         if queue is not None:
             q = q.where(ReviewItem.queue == queue)

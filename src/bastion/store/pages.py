@@ -1,7 +1,8 @@
 """Keyset pagination, newest first, over a table's ``created_at`` and ``id`` columns.
 
 The cursor is the last row's ``(created_at, id)``, opaque to clients (base64 JSON); a
-page asks for one row more than it shows to know whether another page follows.
+page asks for one row more than it shows to know whether another page follows. Every
+listing's page size is bounded by :data:`MAX_PAGE` (:func:`check_limit`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ class _Keyed(Protocol):
 
 
 R = TypeVar("R", bound=_Keyed)
+
+MAX_PAGE = 500
+"""Most rows one page of any listing holds."""
+
+
+def check_limit(limit: int) -> None:
+    """Refuse a page size outside 1..:data:`MAX_PAGE` (``invalid_limit``)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputError(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
 
 
 def encode_cursor(row: _Keyed) -> str:
@@ -48,6 +58,7 @@ def newest_first(
     cursor: str | None,
 ) -> tuple[list[R], str | None]:
     """One page of ``query``'s rows, newest first, and the cursor of the next (or None)."""
+    check_limit(limit)
     if cursor is not None:
         created, last_id = decode_cursor(cursor)
         query = query.where(

@@ -39,7 +39,6 @@ from bastion.rules import RuleMatch
 from bastion.rules.spec import action_strength
 from bastion.store.pages import newest_first
 
-MAX_PAGE = 500
 _MAX_REASON = 2000
 
 
@@ -224,8 +223,6 @@ class AlertService:
         """A tenant's alerts, newest first; ``since``: changed at or after that time."""
         if state is not None and state not in ALERT_STATES:
             raise InputError(f"state must be one of {list(ALERT_STATES)}", code="invalid_state")
-        if not 1 <= limit <= MAX_PAGE:
-            raise InputError(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
         q = select(Alert).where(Alert.tenant_id == tenant_id)
         if state is not None:
             q = q.where(Alert.state == state)
