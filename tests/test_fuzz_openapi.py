@@ -47,6 +47,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 from schemathesis.errors import FailureGroup
+from schemathesis.generation.meta import ParameterLocation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -77,6 +78,8 @@ CHECKS = [
 ]
 # Over a limit (413) or too slow (408) is a rejection too; schemathesis' list lacks them.
 REJECTIONS_TOO = frozenset({408, 413})
+# Media types whose body is raw text (rule sets and policies as YAML or plain text).
+TEXT_BODIES = frozenset({"application/yaml", "text/plain"})
 
 
 def rejects_negative_data(ctx: Any, response: Any, case: Any) -> bool | None:
@@ -86,10 +89,22 @@ def rejects_negative_data(ctx: Any, response: Any, case: Any) -> bool | None:
     if response.status_code in REJECTIONS_TOO:
         return None
     meta = case.meta
-    if meta is not None and not any(c.mode.is_negative for c in meta.components.values()):
-        return None
+    if meta is not None:
+        negative = {where for where, c in meta.components.items() if c.mode.is_negative}
+        if not negative or (negative == {ParameterLocation.BODY} and _raw_text_body(case)):
+            return None
     result: bool | None = negative_data_rejection(ctx, response, case)
     return result
+
+
+def _raw_text_body(case: Any) -> bool:
+    """Whether the case's body is sent as raw text (a YAML or plain-text document, schema
+    ``type: string``): whatever value the generator made, the bytes on the wire are text,
+    so a "not a string" body is not invalid there (an object is sent as the YAML text of
+    that object, which may well be a valid document)."""
+    body = case.operation.definition.raw.get("requestBody", {})
+    schema = body.get("content", {}).get(case.media_type, {}).get("schema", {})
+    return case.media_type in TEXT_BODIES and schema == {"type": "string"}
 
 
 # (name, headers or None for "whatever the generator draws", mode, examples per operation)
