@@ -23,6 +23,8 @@ from bastion.api.services import Services
 from bastion.bootstrap import Bootstrap
 from bastion.config import Settings
 from bastion.pipeline.engine import Engine
+from bastion.portal import errors as portal_errors
+from bastion.portal import router as portal_router
 from bastion.process.components import Roles, build_components
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ def create_app(
         lifespan=lifespan,
         dependencies=[Depends(single_valued_query)],
     )
-    errors.install(app)
+    errors.install(app, page_error=portal_errors.page_error)
     openapi.install(app)
     app.add_middleware(
         BodyGuardMiddleware, max_bytes=settings.max_request_bytes, intake=settings.intake
@@ -75,6 +77,7 @@ def create_app(
     app.include_router(alerts.router)
     app.include_router(streams.router)
     app.include_router(reviews.router)
+    portal_router.install(app)
 
     @app.middleware("http")
     async def _metrics(

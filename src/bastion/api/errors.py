@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import islice
 from typing import TypeVar
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -137,6 +137,15 @@ def validated(model: type[M], data: object, message: str, *, status: int = 422) 
         ) from None
 
 
+def _first_problem(details: dict[str, object]) -> str:
+    """The first validation error as one line, for a page."""
+    errors = details.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        loc = ".".join(str(p) for p in errors[0].get("loc", []))
+        return f"{loc}: {errors[0].get('message', '')}"
+    return "request does not validate"
+
+
 def _disconnected(request: Request, exc: BaseException) -> JSONResponse:
     log.info(
         "client went away during %s %s (%s)", request.method, request.url.path, type(exc).__name__
@@ -144,23 +153,40 @@ def _disconnected(request: Request, exc: BaseException) -> JSONResponse:
     return error_response(400, "client_disconnected", "the client went away")
 
 
-def install(app: FastAPI) -> None:
+PageError = Callable[[Request, int, str, str, BaseException], Response | None]
+"""Answers an error as a page where one is wanted (the portal), else None (JSON)."""
+
+
+def install(app: FastAPI, *, page_error: PageError | None = None) -> None:
+    def as_page(
+        request: Request, status: int, code: str, message: str, exc: BaseException
+    ) -> Response | None:
+        return page_error(request, status, code, message, exc) if page_error else None
+
     @app.exception_handler(BastionError)
-    async def _bastion(request: Request, exc: BastionError) -> JSONResponse:
+    async def _bastion(request: Request, exc: BastionError) -> Response:
         svc = getattr(request.app.state, "services", None)
         if svc is not None and 400 <= exc.status < 500:
             svc.metrics.media_errors.labels(exc.code).inc()
+        page = as_page(request, exc.status, exc.code, exc.message, exc)
+        if page is not None:
+            return page
         return error_response(exc.status, exc.code, exc.message, exc.details or None)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(
-            422, "invalid_request", "request does not validate", validation_details(exc.errors())
-        )
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        details = validation_details(exc.errors())
+        page = as_page(request, 422, "invalid_request", _first_problem(details), exc)
+        if page is not None:
+            return page
+        return error_response(422, "invalid_request", "request does not validate", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
+        page = as_page(request, exc.status_code, code, str(exc.detail), exc)
+        if page is not None:
+            return page
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(ClientDisconnect)

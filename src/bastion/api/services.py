@@ -10,6 +10,7 @@ from fastapi import Request
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bastion.accounts.service import AccountService
 from bastion.api.limits import Admission
 from bastion.config import Settings
 from bastion.dedup.service import Dedup
@@ -52,6 +53,7 @@ class Services:
     feed: AlertFeed
     pushed_frames: PushedFrames
     review: ReviewService
+    accounts: AccountService
     started_at: float = field(default_factory=time.time)
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 
@@ -79,6 +81,7 @@ class Services:
             feed=parts.live.feed,
             pushed_frames=parts.live.pushed,
             review=parts.review,
+            accounts=parts.accounts,
         )
 
     def authenticate(self, presented: str) -> Principal | None:

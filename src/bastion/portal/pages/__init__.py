@@ -1,0 +1,1 @@
+"""One module per area of the portal, each with its own router."""
