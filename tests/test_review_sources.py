@@ -7,6 +7,7 @@ On SQLite and PostgreSQL, with the real models."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import time
@@ -369,6 +370,37 @@ async def test_a_sync_call_with_the_flag_queues_a_review_result_once(platform: P
     assert (await asyncio.to_thread(retention.sweep)).media_removed == 1
     r = await c.get(f"/v1/reviews/{item_id}/media", headers=p.reader)
     assert (r.status_code, r.json()["error"]["code"]) == (410, "media_expired")
+
+
+@pytest.mark.models
+async def test_a_batch_with_the_flag_queues_each_review_result(platform: Platform) -> None:
+    p = platform
+    c = p.client
+    flagged = qr_on_photo(BLOCKED_URL + "?batch=1")
+    allowed = jpeg("skimage-astronaut")
+    items = [
+        {"id": "qr", "base64": base64.b64encode(flagged).decode()},
+        {"id": "photo", "base64": base64.b64encode(allowed).decode()},
+        {"id": "broken", "base64": base64.b64encode(b"not an image").decode()},
+    ]
+    body = {"items": items, "policy": "codes-review"}
+    r = await c.post("/v1/moderate/batch", json=body, headers=p.moderator)
+    assert r.status_code == 200, r.text
+    assert [x["review_id"] for x in r.json()["results"]] == [None, None, None]
+    assert (await c.get("/v1/reviews", headers=p.reader)).json()["items"] == []
+
+    r = await c.post("/v1/moderate/batch", json={**body, "review": True}, headers=p.moderator)
+    assert r.status_code == 200, r.text
+    qr, photo, broken = r.json()["results"]
+    assert qr["result"]["decision"] == "review" and qr["review_id"]
+    assert photo["result"]["decision"] == "allow" and photo["review_id"] is None
+    assert broken["error"]["code"] and broken["review_id"] is None
+    listed = (await c.get("/v1/reviews", headers=p.reader)).json()["items"]
+    assert [(i["id"], i["source"]) for i in listed] == [(qr["review_id"], "api")]
+    media = await c.get(listed[0]["media_url"], headers=p.reader)
+    assert media.status_code == 200 and media.content == flagged
+    r = await c.post("/v1/moderate/batch", json={**body, "review": "yes"}, headers=p.moderator)
+    assert r.status_code == 422, r.text
 
 
 @pytest.mark.models

@@ -21,7 +21,7 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from bastion.api.auth import Moderator
 from bastion.api.errors import bounded, validated
@@ -86,6 +86,11 @@ class BatchRequest(BaseModel):
 
     items: list[MediaRef] = Field(min_length=1, description="Images by URL or base64.")
     policy: str | None = Field(None, max_length=64, description="Default policy for all items.")
+    review: StrictBool = Field(
+        False,
+        description="Queue each item whose decision is `review` for review, as "
+        "`POST /v1/moderate?review=true` does; its `review_id` names the item.",
+    )
 
 
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +133,9 @@ class BatchItem(BaseModel):
     id: str | None = None
     result: ModerationResult | None = None
     error: dict[str, Any] | None = None
+    review_id: str | None = Field(
+        None, description="With `review: true` and a `review` result: its review item."
+    )
 
 
 class BatchResponse(BaseModel):
@@ -269,7 +277,11 @@ async def _run_batch(body: BatchRequest, who: Principal, svc: Services) -> Batch
             if ref.policy is None and body.policy is not None:
                 ref = ref.model_copy(update={"policy": body.policy})
             item = await from_ref(ref, svc.settings)
-            return BatchItem(index=i, id=ref.id, result=await moderate_input(svc, who, item))
+            result = await moderate_input(svc, who, item)
+            queued = await keep_for_review(svc, who, item.data, result) if body.review else None
+            return BatchItem(
+                index=i, id=ref.id, result=result, review_id=queued.id if queued else None
+            )
         except BastionError as exc:
             error = {"status": exc.status, **exc.to_dict()}
             return BatchItem(index=i, id=ref.id, error=cast(dict[str, Any], bounded(error)))
