@@ -66,6 +66,23 @@ async def test_sign_in_sets_a_hardened_session_cookie(tmp_path: Path) -> None:
     assert "bss_" in cookie
 
 
+async def test_the_form_says_when_the_cookie_cannot_work(tmp_path: Path) -> None:
+    async with running(make_settings(tmp_path)) as api:  # Secure cookie, the default
+        for base, blocked in [
+            ("http://bastion.example", True),
+            ("https://bastion.example", False),
+            ("http://127.0.0.1:8000", False),
+            ("http://localhost:8000", False),
+        ]:
+            async with fresh_client(api, base) as client:
+                r = await client.get("/portal/login")
+            assert ('data-code="https_required"' in r.text) is blocked, base
+    async with running(portal_settings(make_settings(tmp_path / "plain"))) as api:
+        async with fresh_client(api, "http://bastion.example") as client:
+            r = await client.get("/portal/login")
+        assert 'data-code="https_required"' not in r.text
+
+
 async def test_wrong_password_is_shown_on_the_form_and_locks_after_five(api: Api) -> None:
     _, username, password = await make_person(api)
     async with fresh_client(api) as client:

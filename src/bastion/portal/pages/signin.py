@@ -11,6 +11,7 @@ HttpOnly, SameSite=Strict, limited to ``/portal`` and Secure unless
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 from typing import Annotated
 
@@ -40,6 +41,20 @@ def _cookie_args(svc: Services) -> dict[str, object]:
     }
 
 
+def _cookie_blocked(request: Request, svc: Services) -> bool:
+    """A Secure cookie over plain HTTP to another host than loopback: browsers drop it,
+    so signing in could never work; the page says so instead of failing silently."""
+    if not svc.settings.accounts.cookie_secure or request.url.scheme == "https":
+        return False
+    host = (request.url.hostname or "").strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
 def _login_page(
     request: Request,
     svc: Svc,
@@ -51,6 +66,7 @@ def _login_page(
 ) -> Response:
     token = secrets.token_urlsafe(24)
     context = {
+        "cookie_blocked": _cookie_blocked(request, svc),
         "next": next_url,
         "tenant": tenant,
         "username": username,
