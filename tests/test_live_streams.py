@@ -343,6 +343,14 @@ async def test_pushed_frames_follow_the_same_rules(
         ).json()
         assert first["analyzed"] and first["matches"] == []
         assert first["analysed"] is True  # the former name, served for one release
+        # the analysed frame is the stream's latest frame, as for a stream Bastion reads
+        shown = (await client.get("/v1/streams/push-1")).json()["thumbnail_url"]
+        assert shown is not None
+        jpeg = await client.get(shown)
+        assert jpeg.status_code == 200 and jpeg.content[:2] == b"\xff\xd8"
+        pk = served.services.streams.get("default", "push-1").id
+        folder = served.services.live_thumbnails.folder(pk)
+        assert len(list(folder.iterdir())) == 1
         soon = (
             await client.post(
                 "/v1/streams/push-1/frames",
@@ -383,6 +391,10 @@ async def test_pushed_frames_follow_the_same_rules(
         # the same violation again: one alert with a counter, not a flood
         alerts = (await client.get("/v1/alerts?stream_id=push-1")).json()["alerts"]
         assert len(alerts) == 1 and alerts[0]["count"] >= 1
+        # the first frame's thumbnail went when a newer frame took its place; the alert's stays
+        kept = {p.name for p in folder.iterdir()}
+        assert 1 <= len(kept) <= 2, kept
+        assert (await client.get(f"/v1/alerts/{alerts[0]['id']}/thumbnail")).status_code == 200
         # the rule tester on the frame the alert stored
         tested = await client.post(
             "/v1/rules/test", params={"channel": "game-push", "alert_id": alerts[0]["id"]}

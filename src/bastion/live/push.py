@@ -9,10 +9,13 @@ any frame.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
+
+from sqlalchemy import select
 
 from bastion.errors import InputError
 from bastion.live.config import LiveConfig
@@ -21,7 +24,7 @@ from bastion.live.processor import FrameOutcome, FrameProcessor, StreamRef
 from bastion.live.reading.similarity import Fingerprinter, HashKind
 from bastion.live.session import sampling_for
 from bastion.live.streams import StreamService, stream_not_running
-from bastion.live.tables import Stream
+from bastion.live.tables import Alert, Stream
 from bastion.media.hashing import hamming
 from bastion.pipeline.moderation import Moderation
 
@@ -133,15 +136,38 @@ class PushedFrames:
         outcome = await self.processor.process(
             ref, resolved, decoded, frame_ms=timestamp_ms, sampled_at=received
         )
-        if outcome.alert_ids:
-            await asyncio.to_thread(self._count_alerts, stream.id, len(outcome.alert_ids))
+        thumbs = self.processor.thumbnails
+        latest = outcome.thumbnail
+        if latest is None and thumbs is not None:
+            latest = await asyncio.to_thread(thumbs.save, stream.id, decoded.frames[0].rgb)
+        previous = await asyncio.to_thread(
+            self._after_analysis, stream.id, len(outcome.alert_ids), latest
+        )
+        if thumbs is not None and previous is not None and previous != latest:
+            with contextlib.suppress(OSError):
+                thumbs.path(stream.id, previous).unlink(missing_ok=True)
         fresh = await asyncio.to_thread(self.streams.get_by_pk, stream.id)
         return PushedFrame(fresh or row, None, distance, outcome)
 
-    def _count_alerts(self, pk: str, n: int) -> None:
+    def _after_analysis(self, pk: str, alerts: int, thumbnail: str | None) -> str | None:
+        """Count the frame's alerts and make ``thumbnail`` the stream's latest analysed
+        frame (as a session does for streams Bastion reads); the latest frame before it,
+        when no alert shows it and no other frame took its place, to delete."""
         with self.streams.sessions.begin() as s:
             row = s.get(Stream, pk, with_for_update=True)
-            if row is not None:
+            if row is None:
+                return None
+            if alerts:
                 counters = stream_counters(row.counters)
-                counters["alerts"] = counters.get("alerts", 0) + n
+                counters["alerts"] = counters.get("alerts", 0) + alerts
                 row.counters = counters
+            if thumbnail is None:
+                return None
+            previous, row.last_thumbnail = row.last_thumbnail, thumbnail
+            row.updated_at = datetime.now(UTC)
+            if previous is None:
+                return None
+            shown = s.scalar(
+                select(Alert.id).where(Alert.stream_pk == pk, Alert.thumbnail == previous).limit(1)
+            )
+            return None if shown is not None else previous
