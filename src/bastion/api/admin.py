@@ -21,11 +21,11 @@ from bastion.api.auth import Admin, Reader
 from bastion.api.inputs import read_body
 from bastion.api.params import json_body_doc, json_model
 from bastion.api.services import Services, services
-from bastion.errors import Forbidden, InputError, NotFound
-from bastion.policy.loader import MAX_POLICY_BYTES, dump_policy, parse_policy
+from bastion.errors import Forbidden, NotFound
+from bastion.policy.loader import MAX_POLICY_BYTES, dump_policy, parse_policy, read_policy_text
 from bastion.policy.model import POLICY_NAME, Lists, Policy
 from bastion.store.repo import DEFAULT_TENANT, Principal
-from bastion.store.tables import ApiKey
+from bastion.store.tables import ApiKey, Tenant
 from bastion.store.types import UtcTime
 
 router = APIRouter(prefix="/v1", tags=["administration"])
@@ -116,6 +116,21 @@ class TenantOut(BaseModel):
     name: str
     default_policy: str
     created_at: UtcTime
+    training_consent: bool = Field(
+        description="Media of decided items may be kept as training samples: each "
+        "decision or correction taken while it is on keeps its item's media through "
+        "retention (see `GET /v1/corrections`, `media_kept`)."
+    )
+
+    @classmethod
+    def of(cls, t: Tenant) -> TenantOut:
+        return cls(
+            id=t.id,
+            name=t.name,
+            default_policy=t.default_policy,
+            created_at=t.created_at,
+            training_consent=t.training_consent,
+        )
 
 
 class TenantCreated(TenantOut):
@@ -127,6 +142,11 @@ class TenantPatch(BaseModel):
 
     default_policy: PolicyName | None = Field(
         None, description="The policy used when a request names none (an existing policy)."
+    )
+    training_consent: bool | None = Field(
+        None,
+        description="Whether media of decided items may be kept as training samples "
+        "(from the next decision on; media kept before stays kept).",
     )
 
 
@@ -141,10 +161,7 @@ class PolicyOut(BaseModel):
 async def list_tenants(who: Admin, svc: Svc) -> list[TenantOut]:
     _root(who)
     rows = await run_in_threadpool(svc.repo.list_tenants)
-    return [
-        TenantOut(id=t.id, name=t.name, default_policy=t.default_policy, created_at=t.created_at)
-        for t in rows
-    ]
+    return [TenantOut.of(t) for t in rows]
 
 
 @router.post(
@@ -156,10 +173,7 @@ async def create_tenant(request: Request, who: Admin, svc: Svc) -> TenantCreated
     t = await run_in_threadpool(svc.repo.create_tenant, body.id, body.name)
     full, row = await run_in_threadpool(svc.repo.create_key, t.id, "admin", ["admin"])
     return TenantCreated(
-        id=t.id,
-        name=t.name,
-        default_policy=t.default_policy,
-        created_at=t.created_at,
+        **TenantOut.of(t).model_dump(),
         admin_key=NewKey(key=full, **KeyOut.of(row).model_dump()),
     )
 
@@ -167,7 +181,7 @@ async def create_tenant(request: Request, who: Admin, svc: Svc) -> TenantCreated
 @router.get("/tenant", response_model=TenantOut, summary="The calling key's tenant")
 async def my_tenant(who: Reader, svc: Svc) -> TenantOut:
     t = await run_in_threadpool(svc.repo.get_tenant, who.tenant_id)
-    return TenantOut(id=t.id, name=t.name, default_policy=t.default_policy, created_at=t.created_at)
+    return TenantOut.of(t)
 
 
 @router.patch("/tenant", response_model=TenantOut, openapi_extra=json_body_doc(TenantPatch))
@@ -176,9 +190,13 @@ async def patch_tenant(request: Request, who: Admin, svc: Svc) -> TenantOut:
     if body.default_policy is not None:
         await run_in_threadpool(svc.policies.resolve, who.tenant_id, body.default_policy)
     t = await run_in_threadpool(
-        svc.repo.update_tenant, who.tenant_id, default_policy=body.default_policy
+        lambda: svc.repo.update_tenant(
+            who.tenant_id,
+            default_policy=body.default_policy,
+            training_consent=body.training_consent,
+        )
     )
-    return TenantOut(id=t.id, name=t.name, default_policy=t.default_policy, created_at=t.created_at)
+    return TenantOut.of(t)
 
 
 @router.get("/keys", response_model=list[KeyOut])
@@ -205,13 +223,11 @@ async def revoke_key(key_id: str, who: Admin, svc: Svc) -> KeyOut:
     return KeyOut.of(row)
 
 
-async def _policy_body(request: Request) -> tuple[Policy, str]:
-    """The YAML policy in the body, parsed and validated in a worker thread."""
+async def _policy_body(request: Request, name: str | None = None) -> tuple[Policy, str]:
+    """The YAML policy in the body (named ``name`` when given), parsed and validated in
+    a worker thread."""
     data = await read_body(request, MAX_POLICY_BYTES, what="the policy", code="policy_too_large")
-    if not data.strip():
-        raise InputError("empty body: send a YAML policy", code="empty_input")
-    policy = await run_in_threadpool(parse_policy, data)
-    return policy, data.decode("utf-8-sig")
+    return await run_in_threadpool(lambda: read_policy_text(data, name=name))
 
 
 @router.get("/policies", response_model=list[PolicyOut])
@@ -257,12 +273,7 @@ async def validate_policy(request: Request, who: Reader) -> PolicyOut:
     summary="Create or replace a tenant policy from YAML",
 )
 async def put_policy(name: str, request: Request, who: Admin, svc: Svc) -> PolicyOut:
-    p, text = await _policy_body(request)
-    if p.name != name:
-        raise InputError(
-            f"policy name in the body ({p.name!r}) differs from the URL ({name!r})",
-            code="policy_name_mismatch",
-        )
+    p, text = await _policy_body(request, name)
     await run_in_threadpool(svc.repo.put_policy, who.tenant_id, text)
     return PolicyOut(name=p.name, version=p.version, source="tenant", yaml=text)
 

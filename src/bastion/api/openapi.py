@@ -21,8 +21,9 @@ named :class:`ErrorResponse` schema:
   slowly), 413, 415 (a content type it does not take), 422 (does not validate, or
   media that cannot be analysed) and 503 (overloaded, or an analyzer is unavailable);
 * what only some operations do, from :data:`EXTRA_STATUSES`: 404 for a policy or
-  rule set named in the query or body (or no review item left to claim), 409 for a
-  state or name conflict (or a review lease not held), 410 for media deleted after
+  rule set named in the query or body (or no review item left to claim, or a
+  correction's target), 409 for a state or name conflict (or a review lease not held,
+  or a job to correct without a result), 410 for media deleted after
   the retention period.
 
 Operations that read their media from the raw request (``POST /v1/jobs``, pushed
@@ -109,6 +110,8 @@ EXTRA_STATUSES: dict[tuple[str, str], frozenset[int]] = {
     ("post", "/v1/reviews/{review_id}/decide"): frozenset({409}),
     ("post", "/v1/reviews/{review_id}/release"): frozenset({409}),
     ("get", "/v1/reviews/{review_id}/media"): frozenset({410}),
+    # a target not found (correction_target_not_found); a job without a result yet
+    ("post", "/v1/corrections"): frozenset({404, 409}),
 }
 """Statuses only some operations give, beyond what :func:`statuses_of` derives."""
 

@@ -10,6 +10,7 @@ parsed off the event loop). ``POST /v1/reviews/claim`` answers 404
 
 from __future__ import annotations
 
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -135,7 +136,10 @@ class DecisionOut(BaseModel):
     id: str
     item_id: str
     by: ActorOut
-    action: str
+    action: str = Field(description="`approve`, `reject`, `escalate`, or `correct` (a correction).")
+    source: str = Field(
+        description="`moderator` (the portal or `/v1/reviews`) or `api` (`POST /v1/corrections`)."
+    )
     decision: str | None = Field(description="`allow`, `block`, or null (escalated).")
     queue: str = Field(description="The queue the item was in.")
     escalated_to: str | None
@@ -149,6 +153,15 @@ class DecisionOut(BaseModel):
     policy: str | None
     policy_version: str | None
     decided_at: UtcTime
+    media_kept: bool = Field(
+        description="The item's media is kept as a training sample (the tenant consented "
+        "when this was decided, and the item has media)."
+    )
+    overrode_claim: str | None = Field(
+        None,
+        description="A correction of an item someone held: whose claim it overrode "
+        "(`key:<id>` or `user:<id>`).",
+    )
 
     @classmethod
     def of(cls, d: ReviewDecision) -> DecisionOut:
@@ -157,6 +170,7 @@ class DecisionOut(BaseModel):
             item_id=d.item_id,
             by=ActorOut(kind=d.actor_kind, id=d.actor_id),
             action=d.action,
+            source=d.source,
             decision=d.decision,
             queue=d.queue,
             escalated_to=d.escalated_to,
@@ -170,6 +184,8 @@ class DecisionOut(BaseModel):
             policy=d.policy,
             policy_version=d.policy_version,
             decided_at=d.decided_at,
+            media_kept=d.media_kept,
+            overrode_claim=d.overrode_claim,
         )
 
 
@@ -307,12 +323,43 @@ async def review_decisions(review_id: ReviewId, who: Reader, svc: Svc) -> Decisi
     return DecisionList(decisions=[DecisionOut.of(d) for d in rows])
 
 
-def _content_type(path: Any) -> str:
+def content_type(path: FilePath) -> str:
+    """The media type of a stored file, from its first bytes (never from a name)."""
     with open(path, "rb") as f:
         found = sniff(f.read(8192))
     if found.pillow_format in _IMAGE_TYPES:
         return _IMAGE_TYPES[found.pillow_format]
     return _VIDEO_TYPES.get(found.name, "application/octet-stream")
+
+
+def media_path(svc: Services, item: ReviewItem) -> FilePath | None:
+    """Where an item's media is stored (the file may be gone since), or None when the
+    item has none."""
+    media = item.media or {}
+    if media.get("kind") in ("job", "upload"):
+        return svc.jobs.media.path(str(media["sha256"]))
+    if media.get("kind") == "alert_thumbnail":
+        return svc.live_thumbnails.path(str(media["stream_pk"]), str(media["name"]))
+    return None
+
+
+async def media_response(svc: Services, tenant_id: str, review_id: str) -> FileResponse:
+    """The media of a tenant's item as a file answer (the API's and the portal's)."""
+    item = await run_in_threadpool(svc.review.get, tenant_id, review_id)
+    path = media_path(svc, item)
+    if path is None:
+        raise NotFound(f"review item {review_id} has no media", code="review_media_not_found")
+    if not await run_in_threadpool(path.is_file):
+        raise BastionError(
+            f"the media of review item {review_id} was deleted after the retention period",
+            code="media_expired",
+            status=410,
+        )
+    return FileResponse(
+        path,
+        media_type=await run_in_threadpool(content_type, path),
+        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.get(
@@ -323,22 +370,4 @@ def _content_type(path: Any) -> str:
     "or an alert's frame",
 )
 async def review_media(review_id: ReviewId, who: Reader, svc: Svc) -> FileResponse:
-    item = await run_in_threadpool(svc.review.get, who.tenant_id, review_id)
-    media = item.media or {}
-    if media.get("kind") in ("job", "upload"):
-        path = svc.jobs.media.path(str(media["sha256"]))
-    elif media.get("kind") == "alert_thumbnail":
-        path = svc.live_thumbnails.path(str(media["stream_pk"]), str(media["name"]))
-    else:
-        raise NotFound(f"review item {review_id} has no media", code="review_media_not_found")
-    if not await run_in_threadpool(path.is_file):
-        raise BastionError(
-            f"the media of review item {review_id} was deleted after the retention period",
-            code="media_expired",
-            status=410,
-        )
-    return FileResponse(
-        path,
-        media_type=await run_in_threadpool(_content_type, path),
-        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
-    )
+    return await media_response(svc, who.tenant_id, review_id)

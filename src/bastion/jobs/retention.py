@@ -2,11 +2,13 @@
 
 A stored file is deleted when it has not been wanted (uploaded again) for
 ``jobs.media_retention_s`` and no job using it is queued, processing or paused or
-was created within that time, and no review item that has not been decided yet refers
-to it (a reviewer must be able to open it); the jobs that used it are marked
-(``media_purged_at``), and retrying one of them fails with ``media_expired``. A
-job's thumbnail folder goes when it is that old and the job is not active. Files
-left in ``.incoming/`` by uploads that died are deleted after an hour.
+was created within that time, no review item that has not been decided yet refers
+to it (a reviewer must be able to open it), and no decision kept it as a training
+sample (``media_kept``: its tenant consented to keep such media when the item was
+decided; without consent a decided item's media goes as any other); the jobs that
+used it are marked (``media_purged_at``), and retrying one of them fails with
+``media_expired``. A job's thumbnail folder goes when it is that old and the job is not
+active. Files left in ``.incoming/`` by uploads that died are deleted after an hour.
 
 Every step is safe with several processes sweeping at once and with uploads and
 retries happening meanwhile (see :meth:`bastion.jobs.media_files.MediaStore.remove`).
@@ -21,12 +23,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 
 from bastion.jobs.config import JobsConfig
 from bastion.jobs.service import JobService
 from bastion.jobs.tables import FINAL_STATES, Job
-from bastion.review.tables import DECIDED, ReviewItem
+from bastion.review.tables import DECIDED, ReviewDecision, ReviewItem
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,19 @@ class MediaRetention:
                 .where(ReviewItem.media_sha256 == sha256, ReviewItem.status != DECIDED)
                 .limit(1)
             )
-        if in_review is not None:
+            kept = s.scalar(
+                select(ReviewDecision.id)
+                .join(
+                    ReviewItem,
+                    and_(
+                        ReviewItem.id == ReviewDecision.item_id,
+                        ReviewItem.tenant_id == ReviewDecision.tenant_id,
+                    ),
+                )
+                .where(ReviewItem.media_sha256 == sha256, ReviewDecision.media_kept.is_(True))
+                .limit(1)
+            )
+        if in_review is not None or kept is not None:
             return True
         return any(status in ACTIVE_STATES or created >= cutoff for status, created in rows)
 

@@ -58,3 +58,34 @@ class ConflictingLabels(InputError):
 class NoteTooLong(InputError):
     code = "note_too_long"
     status = 422
+
+
+class CorrectionTargetNotFound(NotFound):
+    """No job, review item or stored result of the caller's tenant that a correction
+    names."""
+
+    code = "correction_target_not_found"
+    status = 404
+
+
+class CorrectionTargetNotReady(BastionError):
+    """The job a correction names has no result yet (queued, processing or failed)."""
+
+    code = "correction_target_not_ready"
+    status = 409
+
+
+class InvalidCorrectionTarget(InputError):
+    """A correction names no target or more than one (``job_id``, ``review_id``,
+    ``media_sha256``), or a ``policy`` without ``media_sha256``."""
+
+    code = "invalid_correction_target"
+    status = 422
+
+
+class InvalidCorrectionLabels(InputError):
+    """A correction gives both the full set of ``labels`` and changes to them
+    (``add_labels``, ``remove_labels``)."""
+
+    code = "invalid_correction_labels"
+    status = 422

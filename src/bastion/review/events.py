@@ -2,14 +2,17 @@
 
 Each is queued inside the transaction that records the decision (see
 :mod:`bastion.delivery.outbox`), so a decision and its webhook commit together or not at
-all, and it is signed and retried like every webhook.
+all, and it is signed and retried like every webhook. A correction
+(``POST /v1/corrections``) sends ``review.decided`` too: its ``source`` is ``api`` and its
+action ``correct`` (a moderator's decision: ``moderator``).
 
 What a receiver gets in ``data``::
 
     {"item": {id, queue, priority, status, source, source_id, rule, reasons,
               categories, labels, model_decision, decision, created_at, decided_at},
-     "decision": {id, action, decision, note, labels_before, labels_after,
-                  added_labels, removed_labels, escalated_to, decided_at},
+     "decision": {id, action, source, decision, note, labels_before, labels_after,
+                  added_labels, removed_labels, escalated_to, decided_at, media_kept,
+                  overrode_claim},
      "by": {"kind": "user" | "key", "id": ...},
      "policy": {"name": ..., "version": ...}}
 """
@@ -59,6 +62,7 @@ def event_payload(item: ReviewItem, decision: ReviewDecision) -> dict[str, Any]:
         "decision": {
             "id": decision.id,
             "action": decision.action,
+            "source": decision.source,
             "decision": decision.decision,
             "note": decision.note,
             "labels_before": decision.labels_before,
@@ -67,6 +71,8 @@ def event_payload(item: ReviewItem, decision: ReviewDecision) -> dict[str, Any]:
             "removed_labels": decision.removed_labels,
             "escalated_to": decision.escalated_to,
             "decided_at": _time(decision.decided_at),
+            "media_kept": decision.media_kept,
+            "overrode_claim": decision.overrode_claim,
         },
         "by": {"kind": decision.actor_kind, "id": decision.actor_id},
         "policy": {"name": decision.policy, "version": decision.policy_version},

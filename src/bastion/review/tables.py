@@ -12,6 +12,12 @@ reference to the media a reviewer opens. Each source object is queued once
 A :class:`ReviewDecision` is one reviewer's action on an item, kept for good as the
 audit log: who (a user or an API key), approve, reject or escalate, the label
 corrections, the note, and the models' decision and policy version the reviewer saw.
+Its ``source`` says where it came from: ``moderator`` (the portal or the review API's
+decide) or ``api`` (``POST /v1/corrections``, whose action is ``correct``); decisions
+that decide an item (all but escalations) are the labelled samples of
+``GET /v1/corrections``. ``media_kept`` says whether the item's media was kept as a
+training sample (the tenant's ``training_consent`` at that time, and the item had media):
+retention keeps such media (:mod:`bastion.jobs.retention`, the live thumbnail purge).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import JSON, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.store.tables import Base
@@ -31,7 +37,14 @@ DECIDED: Final = "decided"
 ITEM_STATES: Final = (OPEN, CLAIMED, DECIDED)
 SOURCES: Final = ("job", "alert", "api")
 ACTIONS: Final = ("approve", "reject", "escalate")
+CORRECT: Final = "correct"
+"""The action of a decision sent through ``POST /v1/corrections``."""
 ACTOR_KINDS: Final = ("user", "key")
+MODERATOR: Final = "moderator"
+API: Final = "api"
+DECISION_SOURCES: Final = (MODERATOR, API)
+"""Where a decision came from: a moderator deciding a claimed item (portal or review
+API), or a correction through the API."""
 
 
 def utcnow() -> datetime:
@@ -76,7 +89,7 @@ class ReviewItem(Base):
     ``{"kind": "alert_thumbnail", "alert_id", "stream_pk", "name"}``."""
     media_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     """Media in the job media store (a job's or an upload's): retention keeps it while
-    the item is not decided."""
+    the item is not decided, and for good once a decision kept it (``media_kept``)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
@@ -92,7 +105,10 @@ class ReviewItem(Base):
 
 class ReviewDecision(Base):
     __tablename__ = "review_decisions"
-    __table_args__ = (Index("ix_review_decisions_item", "tenant_id", "item_id", "decided_at"),)
+    __table_args__ = (
+        Index("ix_review_decisions_item", "tenant_id", "item_id", "decided_at"),
+        Index("ix_review_decisions_tenant_decided", "tenant_id", "decided_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     item_id: Mapped[str] = mapped_column(String(40))
@@ -101,6 +117,9 @@ class ReviewDecision(Base):
     """``user`` (a person signed in) or ``key`` (an API key)."""
     actor_id: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(16))
+    """``approve``, ``reject``, ``escalate`` or ``correct`` (a correction)."""
+    source: Mapped[str] = mapped_column(String(16), default=MODERATOR, server_default=MODERATOR)
+    """``moderator`` (the portal or the review API) or ``api`` (a correction)."""
     decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """``allow`` (approve), ``block`` (reject), None (escalate: still to decide)."""
     queue: Mapped[str] = mapped_column(String(64))
@@ -117,3 +136,9 @@ class ReviewDecision(Base):
     policy: Mapped[str | None] = mapped_column(String(64), nullable=True)
     policy_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    media_kept: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The item's media is kept as a training sample: the tenant consented
+    (``training_consent``) when this decision was taken, and the item has media."""
+    overrode_claim: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    """A correction of an item someone held under a lease: who (``user:<id>`` or
+    ``key:<id>``); the correction decided it in their place."""

@@ -68,7 +68,12 @@ class Repo:
             return list(s.scalars(select(Tenant).order_by(Tenant.created_at)))
 
     def update_tenant(
-        self, tenant_id: str, *, default_policy: str | None = None, lists: Lists | None = None
+        self,
+        tenant_id: str,
+        *,
+        default_policy: str | None = None,
+        lists: Lists | None = None,
+        training_consent: bool | None = None,
     ) -> Tenant:
         with self.sessions.begin() as s:
             t = s.get(Tenant, tenant_id)
@@ -78,6 +83,8 @@ class Repo:
                 t.default_policy = default_policy
             if lists is not None:
                 t.lists = lists.model_dump(mode="json")
+            if training_consent is not None:
+                t.training_consent = training_consent
             return t
 
     # ---- keys ------------------------------------------------------------

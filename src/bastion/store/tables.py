@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from bastion.store.types import UtcDateTime
@@ -32,6 +32,9 @@ class Tenant(Base):
     lists: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    training_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The media of items people decide (or correct) may be kept as training samples;
+    each decision records whether it was (``review_decisions.media_kept``)."""
 
     keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant")
 
