@@ -21,7 +21,8 @@ def _diffs(url: str) -> list[object]:
     import bastion.jobs.tables
     import bastion.live.tables
     import bastion.review.tables
-    import bastion.rules.tables  # noqa: F401
+    import bastion.rules.tables
+    import bastion.stats.tables  # noqa: F401
 
     engine = make_engine(url)
     try:

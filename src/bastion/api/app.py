@@ -15,8 +15,20 @@ from fastapi import Depends, FastAPI, Request, Response
 from starlette.routing import NoMatchFound
 
 from bastion import __version__
-from bastion.api import admin, alerts, errors, jobs, moderate, openapi, reviews, streams, system
+from bastion.api import (
+    admin,
+    alerts,
+    corrections,
+    errors,
+    jobs,
+    moderate,
+    openapi,
+    reviews,
+    streams,
+    system,
+)
 from bastion.api import rules as rules_api
+from bastion.api import stats as stats_api
 from bastion.api.inputs import single_valued_query
 from bastion.api.limits import BodyGuardMiddleware
 from bastion.api.services import Services
@@ -77,6 +89,8 @@ def create_app(
     app.include_router(alerts.router)
     app.include_router(streams.router)
     app.include_router(reviews.router)
+    app.include_router(corrections.router)
+    app.include_router(stats_api.router)
     portal_router.install(app)
 
     @app.middleware("http")

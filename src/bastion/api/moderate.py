@@ -152,6 +152,7 @@ async def moderate_input(svc: Services, who: Principal, item: MediaInput) -> Mod
             extra_lists=lists,
             content_type=item.content_type,
             store=True,
+            source="api",
         )
 
 

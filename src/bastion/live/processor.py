@@ -97,7 +97,7 @@ class FrameProcessor:
             self.policies.resolve, stream.tenant_id, policy_name
         )
         result = await self.moderation.moderate_decoded(
-            decoded, policy, tenant=stream.tenant_id, extra_lists=lists
+            decoded, policy, tenant=stream.tenant_id, extra_lists=lists, source="live"
         )
         matches = evaluate(resolved, result, lists) if resolved is not None else []
         outcome = FrameOutcome(result=result, matches=matches)

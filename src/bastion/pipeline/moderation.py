@@ -23,6 +23,12 @@ faster, so a tenant sending the same bytes as another would learn that the other
 sent them, from the response time alone even if the flag were hidden. No tenant
 (``None``) is for callers that serve none (the command line, benchmarks): they share a
 scope of their own and never reach stored results.
+
+Moderation is also where items are counted for the statistics: a caller that names its
+``source`` (the synchronous API, live frames) has each result counted for its tenant,
+with the decision, in :attr:`Moderation.counter` (memory; written every few seconds by
+:mod:`bastion.stats.flush`). Callers without a source (jobs, counted from their table;
+video frames; the rule tester; the command line) are not counted here.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from bastion.policy.lists import CompiledLists
 from bastion.policy.model import Lists, Policy
 from bastion.results import ModerationResult
 from bastion.runtime.metrics import Metrics
+from bastion.stats.counter import DailyCounter
 
 __all__ = ["Moderation", "StoredLookup", "StoredResults", "VideoFrameImage"]
 
@@ -81,10 +88,17 @@ class StoredResults(Protocol):
 class Moderation:
     """Decodes, caches, reuses stored results, analyses and decides. One per process."""
 
-    def __init__(self, engine: Engine, stored: StoredResults | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        stored: StoredResults | None = None,
+        counter: DailyCounter | None = None,
+    ) -> None:
         self.engine = engine
         self.stored = stored
         """The stored level; None where the process has no database or it is switched off."""
+        self.counter = counter if counter is not None else DailyCounter()
+        """Items moderated per tenant, source and decision, until they are written."""
         settings = engine.settings
         self.cache: ResultCache[ModerationResult] = ResultCache(settings.result_cache_size)
         self.frame_cache: ResultCache[ModerationResult] = ResultCache(
@@ -111,11 +125,12 @@ class Moderation:
         extra_lists: Lists | None = None,
         content_type: str | None = None,
         store: bool = False,
+        source: str | None = None,
     ) -> ModerationResult:
         """Decode ``data`` once and moderate it (see :meth:`moderate_decoded`)."""
         decoded = await self.decode(data, content_type)
         return await self.moderate_decoded(
-            decoded, policy, tenant=tenant, extra_lists=extra_lists, store=store
+            decoded, policy, tenant=tenant, extra_lists=extra_lists, store=store, source=source
         )
 
     async def moderate_decoded(
@@ -126,6 +141,7 @@ class Moderation:
         tenant: str | None = None,
         extra_lists: Lists | None = None,
         store: bool = False,
+        source: str | None = None,
     ) -> ModerationResult:
         """Moderate ``decoded`` for ``tenant`` under ``policy`` and the tenant's
         ``extra_lists``: the in-memory cache, then (with ``store`` and a tenant) the
@@ -133,6 +149,7 @@ class Moderation:
 
         ``store`` is for uploaded images (the sync API and image jobs): their results are
         reused from and kept in the stored level. Frames of videos and streams are not.
+        ``source`` (``api``, ``live``) counts the result in the tenant's statistics.
         """
         lists = self.engine.compiled_lists(policy.lists.merged(extra_lists or Lists()))
         key = self._cache_key(decoded, policy, lists, tenant)
@@ -153,6 +170,8 @@ class Moderation:
         if cached:
             result = result.model_copy(update={"cached": True})
         self.metrics.decisions.labels(result.decision).inc()
+        if source is not None and tenant is not None:
+            self.counter.moderated(tenant, source, result.decision)
         return result
 
     def _cache_key(

@@ -12,7 +12,8 @@ import bastion.jobs.embedded
 import bastion.jobs.tables
 import bastion.live.tables
 import bastion.review.tables
-import bastion.rules.tables  # noqa: F401
+import bastion.rules.tables
+import bastion.stats.tables  # noqa: F401
 from bastion.store.tables import Base
 
 config = context.config
