@@ -31,6 +31,7 @@ async def test_each_kind_of_process_runs_its_loops(engine: Engine, tmp_path: Pat
     worker = await _loops(settings, Roles.worker(settings), engine)
     assert worker == {
         "dedup-purge",
+        "daily-counts",  # every process writes what it counted for the statistics
         "worker",
         "retention",
         "live-thumbnails",  # a worker process purges old live thumbnails too
@@ -40,10 +41,10 @@ async def test_each_kind_of_process_runs_its_loops(engine: Engine, tmp_path: Pat
     quiet = await _loops(settings, Roles.worker(settings, dispatch=False), engine)
     assert quiet == worker - {"dispatcher"}
     server = await _loops(settings, Roles.server(settings), engine)
-    assert server == worker | {"alert-feed"}
+    assert server == worker | {"alert-feed", "stream-feed"}
     no_jobs = make_settings(tmp_path, jobs={"run_worker": False}, live={"run_sessions": False})
     api_only = await _loops(no_jobs, Roles.server(no_jobs), engine)
-    assert api_only == {"dedup-purge", "alert-feed"}
+    assert api_only == {"dedup-purge", "daily-counts", "alert-feed", "stream-feed"}
 
 
 async def test_only_the_api_creates_the_first_admin_key(engine: Engine, tmp_path: Path) -> None:

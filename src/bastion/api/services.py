@@ -18,6 +18,7 @@ from bastion.jobs.service import JobService
 from bastion.live.alerts.feed import AlertFeed
 from bastion.live.alerts.service import AlertService
 from bastion.live.push import PushedFrames
+from bastion.live.stream_feed import StreamFeed
 from bastion.live.streams import StreamService
 from bastion.live.thumbnails import LiveThumbnails
 from bastion.pipeline.engine import Engine
@@ -27,6 +28,7 @@ from bastion.process.components import Components
 from bastion.review.service import ReviewService
 from bastion.rules.book import RuleBook
 from bastion.runtime.metrics import Metrics
+from bastion.stats.service import StatsService
 from bastion.store.repo import Principal, Repo
 
 AUTH_CACHE_TTL_S = 5.0
@@ -51,9 +53,11 @@ class Services:
     alerts: AlertService
     live_thumbnails: LiveThumbnails
     feed: AlertFeed
+    stream_feed: StreamFeed
     pushed_frames: PushedFrames
     review: ReviewService
     accounts: AccountService
+    stats: StatsService
     started_at: float = field(default_factory=time.time)
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 
@@ -79,9 +83,11 @@ class Services:
             alerts=parts.live.alerts,
             live_thumbnails=parts.live.thumbnails,
             feed=parts.live.feed,
+            stream_feed=parts.live.stream_feed,
             pushed_frames=parts.live.pushed,
             review=parts.review,
             accounts=parts.accounts,
+            stats=parts.stats,
         )
 
     def authenticate(self, presented: str) -> Principal | None:

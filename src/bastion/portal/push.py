@@ -5,7 +5,8 @@ Signed in with the session cookie (a browser sends it with the upgrade; SameSite
 keeps other sites' pages from opening it with it) and checked against the page's origin.
 A refused connection is accepted and closed at once with code 4401 (no session) or 4403
 (another origin). Messages are the alert feed's JSON (``alert.created``,
-``alert.updated``; see :mod:`bastion.api.alert_socket`) and ``ping`` keep-alives; the
+``alert.updated``; see :mod:`bastion.api.alert_socket`), the stream feed's
+(``stream.updated``; see :mod:`bastion.live.stream_feed`) and ``ping`` keep-alives; the
 page turns each into a DOM event. Whatever the browser sends is ignored.
 """
 
@@ -82,7 +83,7 @@ async def portal_socket(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_UNAUTHORIZED, "sign in to the portal")
         return
     user, _ = found
-    subs = [svc.feed.subscribe(user.tenant_id)]
+    subs = [svc.feed.subscribe(user.tenant_id), svc.stream_feed.subscribe(user.tenant_id)]
     tasks: list[asyncio.Task[Any]] = []
     try:
         hello = {"type": "hello", "tenant_id": user.tenant_id, "server_time": _stamp()}
@@ -108,3 +109,4 @@ async def portal_socket(websocket: WebSocket) -> None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         svc.feed.unsubscribe(subs[0])
+        svc.stream_feed.unsubscribe(subs[1])

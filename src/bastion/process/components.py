@@ -11,7 +11,8 @@ those roles need and :meth:`Components.aclose` takes everything down in order.
 - :func:`build_components`: the core on the database, with stored results
   (de-duplication) as a level of moderation, plus the job queue and service, rules, live
   streams and alerts, the webhook dispatcher, people's accounts, the review queue and,
-  for the roles that run them, the job worker and media retention. Whatever moderates
+  for the roles that run them, the job worker and media retention, and the statistics
+  (whose counts every process writes every few seconds). Whatever moderates
   (the API, the job worker, live frames) gets the core's one
   :class:`~bastion.pipeline.moderation.Moderation`.
 """
@@ -41,6 +42,7 @@ from bastion.live.alerts.feed import AlertFeed
 from bastion.live.alerts.service import AlertService
 from bastion.live.processor import FrameProcessor
 from bastion.live.push import PushedFrames
+from bastion.live.stream_feed import StreamFeed
 from bastion.live.streams import StreamService
 from bastion.live.supervisor import StreamSupervisor
 from bastion.live.thumbnails import LiveThumbnails
@@ -50,6 +52,7 @@ from bastion.pipeline.policies import PolicyBook
 from bastion.review.service import ReviewService
 from bastion.rules.book import RuleBook
 from bastion.runtime.metrics import Metrics
+from bastion.stats.service import StatsService
 from bastion.store.db import session_factory
 from bastion.store.repo import Repo
 
@@ -62,7 +65,7 @@ class Roles:
 
     api: bool = False
     """Serves the HTTP API: creates the first admin key, registers the configured streams
-    and pushes alert changes to WebSocket subscribers."""
+    and pushes alert and stream changes to WebSocket subscribers."""
     jobs: bool = False
     """Runs the job worker, media retention and the purge of old live thumbnails."""
     dispatch: bool = False
@@ -149,6 +152,8 @@ class Live:
     pushed: PushedFrames
     supervisor: StreamSupervisor
     feed: AlertFeed
+    stream_feed: StreamFeed
+    """Stream tiles as they change, for the portal's live view."""
 
 
 @dataclass
@@ -170,6 +175,8 @@ class Components:
     """People's accounts and their sessions (the moderator portal signs in with them)."""
     review: ReviewService
     """The review queue: items sent to review, reviewers' claims and decisions."""
+    stats: StatsService
+    """Statistics reports, and the writing of what :attr:`moderation` counted."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -197,10 +204,12 @@ class Components:
         set (then await them, or call :meth:`aclose`)."""
         settings, roles = self.settings, self.roles
         loops: list[tuple[str, Coroutine[Any, Any, None]]] = [
-            ("dedup-purge", self.dedup.run_forever(stop))
+            ("dedup-purge", self.dedup.run_forever(stop)),
+            ("daily-counts", self.stats.run_forever(stop)),
         ]
         if roles.api:
             loops.append(("alert-feed", self.live.feed.run_forever(stop)))
+            loops.append(("stream-feed", self.live.stream_feed.run_forever(stop)))
         if roles.live_sessions:
             loops.append(("stream-sessions", self.live.supervisor.run_forever(stop)))
         if self.worker is not None:
@@ -229,6 +238,7 @@ class Components:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
+        await self.stats.flush()  # what was counted after the loops' last write
         await self.dispatcher.aclose()
         await self.queue.close()
         await self.core.aclose()
@@ -280,6 +290,7 @@ async def build_components(
         worker=worker,
         accounts=AccountService(sessions, settings.accounts),
         review=review,
+        stats=StatsService(sessions, core.moderation.counter),
     )
 
 
@@ -316,4 +327,5 @@ def _build_live(
         pushed=PushedFrames(core.moderation, streams, processor, settings.live),
         supervisor=StreamSupervisor(streams, processor, settings.live),
         feed=AlertFeed(sessions),
+        stream_feed=StreamFeed(sessions),
     )

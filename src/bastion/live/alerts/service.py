@@ -23,6 +23,7 @@ a moderator's stop cannot deadlock with a session's auto-stop on PostgreSQL.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -219,13 +220,21 @@ class AlertService:
         since: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        rule: str | None = None,
+        states: Sequence[str] | None = None,
     ) -> AlertPage:
-        """A tenant's alerts, newest first; ``since``: changed at or after that time."""
-        if state is not None and state not in ALERT_STATES:
+        """A tenant's alerts, newest first; ``since``: changed at or after that time;
+        ``states``: in any of these states (with ``state``, in both)."""
+        wanted = [*([state] if state is not None else []), *(states or [])]
+        if any(s not in ALERT_STATES for s in wanted):
             raise InputError(f"state must be one of {list(ALERT_STATES)}", code="invalid_state")
         q = select(Alert).where(Alert.tenant_id == tenant_id)
         if state is not None:
             q = q.where(Alert.state == state)
+        if states is not None:
+            q = q.where(Alert.state.in_(list(states)))
+        if rule is not None:
+            q = q.where(Alert.rule == rule)
         if stream_id is not None:
             q = q.where(Alert.stream_id == stream_id)
         if channel is not None:
