@@ -51,6 +51,18 @@ class TenantNotFound(NotFound):
     status = 404
 
 
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+    status = 404
+
+
+class WrongPassword(Forbidden):
+    """The current password given to change one's own password is not the right one."""
+
+    code = "wrong_password"
+    status = 403
+
+
 class UsernameTaken(BastionError):
     code = "username_taken"
     status = 409

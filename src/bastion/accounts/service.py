@@ -35,10 +35,12 @@ from bastion.accounts.errors import (
     InvalidCredentials,
     InvalidRole,
     InvalidUsername,
+    SessionNotFound,
     TenantNotFound,
     TooManyAttempts,
     UsernameTaken,
     UserNotFound,
+    WrongPassword,
 )
 from bastion.accounts.passwords import MAX_BYTES, Passwords, check_policy
 from bastion.accounts.ratelimit import AttemptWindow
@@ -191,6 +193,46 @@ class AccountService:
             user.failed_logins, user.locked_until = 0, None
             self._revoke_all_in(s, user)
         return user
+
+    def change_password(
+        self,
+        tenant_id: str,
+        user_id: str,
+        current: str,
+        new: str,
+        *,
+        keep_session_id: str | None = None,
+    ) -> User:
+        """A person changes their own password: ``current`` must be right (attempts
+        count against the per-username sign-in limit, so this is no faster way to guess
+        it), ``new`` must pass the policy. Every session but ``keep_session_id`` (the one
+        the change was made in) is revoked."""
+        now = self.now()
+        user = self.get(tenant_id, user_id)
+        key = f"{tenant_id}\x00{user.username_key}"
+        if not self._per_username.hit(key, now):
+            raise TooManyAttempts(
+                "too many password attempts: wait a minute", details={"retry_after_s": 60}
+            )
+        too_long = len(current.encode("utf-8", "surrogatepass")) > MAX_BYTES
+        if too_long or not self.passwords.verify(user.password_hash, current):
+            raise WrongPassword("the current password is not right")
+        check_policy(new, user.username)
+        with self.sessions.begin() as s:
+            row = _user_in(s, tenant_id, user_id)
+            row.password_hash = self.passwords.hash(new)
+            row.password_changed_at = now
+            s.execute(
+                update(UserSession)
+                .where(
+                    UserSession.user_id == row.id,
+                    UserSession.tenant_id == tenant_id,
+                    UserSession.revoked_at.is_(None),
+                    UserSession.id != (keep_session_id or ""),
+                )
+                .values(revoked_at=now)
+            )
+        return row
 
     # ---- signing in ------------------------------------------------------
     def authenticate(
@@ -348,6 +390,25 @@ class AccountService:
                 .values(revoked_at=now)
             )
         session.revoked_at = now
+
+    def revoke_session(self, tenant_id: str, user_id: str, session_id: str) -> None:
+        """Sign out one open session of a user (``session_not_found`` when it is not
+        theirs or already over)."""
+        now = self.now()
+        with self.sessions.begin() as s:
+            result = s.execute(
+                update(UserSession)
+                .where(
+                    UserSession.id == session_id,
+                    UserSession.user_id == user_id,
+                    UserSession.tenant_id == tenant_id,
+                    UserSession.revoked_at.is_(None),
+                    UserSession.expires_at > now,
+                )
+                .values(revoked_at=now)
+            )
+            if int(result.rowcount) == 0:  # type: ignore[attr-defined]
+                raise SessionNotFound("no such open session")
 
     def revoke_all(self, user: User) -> int:
         """Sign out everywhere: every open session of ``user``; how many were open."""

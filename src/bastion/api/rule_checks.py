@@ -1,5 +1,6 @@
-"""What the rules API needs from the rest of Bastion: the request body as rule text,
-and whether a rule set's rules can fire under its analysis policy.
+"""What the rules API (and the portal's rule editor) needs from the rest of Bastion: the
+request body as rule text, whether a rule set's rules can fire under its analysis
+policy, and saving or deleting a rule set once it is checked in full.
 
 The body is read up to :data:`~bastion.rules.loader.MAX_RULES_BYTES` (413
 ``rules_too_large`` beyond, without reading the rest); bytes that are not UTF-8 are a
@@ -15,7 +16,8 @@ from bastion.api.services import Services
 from bastion.errors import EmptyInput, InputError, NotFound
 from bastion.rules.checks import Capabilities, feasibility_issues
 from bastion.rules.errors import Issue, Path, RulesError
-from bastion.rules.loader import MAX_RULES_BYTES, Format
+from bastion.rules.loader import MAX_RULES_BYTES, Format, Parsed, parse_rule_set
+from bastion.rules.repo import StoredRuleSet
 from bastion.rules.spec import RuleSetSpec, RuleSpec
 
 RULES_BODY = {
@@ -113,3 +115,37 @@ def rule_set_feasibility(
     svc: Services, tenant_id: str, spec: RuleSetSpec, prefix: Path = ()
 ) -> list[Issue]:
     return feasibility(svc, tenant_id, spec.policy, spec.rules, prefix)
+
+
+def checked_rule_set(svc: Services, tenant_id: str, text: str, fmt: Format) -> Parsed[RuleSetSpec]:
+    """One rule set parsed, validated and checked against its policy; a
+    :class:`RulesError` lists every problem with its line and column. Saves nothing."""
+    parsed = parse_rule_set(text, fmt=fmt)
+    issues = rule_set_feasibility(svc, tenant_id, parsed.value)
+    if issues:
+        raise parsed.error(issues)
+    return parsed
+
+
+def save_rule_set(
+    svc: Services, tenant_id: str, text: str, fmt: Format, rule_set_id: int | None = None
+) -> StoredRuleSet:
+    """Create (``rule_set_id`` None) or replace a rule set from its text, checked in full
+    first (:func:`checked_rule_set`); conflicts point at their line too. The rule book
+    reloads the tenant's rules at once. Blocking: call from a worker thread."""
+    try:
+        parsed = checked_rule_set(svc, tenant_id, text, fmt)
+        with parsed.locating():
+            if rule_set_id is None:
+                return svc.rules.store.create(tenant_id, parsed.value)
+            return svc.rules.store.update(tenant_id, rule_set_id, parsed.value)
+    finally:
+        svc.rules.invalidate(tenant_id)
+
+
+def remove_rule_set(svc: Services, tenant_id: str, rule_set_id: int) -> StoredRuleSet:
+    """Delete one of the tenant's rule sets; the rule book forgets it at once."""
+    try:
+        return svc.rules.store.delete(tenant_id, rule_set_id)
+    finally:
+        svc.rules.invalidate(tenant_id)

@@ -21,10 +21,16 @@ from pydantic import BaseModel, Field
 from bastion.api import rules_evaluate
 from bastion.api.auth import Admin, Reader
 from bastion.api.params import RuleSetIdPath
-from bastion.api.rule_checks import RULES_BODY, rule_set_feasibility, rules_text
+from bastion.api.rule_checks import (
+    RULES_BODY,
+    remove_rule_set,
+    rule_set_feasibility,
+    rules_text,
+    save_rule_set,
+)
 from bastion.api.services import Services, services
 from bastion.rules.errors import Issue
-from bastion.rules.loader import dump_rules_yaml, parse_document, parse_rule_set
+from bastion.rules.loader import dump_rules_yaml, parse_document
 from bastion.rules.repo import ImportMode, StoredRuleSet
 from bastion.rules.spec import RuleSetSpec
 from bastion.store.types import UtcTime
@@ -149,19 +155,8 @@ async def import_rule_sets(
 )
 async def create_rule_set(request: Request, who: Admin, svc: Svc) -> RuleSetOut:
     text, fmt = await rules_text(request)
-
-    def save() -> StoredRuleSet:
-        parsed = parse_rule_set(text, fmt=fmt)
-        issues = rule_set_feasibility(svc, who.tenant_id, parsed.value)
-        if issues:
-            raise parsed.error(issues)
-        with parsed.locating():
-            return svc.rules.store.create(who.tenant_id, parsed.value)
-
-    try:
-        return RuleSetOut.of(await run_in_threadpool(save))
-    finally:
-        svc.rules.invalidate(who.tenant_id)
+    stored = await run_in_threadpool(save_rule_set, svc, who.tenant_id, text, fmt)
+    return RuleSetOut.of(stored)
 
 
 @router.get("/rules/{rule_set_id}", response_model=RuleSetOut, summary="One rule set")
@@ -180,27 +175,13 @@ async def put_rule_set(
     rule_set_id: RuleSetIdPath, request: Request, who: Admin, svc: Svc
 ) -> RuleSetOut:
     text, fmt = await rules_text(request)
-
-    def save() -> StoredRuleSet:
-        parsed = parse_rule_set(text, fmt=fmt)
-        issues = rule_set_feasibility(svc, who.tenant_id, parsed.value)
-        if issues:
-            raise parsed.error(issues)
-        with parsed.locating():
-            return svc.rules.store.update(who.tenant_id, rule_set_id, parsed.value)
-
-    try:
-        return RuleSetOut.of(await run_in_threadpool(save))
-    finally:
-        svc.rules.invalidate(who.tenant_id)
+    stored = await run_in_threadpool(save_rule_set, svc, who.tenant_id, text, fmt, rule_set_id)
+    return RuleSetOut.of(stored)
 
 
 @router.delete("/rules/{rule_set_id}", status_code=204, summary="Delete a rule set")
 async def delete_rule_set(rule_set_id: RuleSetIdPath, who: Admin, svc: Svc) -> None:
-    try:
-        await run_in_threadpool(svc.rules.store.delete, who.tenant_id, rule_set_id)
-    finally:
-        svc.rules.invalidate(who.tenant_id)
+    await run_in_threadpool(remove_rule_set, svc, who.tenant_id, rule_set_id)
 
 
 router.include_router(rules_evaluate.router)

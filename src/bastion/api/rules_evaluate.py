@@ -31,7 +31,6 @@ from bastion.rules.errors import Issue
 from bastion.rules.evaluate import RuleMatch, RuleOutcome, evaluate, explain
 from bastion.rules.loader import MAX_RULES_BYTES, parse_rule_set
 from bastion.rules.spec import Action
-from bastion.store.repo import Principal
 
 router = APIRouter(prefix="/rules", tags=["rules"])
 Svc = Annotated[Services, Depends(services)]
@@ -168,9 +167,9 @@ async def _choice(
     return choice
 
 
-def _stored_frame(svc: Services, who: Principal, alert_id: str) -> MediaInput:
+def _stored_frame(svc: Services, tenant_id: str, alert_id: str) -> MediaInput:
     """The frame an alert stored (its thumbnail), as the image to test on."""
-    alert = svc.alerts.get(who.tenant_id, alert_id)
+    alert = svc.alerts.get(tenant_id, alert_id)
     if alert.thumbnail is None:
         raise NotFound(f"alert {alert_id!r} has no stored frame", code="thumbnail_not_found")
     path = svc.live_thumbnails.path(alert.stream_pk, alert.thumbnail)
@@ -185,18 +184,75 @@ def _stored_frame(svc: Services, who: Principal, alert_id: str) -> MediaInput:
     return MediaInput(data, "image/jpeg", None, "alert")
 
 
-def _resolve(svc: Services, who: Principal, choice: _Choice) -> ResolvedRules:
+def _resolve(svc: Services, tenant_id: str, choice: _Choice) -> ResolvedRules:
     if choice.rule_set_id is not None:
-        stored = svc.rules.store.get(who.tenant_id, choice.rule_set_id)
+        stored = svc.rules.store.get(tenant_id, choice.rule_set_id)
         return compile_rule_set(stored.spec, stored.id).resolve(choice.tier)
     if choice.rules is not None:
         text, fmt = decode_rules(choice.rules)
         return compile_rule_set(parse_rule_set(text, fmt=fmt).value).resolve(choice.tier)
     channel = choice.channel or ""
-    resolved = svc.rules.resolve(who.tenant_id, channel, choice.tier)
+    resolved = svc.rules.resolve(tenant_id, channel, choice.tier)
     if resolved is None:
         raise NotFound(f"no rule set applies to channel {channel!r}", code="no_rule_set")
     return resolved
+
+
+async def run_rule_test(
+    request: Request,
+    svc: Services,
+    tenant_id: str,
+    *,
+    rule_set_id: int | None = None,
+    channel: str | None = None,
+    tier: str = "standard",
+    alert_id: str | None = None,
+) -> RuleTestOut:
+    """Evaluate the rule set the request chooses on its image, for ``tenant_id``: what
+    ``POST /v1/rules/test`` answers (the portal's rule editor calls it too)."""
+    svc.admission.check()  # a full server refuses before reading the body
+    # the body is read before a slot is taken: a slow sender holds no slot
+    async with svc.admission.memory.hold(declared_length(request)) as held:
+        choice = await _choice(request, rule_set_id, channel, tier, svc.settings.limits.max_bytes)
+        resolved = await run_in_threadpool(_resolve, svc, tenant_id, choice)
+        if alert_id is not None:
+            item = await run_in_threadpool(_stored_frame, svc, tenant_id, alert_id)
+        elif choice.item is not None:
+            item = choice.item
+        elif choice.multipart:
+            raise EmptyInput("multipart body has no file part (send it as 'file')")
+        else:
+            item = await read_single(request, svc.settings, None, held=held)
+        async with svc.admission.slot():
+            policy, lists = await run_in_threadpool(
+                svc.policies.resolve, tenant_id, resolved.policy
+            )
+            async with svc.inflight:
+                result = await svc.moderation.moderate_bytes(
+                    item.data,
+                    policy,
+                    tenant=tenant_id,
+                    extra_lists=lists,
+                    content_type=item.content_type,
+                )
+
+    def judge() -> tuple[list[RuleOutcome], list[RuleMatch], list[Issue]]:
+        compiled = svc.engine.compiled_lists(policy.lists.merged(lists))
+        outcomes = explain(resolved, result, compiled)
+        matches = evaluate(resolved, result, compiled)
+        rules = [r.spec for r in resolved.rules]
+        return outcomes, matches, feasibility(svc, tenant_id, resolved.policy, rules)
+
+    outcomes, matches, issues = await run_in_threadpool(judge)
+    return RuleTestOut(
+        rule_set=ResolvedOut.of(resolved, policy.name),
+        action=matches[0].action if matches else None,
+        matches=matches,
+        fired=[o for o in outcomes if o.fired],
+        not_fired=[o for o in outcomes if not o.fired],
+        warnings=[i.message for i in issues],
+        result=result,
+    )
 
 
 @router.post(
@@ -219,46 +275,12 @@ async def evaluate_rules_on_image(
         Query(max_length=64, description="Test on the stored frame of this alert, not an upload."),
     ] = None,
 ) -> RuleTestOut:
-    svc.admission.check()  # a full server refuses before reading the body
-    # the body is read before a slot is taken: a slow sender holds no slot
-    async with svc.admission.memory.hold(declared_length(request)) as held:
-        choice = await _choice(request, rule_set_id, channel, tier, svc.settings.limits.max_bytes)
-        resolved = await run_in_threadpool(_resolve, svc, who, choice)
-        if alert_id is not None:
-            item = await run_in_threadpool(_stored_frame, svc, who, alert_id)
-        elif choice.item is not None:
-            item = choice.item
-        elif choice.multipart:
-            raise EmptyInput("multipart body has no file part (send it as 'file')")
-        else:
-            item = await read_single(request, svc.settings, None, held=held)
-        async with svc.admission.slot():
-            policy, lists = await run_in_threadpool(
-                svc.policies.resolve, who.tenant_id, resolved.policy
-            )
-            async with svc.inflight:
-                result = await svc.moderation.moderate_bytes(
-                    item.data,
-                    policy,
-                    tenant=who.tenant_id,
-                    extra_lists=lists,
-                    content_type=item.content_type,
-                )
-
-    def judge() -> tuple[list[RuleOutcome], list[RuleMatch], list[Issue]]:
-        compiled = svc.engine.compiled_lists(policy.lists.merged(lists))
-        outcomes = explain(resolved, result, compiled)
-        matches = evaluate(resolved, result, compiled)
-        rules = [r.spec for r in resolved.rules]
-        return outcomes, matches, feasibility(svc, who.tenant_id, resolved.policy, rules)
-
-    outcomes, matches, issues = await run_in_threadpool(judge)
-    return RuleTestOut(
-        rule_set=ResolvedOut.of(resolved, policy.name),
-        action=matches[0].action if matches else None,
-        matches=matches,
-        fired=[o for o in outcomes if o.fired],
-        not_fired=[o for o in outcomes if not o.fired],
-        warnings=[i.message for i in issues],
-        result=result,
+    return await run_rule_test(
+        request,
+        svc,
+        who.tenant_id,
+        rule_set_id=rule_set_id,
+        channel=channel,
+        tier=tier,
+        alert_id=alert_id,
     )

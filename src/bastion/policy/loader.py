@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from bastion.errors import PolicyError
+from bastion.errors import InputError, PolicyError
 from bastion.parsing.yaml_doc import (
     YamlDocError,
     YamlLimits,
@@ -118,6 +118,22 @@ def _parse_policy(text: str | bytes, source: str) -> Policy:
                 {"line": line, "column": col, "path": ".".join(str(p) for p in loc), "message": msg}
             )
         raise _error(source, errors) from None
+
+
+def read_policy_text(data: str | bytes, *, name: str | None = None) -> tuple[Policy, str]:
+    """A policy a tenant sends, and its text: not empty (400 ``empty_input``), parsed
+    and validated (:func:`parse_policy`), and named ``name`` when one is given
+    (400 ``policy_name_mismatch``)."""
+    if not data.strip():
+        raise InputError("empty body: send a YAML policy", code="empty_input")
+    policy = parse_policy(data)
+    if name is not None and policy.name != name:
+        raise InputError(
+            f"policy name in the body ({policy.name!r}) differs from the URL ({name!r})",
+            code="policy_name_mismatch",
+        )
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    return policy, text
 
 
 def default_policy_text() -> str:

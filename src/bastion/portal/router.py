@@ -7,14 +7,26 @@ from fastapi.staticfiles import StaticFiles
 
 from bastion.portal import push
 from bastion.portal.headers import PortalHeaders
-from bastion.portal.pages import signin
+from bastion.portal.pages import (
+    account,
+    alerts,
+    lists,
+    live,
+    policies,
+    review,
+    rules,
+    signin,
+    stats,
+    users,
+)
 from bastion.portal.templating import STATIC
 
 
 def install(app: FastAPI) -> None:
     """Serve the portal from ``app``: pages, push channel, static files, headers."""
     router = APIRouter(include_in_schema=False)
-    for module in (signin, push):
+    pages = (signin, push, live, alerts, review, rules, policies, lists, users, account, stats)
+    for module in pages:
         router.include_router(module.router)
     app.include_router(router)
     app.mount("/portal/static", StaticFiles(directory=STATIC), name="portal-static")

@@ -267,3 +267,8 @@ def dump_rules_yaml(specs: Sequence[RuleSetSpec]) -> str:
     """A YAML document of rule sets that :func:`load_rules_yaml` reads back."""
     doc = {"rule_sets": [spec_data(s) for s in specs]}
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+
+
+def dump_rule_set_yaml(spec: RuleSetSpec) -> str:
+    """One rule set as YAML that :func:`parse_rule_set` reads back (defaults left out)."""
+    return yaml.safe_dump(spec_data(spec), sort_keys=False, allow_unicode=True)
