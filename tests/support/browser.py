@@ -117,10 +117,11 @@ def portal_settings(settings: Settings) -> Settings:
 
 
 async def screenshot(page: Page, name: str) -> Path:
-    """A full-page screenshot into docs/screenshots (the README shows them)."""
+    """A screenshot of what the page shows, as a JPEG in docs/screenshots (the README
+    shows them; every run of the browser tests takes them anew)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=False)
+    path = SCREENSHOTS / f"{name}.jpg"
+    await page.screenshot(path=str(path), type="jpeg", quality=80, full_page=False)
     return path
 
 
