@@ -221,6 +221,86 @@ async def test_a_review_rule_raises_an_alert_and_queues_it_once(platform: Platfo
 
 
 @pytest.mark.models
+async def test_deciding_an_alerts_item_moves_the_alert_and_may_stop_its_stream(
+    engine: Engine, tmp_path: Path, database_url: str | None
+) -> None:
+    with Receiver() as receiver:
+        settings = make_settings(
+            tmp_path,
+            database_url=database_url,
+            allow_private_urls=True,
+            delivery=DeliveryConfig(initial_delay_s=0.05, max_delay_s=0.2, poll_interval_s=0.05),
+            review={"queues": ROUTES},
+            live={"stop_hook_url": receiver.base + "/stop"},
+        )
+        async with running(settings, engine) as api:
+            admin = await _tenant(api)
+            p = Platform(
+                api,
+                receiver,
+                admin,
+                await _key(api, admin, "moderate", "read"),
+                await _key(api, admin, "read"),
+            )
+            c = p.client
+            alert, item = await _reviewed_stream(p)
+
+            async def decide(item_id: str, **body: Any) -> Any:
+                return await c.post(f"/v1/reviews/{item_id}/decide", json=body, headers=p.admin)
+
+            async def alert_state(alert_id: str) -> str:
+                r = await c.get(f"/v1/alerts/{alert_id}", headers=p.reader)
+                state: str = r.json()["state"]
+                return state
+
+            # stop_stream goes with reject only
+            r = await decide(item["id"], action="approve", stop_stream=True)
+            assert (r.status_code, r.json()["error"]["code"]) == (
+                422,
+                "stop_stream_not_applicable",
+            )
+            # approve: not a violation, the alert is dismissed and the stream runs on
+            r = await decide(item["id"], action="approve")
+            assert r.status_code == 200, r.text
+            assert await alert_state(alert["id"]) == "dismissed"
+            stream = (await c.get("/v1/streams/push-r", headers=p.reader)).json()
+            assert stream["status"] == "live"
+
+            # the rule fires again: a new alert, a new item; reject and stop the stream
+            await _push(p, qr_on_photo(BLOCKED_URL), 4000)
+            items = (await c.get("/v1/reviews", headers=p.reader)).json()["items"]
+            [second] = [i for i in items if i["status"] == "open"]
+            assert second["source_id"] != alert["id"]
+            r = await decide(second["id"], action="reject", stop_stream=True, note="spam")
+            assert r.status_code == 200, r.text
+            assert await alert_state(second["source_id"]) == "stream_stopped"
+            stream = (await c.get("/v1/streams/push-r", headers=p.reader)).json()
+            assert stream["status"] == "stopped", stream
+            call = await receiver.wait("/stop")
+            secret = (await c.get("/v1/webhooks/secret", headers=p.admin)).json()["secret"]
+            event = call.verify(secret)
+            assert event["type"] == "stream.stop"
+            assert event["data"]["stopped_by"].startswith("key:")
+
+            # a sync call's item has no stream to stop
+            data = qr_on_photo(BLOCKED_URL + "?sync=1")
+            r = await c.post(
+                "/v1/moderate",
+                params={"policy": "codes-review", "review": "true"},
+                content=data,
+                headers={**p.moderator, "Content-Type": "image/png"},
+            )
+            upload_item = r.headers["bastion-review-id"]
+            r = await decide(upload_item, action="reject", stop_stream=True)
+            assert (r.status_code, r.json()["error"]["code"]) == (
+                422,
+                "stop_stream_not_applicable",
+            )
+            r = await decide(upload_item, action="reject")
+            assert r.status_code == 200, r.text
+
+
+@pytest.mark.models
 async def test_an_open_item_keeps_its_frame_through_the_thumbnail_purge(
     platform: Platform,
 ) -> None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from bastion.api.auth import Moderator, Reader
 from bastion.api.params import json_body_doc, json_model
@@ -230,6 +230,12 @@ class DecideIn(BaseModel):
         max_length=MAX_NOTE_BODY,
         description="Why (at most `review.max_note_chars` characters).",
     )
+    stop_stream: StrictBool = Field(
+        False,
+        description="With `reject`, on the item of a live alert: also stop the alert's "
+        "stream (its stop hook is called). An alert's item decided without it: approve "
+        "dismisses the alert, reject acknowledges it.",
+    )
 
 
 def _reviewer(who: Principal) -> Reviewer:
@@ -296,6 +302,7 @@ async def decide_review(review_id: ReviewId, request: Request, who: Moderator, s
             add_labels=body.add_labels,
             remove_labels=body.remove_labels,
             note=body.note,
+            stop_stream=body.stop_stream,
         )
     )
     return Decided(item=ReviewOut.of(item, request), decision=DecisionOut.of(decision))

@@ -23,7 +23,10 @@ an admin may decide any undecided item. A decision is stored as a
 :class:`~bastion.review.tables.ReviewDecision` (the audit log), moves the item on and
 queues its webhook (:mod:`bastion.review.events`) in the same transaction. Approve
 decides ``allow``, reject ``block``; escalate sends the item, open again, to the
-escalation queue with its priority raised by ``review.escalation_boost``.
+escalation queue with its priority raised by ``review.escalation_boost``. What a
+decision does beyond the queue is a :class:`DecisionOutcome` wired in when the process
+is built (an alert's item: the alert is dismissed or acknowledged, or its stream
+stopped), applied in the same transaction.
 
 A correction (:meth:`ReviewService.correct`, ``POST /v1/corrections``) has the effect of
 a moderator's decision on any job with a result, review item or stored result of the
@@ -48,7 +51,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import CursorResult, Text, and_, case, cast, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
@@ -111,6 +114,15 @@ def _utcnow() -> datetime:
 
 def _rowcount(result: Any) -> int:
     return int(result.rowcount) if isinstance(result, CursorResult) else 0
+
+
+class DecisionOutcome(Protocol):
+    """What else a decision changes, in the deciding transaction (an alert's item: the
+    alert and its stream, :mod:`bastion.live.alerts.review_outcome`)."""
+
+    def apply_in(
+        self, s: Session, item: ReviewItem, decision: ReviewDecision, *, stop_stream: bool
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +283,7 @@ class ReviewService:
         self.sessions = sessions
         self.config = config
         self.now = now
+        self._outcomes: list[DecisionOutcome] = []
 
     # ---- queueing ----------------------------------------------------------------
     def enqueue(
@@ -639,12 +652,20 @@ class ReviewService:
         add_labels: Sequence[str] = (),
         remove_labels: Sequence[str] = (),
         note: str = "",
+        stop_stream: bool = False,
     ) -> tuple[ReviewItem, ReviewDecision]:
         """Approve (``allow``), reject (``block``) or escalate an item; the lease holder
-        while the lease holds, or an admin. Label corrections are taxonomy names."""
+        while the lease holds, or an admin. Label corrections are taxonomy names.
+        ``stop_stream`` (reject only, an alert's item) also stops the alert's stream."""
         if action not in ACTIONS:
             raise InputError(
                 f"action must be one of {list(ACTIONS)}", code="invalid_action", status=422
+            )
+        if stop_stream and action != "reject":
+            raise InputError(
+                "stop_stream goes with the reject action only",
+                code="stop_stream_not_applicable",
+                status=422,
             )
         add, remove = _check_labels(add_labels, remove_labels)
         if len(note) > self.config.max_note_chars:
@@ -657,6 +678,12 @@ class ReviewService:
             item = _find(s, tenant_id, item_id, lock=True)
             if item.status == DECIDED:
                 raise ReviewAlreadyDecided(f"review item {item_id} is decided")
+            if stop_stream and item.source != "alert":
+                raise InputError(
+                    "stop_stream applies to the items of live alerts only",
+                    code="stop_stream_not_applicable",
+                    status=422,
+                )
             before = list(item.labels or [])
             after = [n for n in before if n not in remove] + [n for n in add if n not in before]
             values: dict[str, Any] = {"labels": after, "updated_at": now, "lease_expires_at": None}
@@ -699,6 +726,7 @@ class ReviewService:
                 escalated_to=escalated_to,
             )
             s.refresh(item)
+            self._apply_outcomes(s, item, decision, stop_stream=stop_stream)
             events.send(s, self.config.webhook_url, item, decision)
             return item, decision
 
@@ -788,6 +816,7 @@ class ReviewService:
                     if item.decided_at is None:
                         item.decided_at = now
                     s.flush()
+                    self._apply_outcomes(s, item, row, stop_stream=False)
                     events.send(s, self.config.webhook_url, item, row)
                     return Correction(item, row, created)
             except IntegrityError:  # the item was created by a concurrent correction
@@ -1005,7 +1034,35 @@ class ReviewService:
         s.flush()
         return row
 
+    def release_media(self, s: Session, tenant_id: str, item_id: str) -> int:
+        """The item's media is no longer kept as a training sample (its sample was
+        deleted): clear ``media_kept`` on the tenant's decisions of the item, in the
+        caller's transaction, so retention treats the media as any other. Returns how
+        many decisions changed. A later decision that keeps it makes a sample again."""
+        changed = s.execute(
+            update(ReviewDecision)
+            .where(
+                ReviewDecision.tenant_id == tenant_id,
+                ReviewDecision.item_id == item_id,
+                ReviewDecision.media_kept.is_(True),
+            )
+            .values(media_kept=False)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(changed)
+
     # ---- helpers -----------------------------------------------------------------
+    def add_outcome(self, outcome: DecisionOutcome) -> None:
+        """Have ``outcome`` apply every decision from now on (wired once, when the
+        process is built: the alerts service exists only after this one)."""
+        self._outcomes.append(outcome)
+
+    def _apply_outcomes(
+        self, s: Session, item: ReviewItem, decision: ReviewDecision, *, stop_stream: bool
+    ) -> None:
+        for outcome in self._outcomes:
+            outcome.apply_in(s, item, decision, stop_stream=stop_stream)
+
     def _may_act(self, who: Reviewer, now: datetime) -> ColumnElement[bool]:
         """The item may be changed by ``who``: an admin always, anyone else while
         holding its lease."""

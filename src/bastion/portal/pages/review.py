@@ -229,6 +229,7 @@ async def decide(request: Request, item_id: ItemId, who: ModeratorPerson, svc: S
             add_labels=body.add_labels,
             remove_labels=body.remove_labels,
             note=body.note,
+            stop_stream=body.stop_stream,
         )
     )
     return JSONResponse(

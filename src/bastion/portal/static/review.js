@@ -165,6 +165,15 @@
   // When the key that led to an action was pressed (performance.now() time base).
   let lastKeyAt = -1;
   document.addEventListener("keydown", () => { lastKeyAt = performance.now(); }, true);
+  // "reject-stop" is reject with the alert's stream stopped (items of live alerts only).
+  function decision(action) {
+    return action === "reject-stop" ? { action: "reject", stop_stream: true } : { action };
+  }
+  function showStop(root, card) {
+    const stop = root.querySelector('[data-action="reject-stop"]');
+    if (stop) stop.hidden = card.dataset.source !== "alert";
+  }
+
   function startedAt() {
     const now = performance.now();
     return now - lastKeyAt < 100 ? lastKeyAt : now;
@@ -250,6 +259,7 @@
       root.dataset.shown = card.dataset.itemId;
       localTimes(card);
       setEnabled(true);
+      showStop(root, card);
       stopPolling();
       prefetch();
     }
@@ -312,7 +322,7 @@
           if (!r.ok) await failed(r);
         } else {
           const sent = performance.now();
-          const r = await post(card.dataset.decideUrl, { action, ...corrections(card) });
+          const r = await post(card.dataset.decideUrl, { ...decision(action), ...corrections(card) });
           calls.push(performance.now() - sent);
           const spent = /dur=([0-9.]+)/.exec(r.headers.get("Server-Timing") || "");
           if (spent) server.push(Number(spent[1]));
@@ -387,13 +397,14 @@
   // ---- one item's page (an admin, or the holder, decides here) -----------------------
   function itemPage(root) {
     const card = root.querySelector(".review-card");
+    if (card) showStop(root, card);
     const buttons = Array.from(root.querySelectorAll("#review-actions [data-action]"));
     let busy = false;
     buttons.forEach((button) => button.addEventListener("click", async () => {
       if (busy || !card) return;
       busy = true;
       try {
-        const r = await post(card.dataset.decideUrl, { action: button.dataset.action, ...corrections(card) });
+        const r = await post(card.dataset.decideUrl, { ...decision(button.dataset.action), ...corrections(card) });
         if (r.ok) window.location.reload();
         else await failed(r);
       } finally {
