@@ -13,9 +13,8 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Literal
-
-from sqlalchemy import select
 
 from bastion.errors import InputError
 from bastion.live.config import LiveConfig
@@ -24,7 +23,8 @@ from bastion.live.processor import FrameOutcome, FrameProcessor, StreamRef
 from bastion.live.reading.similarity import Fingerprinter, HashKind
 from bastion.live.session import sampling_for
 from bastion.live.streams import StreamService, stream_not_running
-from bastion.live.tables import Alert, Stream
+from bastion.live.tables import Stream
+from bastion.live.thumbnails import LATEST_SUFFIX
 from bastion.media.hashing import hamming
 from bastion.pipeline.moderation import Moderation
 
@@ -139,7 +139,9 @@ class PushedFrames:
         thumbs = self.processor.thumbnails
         latest = outcome.thumbnail
         if latest is None and thumbs is not None:
-            latest = await asyncio.to_thread(thumbs.save, stream.id, decoded.frames[0].rgb)
+            latest = await asyncio.to_thread(
+                partial(thumbs.save, latest_only=True), stream.id, decoded.frames[0].rgb
+            )
         previous = await asyncio.to_thread(
             self._after_analysis, stream.id, len(outcome.alert_ids), latest
         )
@@ -151,8 +153,9 @@ class PushedFrames:
 
     def _after_analysis(self, pk: str, alerts: int, thumbnail: str | None) -> str | None:
         """Count the frame's alerts and make ``thumbnail`` the stream's latest analysed
-        frame (as a session does for streams Bastion reads); the latest frame before it,
-        when no alert shows it and no other frame took its place, to delete."""
+        frame (as a session does for streams Bastion reads); the latest frame before it
+        to delete when it was kept only as the latest (an alert's frame stays: alerts and
+        review items show it)."""
         with self.streams.sessions.begin() as s:
             row = s.get(Stream, pk, with_for_update=True)
             if row is None:
@@ -165,9 +168,6 @@ class PushedFrames:
                 return None
             previous, row.last_thumbnail = row.last_thumbnail, thumbnail
             row.updated_at = datetime.now(UTC)
-            if previous is None:
+            if previous is None or not previous.endswith(LATEST_SUFFIX):
                 return None
-            shown = s.scalar(
-                select(Alert.id).where(Alert.stream_pk == pk, Alert.thumbnail == previous).limit(1)
-            )
-            return None if shown is not None else previous
+            return previous

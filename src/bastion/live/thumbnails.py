@@ -38,7 +38,10 @@ MAX_SIDE = 480
 JPEG_QUALITY = 80
 DEFAULT_RETENTION_S = 7 * 24 * 3600.0
 _STREAM_PK = re.compile(r"str_[0-9a-f]{32}")
-_NAME = re.compile(r"[0-9a-f]{32}\.jpg")
+_NAME = re.compile(r"[0-9a-f]{32}(?:\.latest)?\.jpg")
+LATEST_SUFFIX = ".latest.jpg"
+"""Names of frames kept only as a stream's latest frame (never an alert's): the one
+before may be deleted as soon as a newer one takes its place."""
 _TMP_PREFIX = ".tmp-"
 
 Kept = Callable[[], Collection[tuple[str, str]]]
@@ -85,11 +88,13 @@ class LiveThumbnails:
             raise ValueError(f"not a stream key: {stream_pk!r}")
         return self.root / stream_pk
 
-    def save(self, stream_pk: str, rgb: np.ndarray) -> str:
-        """Store a thumbnail of ``rgb``; returns its name."""
+    def save(self, stream_pk: str, rgb: np.ndarray, *, latest_only: bool = False) -> str:
+        """Store a thumbnail of ``rgb``; returns its name. ``latest_only``: a frame kept
+        only as the stream's latest (named apart, see :data:`LATEST_SUFFIX`)."""
         folder = self.folder(stream_pk)
         data = encode_thumbnail(rgb, self.max_side)
-        name = hashlib.sha256(data).hexdigest()[:32] + ".jpg"
+        suffix = LATEST_SUFFIX if latest_only else ".jpg"
+        name = hashlib.sha256(data).hexdigest()[:32] + suffix
         target = folder / name
         if target.is_file():
             with contextlib.suppress(OSError):
