@@ -572,6 +572,12 @@ async def test_a_keyboard_decision_with_corrections_is_sent_signed(shown: Shown)
     assert event["by"] == {"kind": "user", "id": who.user_id}
     assert event["policy"]["name"] == "codes-review" and event["policy"]["version"]
 
+    # k (previous) opens the item just decided, with its audit log
+    async with page.expect_navigation():
+        await page.keyboard.press("k")
+    assert page.url.endswith(f"/portal/review/items/{item_id}")
+    assert "spam shop <b>" in await page.locator("main").inner_text()
+
 
 @pytest.mark.browser
 @pytest.mark.server

@@ -198,7 +198,7 @@
     const counts = document.getElementById("review-counts");
     const unskip = document.getElementById("review-unskip");
     const actions = Array.from(document.querySelectorAll("#review-actions [data-action]"));
-    const state = { card: null, next: null, pending: null, busy: false, leaving: false, skipped: [], poll: null };
+    const state = { card: null, next: null, pending: null, busy: false, leaving: false, skipped: [], poll: null, history: [] };
     const timings = [];
     const calls = [];
     const server = [];
@@ -283,6 +283,20 @@
       return claim(); // the prefetch found nothing: perhaps something came in since
     }
 
+    // "Previous" (k) opens the item decided last on its own page, with its audit log
+    // (leaving this page hands back what it holds).
+    const previous = document.getElementById("review-previous");
+    function remember(card) {
+      state.history.push(card.dataset.decideUrl.replace(/\/decide$/, ""));
+      if (previous) previous.disabled = false;
+    }
+    if (previous) {
+      previous.addEventListener("click", () => {
+        const last = state.history[state.history.length - 1];
+        if (last) window.location.href = last;
+      });
+    }
+
     async function advance(t0) {
       const card = await nextCard();
       if (card) show(card);
@@ -334,6 +348,7 @@
           }
           // an item escalated from the escalation queue comes back to it: not to this page
           if (action === "escalate") state.skipped.push(card.dataset.itemId);
+          if (r.ok) remember(card);
         }
         await advance(t0);
       } finally {
