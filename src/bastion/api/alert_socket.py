@@ -54,7 +54,7 @@ async def _send(websocket: WebSocket, sub: Subscription, keepalive_s: float) -> 
             await websocket.send_text(message)
 
 
-async def _drain(websocket: WebSocket) -> None:
+async def drain(websocket: WebSocket) -> None:
     """Read (and ignore) what the client sends, until it goes away."""
     while True:
         message = await websocket.receive()
@@ -88,7 +88,7 @@ async def serve_alert_feed(websocket: WebSocket) -> None:
         await websocket.send_text(json.dumps(hello))
         tasks = [
             asyncio.create_task(_send(websocket, sub, feed.config.keepalive_s)),
-            asyncio.create_task(_drain(websocket)),
+            asyncio.create_task(drain(websocket)),
             asyncio.create_task(sub.closed.wait()),  # dropped, even while a send hangs
         ]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

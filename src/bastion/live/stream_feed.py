@@ -19,7 +19,6 @@ bounded queues, and one that falls behind is closed without holding the others u
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -30,7 +29,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bastion.live.alerts.feed import CLOSE_RESTART, FeedConfig, FeedStats, Subscription
+from bastion.live.alerts.feed import DatabaseFeed, FeedConfig
 from bastion.live.stream_view import StreamViews, stream_json
 from bastion.live.tables import Alert, Stream
 
@@ -52,44 +51,19 @@ def _digest(value: dict[str, Any]) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-class StreamFeed:
+class StreamFeed(DatabaseFeed):
+    what = "stream changes"
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
         config: FeedConfig | None = None,
         views: StreamViews | None = None,
     ) -> None:
-        self.sessions = sessions
-        self.config = config or FeedConfig()
+        super().__init__(sessions, config)
         self.views = views or StreamViews(sessions)
         """How streams are read as tiles (the live view reads them the same way)."""
-        self.stats = FeedStats()
-        self._subs: dict[str, set[Subscription]] = {}
-        self._watermark: datetime | None = None
         self._sent: dict[str, tuple[str, datetime]] = {}
-
-    # subscribers ----------------------------------------------------------------
-    def subscribe(self, tenant_id: str) -> Subscription:
-        sub = Subscription(tenant_id, self.config.queue_size)
-        self._subs.setdefault(tenant_id, set()).add(sub)
-        return sub
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        subs = self._subs.get(sub.tenant_id)
-        if subs is not None:
-            subs.discard(sub)
-            if not subs:
-                del self._subs[sub.tenant_id]
-
-    def subscribers(self, tenant_id: str | None = None) -> int:
-        if tenant_id is not None:
-            return len(self._subs.get(tenant_id, ()))
-        return sum(len(s) for s in self._subs.values())
-
-    def close_all(self, code: int, reason: str) -> None:
-        for subs in self._subs.values():
-            for sub in subs:
-                sub.close(code, reason)
 
     # polling --------------------------------------------------------------------
     def _read(self, tenants: list[str], cutoff: datetime) -> list[_Change]:
@@ -154,28 +128,3 @@ class StreamFeed:
             del self._sent[pk]
         self.stats.sent += fanned
         return fanned
-
-    def _fan_out(self, tenant_id: str, message: str) -> None:
-        subs = self._subs.get(tenant_id)
-        if not subs:
-            return
-        for sub in list(subs):
-            if not sub.offer(message):
-                self.stats.dropped += 1
-                subs.discard(sub)
-        if not subs:
-            self._subs.pop(tenant_id, None)
-
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        """Poll until ``stop`` is set, then close every subscription."""
-        try:
-            while not stop.is_set():
-                try:
-                    await self.poll_once()
-                except Exception:
-                    self.stats.errors += 1
-                    log.exception("reading stream changes failed; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.config.poll_s)
-        finally:
-            self.close_all(CLOSE_RESTART, "server shutting down")

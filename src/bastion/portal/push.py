@@ -23,6 +23,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
+from bastion.api.alert_socket import drain
 from bastion.api.services import Services
 from bastion.live.alerts.feed import Subscription
 from bastion.portal.people import COOKIE
@@ -63,13 +64,6 @@ async def _forward(websocket: WebSocket, subs: list[Subscription], keepalive_s: 
             await websocket.send_text(message)
 
 
-async def _drain(websocket: WebSocket) -> None:
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-
-
 @router.websocket("/portal/ws")
 async def portal_socket(websocket: WebSocket) -> None:
     svc: Services = websocket.app.state.services
@@ -91,7 +85,7 @@ async def portal_socket(websocket: WebSocket) -> None:
         keepalive = svc.feed.config.keepalive_s
         tasks = [
             asyncio.create_task(_forward(websocket, subs, keepalive)),
-            asyncio.create_task(_drain(websocket)),
+            asyncio.create_task(drain(websocket)),
             *(asyncio.create_task(sub.closed.wait()) for sub in subs),
         ]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

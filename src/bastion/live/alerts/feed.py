@@ -125,14 +125,20 @@ class FeedStats:
     errors: int = 0
 
 
-class AlertFeed:
+class DatabaseFeed:
+    """What every feed that watches the database shares: subscriptions per tenant,
+    fan-out to them (a subscriber too far behind is dropped), and the loop that calls
+    :meth:`poll_once` every ``poll_s`` until stopped. Subclasses read their changes."""
+
+    what = "changes"
+    """What the feed reads, for its log lines."""
+
     def __init__(self, sessions: sessionmaker[Session], config: FeedConfig | None = None) -> None:
         self.sessions = sessions
         self.config = config or FeedConfig()
         self.stats = FeedStats()
         self._subs: dict[str, set[Subscription]] = {}
         self._watermark: datetime | None = None
-        self._sent: dict[str, tuple[int, datetime]] = {}
 
     # subscribers ----------------------------------------------------------------
     def subscribe(self, tenant_id: str) -> Subscription:
@@ -156,6 +162,44 @@ class AlertFeed:
         for subs in self._subs.values():
             for sub in subs:
                 sub.close(code, reason)
+
+    def _fan_out(self, tenant_id: str, message: str) -> None:
+        subs = self._subs.get(tenant_id)
+        if not subs:
+            return
+        for sub in list(subs):
+            if not sub.offer(message):
+                self.stats.dropped += 1
+                subs.discard(sub)
+        if not subs:
+            self._subs.pop(tenant_id, None)
+
+    # polling --------------------------------------------------------------------
+    async def poll_once(self) -> int:
+        """Read changes once and fan them out; how many went out."""
+        raise NotImplementedError
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set, then close every subscription."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self.poll_once()
+                except Exception:
+                    self.stats.errors += 1
+                    log.exception("reading %s failed; retrying", self.what)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.config.poll_s)
+        finally:
+            self.close_all(CLOSE_RESTART, "server shutting down")
+
+
+class AlertFeed(DatabaseFeed):
+    what = "alert changes"
+
+    def __init__(self, sessions: sessionmaker[Session], config: FeedConfig | None = None) -> None:
+        super().__init__(sessions, config)
+        self._sent: dict[str, tuple[int, datetime]] = {}
 
     # polling --------------------------------------------------------------------
     def _read(self, tenants: list[str], cutoff: datetime) -> list[_Change]:
@@ -214,28 +258,3 @@ class AlertFeed:
             del self._sent[alert_id]
         self.stats.sent += fanned
         return fanned
-
-    def _fan_out(self, tenant_id: str, message: str) -> None:
-        subs = self._subs.get(tenant_id)
-        if not subs:
-            return
-        for sub in list(subs):
-            if not sub.offer(message):
-                self.stats.dropped += 1
-                subs.discard(sub)
-        if not subs:
-            self._subs.pop(tenant_id, None)
-
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        """Poll until ``stop`` is set, then close every subscription."""
-        try:
-            while not stop.is_set():
-                try:
-                    await self.poll_once()
-                except Exception:
-                    self.stats.errors += 1
-                    log.exception("reading alert changes failed; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.config.poll_s)
-        finally:
-            self.close_all(CLOSE_RESTART, "server shutting down")
