@@ -22,6 +22,7 @@ def _diffs(url: str) -> list[object]:
     import bastion.live.tables
     import bastion.review.tables
     import bastion.rules.tables
+    import bastion.samples.tables
     import bastion.stats.tables  # noqa: F401
 
     engine = make_engine(url)

@@ -5,7 +5,8 @@ A stored file is deleted when it has not been wanted (uploaded again) for
 was created within that time, no review item that has not been decided yet refers
 to it (a reviewer must be able to open it), and no decision kept it as a training
 sample (``media_kept``: its tenant consented to keep such media when the item was
-decided; without consent a decided item's media goes as any other); the jobs that
+decided; without consent a decided item's media goes as any other), and no labelled
+sample of any tenant refers to it (:mod:`bastion.samples`); the jobs that
 used it are marked (``media_purged_at``), and retrying one of them fails with
 ``media_expired``. A job's thumbnail folder goes when it is that old and the job is not
 active. Files left in ``.incoming/`` by uploads that died are deleted after an hour.
@@ -29,6 +30,7 @@ from bastion.jobs.config import JobsConfig
 from bastion.jobs.service import JobService
 from bastion.jobs.tables import FINAL_STATES, Job
 from bastion.review.tables import DECIDED, ReviewDecision, ReviewItem
+from bastion.samples.tables import Sample
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,8 @@ class MediaRetention:
                 .where(ReviewItem.media_sha256 == sha256, ReviewDecision.media_kept.is_(True))
                 .limit(1)
             )
-        if in_review is not None or kept is not None:
+            sample = s.scalar(select(Sample.id).where(Sample.media_sha256 == sha256).limit(1))
+        if in_review is not None or kept is not None or sample is not None:
             return True
         return any(status in ACTIVE_STATES or created >= cutoff for status, created in rows)
 

@@ -138,7 +138,8 @@ class ReviewDecision(Base):
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     media_kept: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """The item's media is kept as a training sample: the tenant consented
-    (``training_consent``) when this decision was taken, and the item has media."""
+    (``training_consent``) when this decision was taken, and the item has media.
+    Cleared when the tenant deletes the item's sample (:mod:`bastion.samples`)."""
     overrode_claim: Mapped[str | None] = mapped_column(String(80), nullable=True)
     """A correction of an item someone held under a lease: who (``user:<id>`` or
     ``key:<id>``); the correction decided it in their place."""

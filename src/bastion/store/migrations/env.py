@@ -13,6 +13,7 @@ import bastion.jobs.tables
 import bastion.live.tables
 import bastion.review.tables
 import bastion.rules.tables
+import bastion.samples.tables
 import bastion.stats.tables  # noqa: F401
 from bastion.store.tables import Base
 
