@@ -353,7 +353,12 @@ async def test_listing_says_what_each_analyzer_consumes() -> None:
 
 
 def test_built_in_analyzers_consume_image_frames_and_say_what_their_model_gets() -> None:
+    """All but the tenant heads (over ``labels``' embeddings) read image frames."""
     for kind, cls in BUILT_IN.items():
+        if kind == "tenant_head":
+            assert cls.consumes is ContentKind.EMBEDDING
+            assert cls.input and cls.input != EmbeddingAnalyzer.input
+            continue
         assert cls.consumes is ContentKind.IMAGE_FRAME, kind
         assert cls.input and cls.input != FrameAnalyzer.input, kind
 

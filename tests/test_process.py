@@ -35,6 +35,7 @@ async def test_each_kind_of_process_runs_its_loops(engine: Engine, tmp_path: Pat
         "worker",
         "retention",
         "live-thumbnails",  # a worker process purges old live thumbnails too
+        "samples-collect",  # and makes samples of decisions that kept their media
         "dispatcher",
         "stream-sessions",
     }

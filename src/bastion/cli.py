@@ -18,6 +18,7 @@ from rich.table import Table
 
 from bastion.config import Settings, load_settings
 from bastion.errors import BastionError
+from bastion.samples.commands import samples_app
 
 if TYPE_CHECKING:
     from bastion.accounts.service import AccountService
@@ -37,6 +38,7 @@ policy_app = typer.Typer(help="Work with policy files.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(policy_app, name="policy")
+app.add_typer(samples_app, name="samples")
 
 err = Console(stderr=True)
 

@@ -29,8 +29,10 @@ from bastion.media.fetch import FetchPolicy
 from bastion.media.types import MediaLimits
 from bastion.media.video_config import VideoConfig
 from bastion.parsing.yaml_doc import YamlDocError, YamlLimits, load_yaml
+from bastion.registry.config import RegistryConfig
 from bastion.review.config import ReviewConfig
 from bastion.runtime.config import RuntimeConfig
+from bastion.samples.config import SamplesConfig
 
 DEFAULT_ANALYZERS = ("nsfw", "labels", "ocr", "codes", "faces", "hashes")
 
@@ -252,6 +254,16 @@ class Settings(BaseSettings):
         default_factory=ReviewConfig,
         description="The review queue: queues and routing, reviewers' lease, the "
         "`review.decided` webhook, the longest note.",
+    )
+    samples: SamplesConfig = Field(
+        default_factory=SamplesConfig,
+        description="Labelled samples: the embedding they keep, how often workers turn "
+        "kept decisions into samples, the bounds of an imported folder.",
+    )
+    registry: RegistryConfig = Field(
+        default_factory=RegistryConfig,
+        description="The model registry (MLflow) of tenants' heads: where it is, how models "
+        "are named, how often processes follow the `champion`/`challenger` aliases.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
     preload: bool = Field(

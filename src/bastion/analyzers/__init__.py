@@ -21,6 +21,7 @@ from bastion.analyzers import (  # noqa: F401 - imported to register each analyz
     ocr,
     onnx_classifier,
     onnx_detector,
+    tenant_head,
 )
 from bastion.analyzers.base import (
     Analyzer,

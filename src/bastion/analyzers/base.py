@@ -156,6 +156,12 @@ class Analyzer(ABC, Generic[C, P]):
     def version(self) -> str:
         """Model version: a short hash of the weights or the package version."""
 
+    def version_for(self, tenant: str | None) -> str:
+        """The version of what this analyzer runs for ``tenant``'s items, which keys
+        cached and stored results: :attr:`version`, unless the analyzer serves each tenant
+        models of its own (``tenant_head``)."""
+        return self.version
+
     @abstractmethod
     def categories(self) -> list[str]:
         """Taxonomy labels this analyzer can emit."""

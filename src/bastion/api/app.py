@@ -24,6 +24,7 @@ from bastion.api import (
     moderate,
     openapi,
     reviews,
+    samples,
     streams,
     system,
 )
@@ -90,6 +91,7 @@ def create_app(
     app.include_router(streams.router)
     app.include_router(reviews.router)
     app.include_router(corrections.router)
+    app.include_router(samples.router)
     app.include_router(stats_api.router)
     portal_router.install(app)
 

@@ -25,9 +25,11 @@ from bastion.pipeline.engine import Engine
 from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
 from bastion.process.components import Components
+from bastion.registry.serving import Heads
 from bastion.review.service import ReviewService
 from bastion.rules.book import RuleBook
 from bastion.runtime.metrics import Metrics
+from bastion.samples.service import SampleService
 from bastion.stats.service import StatsService
 from bastion.store.repo import Principal, Repo
 
@@ -58,6 +60,9 @@ class Services:
     review: ReviewService
     accounts: AccountService
     stats: StatsService
+    samples: SampleService
+    heads: Heads
+    """The model registry and the watcher of tenants' heads."""
     started_at: float = field(default_factory=time.time)
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 
@@ -88,6 +93,8 @@ class Services:
             review=parts.review,
             accounts=parts.accounts,
             stats=parts.stats,
+            samples=parts.samples,
+            heads=parts.heads,
         )
 
     def authenticate(self, presented: str) -> Principal | None:

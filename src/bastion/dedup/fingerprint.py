@@ -7,8 +7,10 @@ analysed: when any of them changes, stored results stop being used and are purge
 The layout counts because a stored result is read back with defaults for the fields
 it lacks: one stored without ``url_origins`` would read back with none, and rules on
 URLs written in the picture would miss them.
-The *scope* adds the effective policy (its content version) and its compiled word
-and domain lists: a stored result is reused only within the same scope.
+The *scope* adds the effective policy (its content version), its compiled word
+and domain lists and the versions of the tenant's own models the policy runs (tenant
+heads, which a tenant's registry aliases swap while the process runs): a stored result
+is reused only within the same scope.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def model_fingerprint(analyzers: Mapping[str, Analyzer[Any, Any]], max_frames: i
     )
 
 
-def scope(policy: Policy, lists: CompiledLists, model_fp: str) -> str:
-    """Fingerprint of everything a result depends on besides the bytes."""
-    return _digest([policy.version, lists.version, model_fp])
+def scope(policy: Policy, lists: CompiledLists, model_fp: str, tenant_models: str = "") -> str:
+    """Fingerprint of everything a result depends on besides the bytes; ``tenant_models``
+    names the versions of the tenant's own models (tenant heads) the policy runs."""
+    parts = [policy.version, lists.version, model_fp]
+    return _digest([*parts, tenant_models] if tenant_models else parts)

@@ -139,7 +139,7 @@ class Dedup:
         """``tenant``'s stored result for the same bytes, else one of its near duplicates'
         (``found``); other tenants' results are never used."""
         model_fp = self.model_fingerprint
-        scope = fingerprint.scope(policy, lists, model_fp)
+        scope = fingerprint.scope(policy, lists, model_fp, self._tenant_models(policy, tenant))
         lookup = Lookup(self, decoded, tenant, scope, model_fp)
         found = await self._db(self.store.get, decoded.sha256, scope, tenant=tenant)
         if found is not None:
@@ -161,6 +161,15 @@ class Dedup:
                     hashes=hashes,
                 )
         return lookup
+
+    def _tenant_models(self, policy: Policy, tenant: str) -> str:
+        """The versions of ``tenant``'s own models among the policy's analyzers."""
+        analyzers = self.engine.analyzers
+        return ",".join(
+            f"{n}={a.version_for(tenant)}"
+            for n in policy.analyzers
+            if (a := analyzers.get(n)) is not None and a.version_for(tenant) != a.version
+        )
 
     async def keep(self, lookup: Lookup, result: ModerationResult) -> None:
         """Store ``result``, the analysis of the request ``lookup`` found nothing for,

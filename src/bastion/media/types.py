@@ -108,6 +108,9 @@ class EmbeddingInput:
     """That model's version."""
     frame_index: int
     """:attr:`Frame.index` of the frame it was made of."""
+    tenant: str | None = None
+    """The tenant whose item it was made of (None: a caller serving no tenant), for
+    analyzers that run a tenant's own models on it."""
 
 
 @dataclass(frozen=True, slots=True)

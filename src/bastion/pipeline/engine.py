@@ -184,7 +184,7 @@ class Engine:
         return PerceptualHashes()
 
     async def _run_stages(
-        self, names: Sequence[str], frames: Sequence[Frame]
+        self, names: Sequence[str], frames: Sequence[Frame], tenant: str | None = None
     ) -> list[tuple[str, list[AnalyzerOutput], float, str | None]]:
         """Run the analyzers ``names``, stage by stage, on the inputs of the content kind
         each consumes (:data:`~bastion.pipeline.stages.STAGES`): stage one on the frames,
@@ -198,7 +198,7 @@ class Engine:
         runs: dict[str, tuple[str, list[AnalyzerOutput], float, str | None]] = {}
         produced: list[Produced] = []
         for stage in STAGES:
-            available = Available(frames, tuple(produced))
+            available = Available(frames, tuple(produced), tenant)
             todo = [
                 (n, stage[kind](available))
                 for n in names
@@ -244,10 +244,16 @@ class Engine:
             return name, [], (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}"
 
     async def analyze(
-        self, decoded: DecodedImage, policy: Policy, lists: CompiledLists
+        self,
+        decoded: DecodedImage,
+        policy: Policy,
+        lists: CompiledLists,
+        *,
+        tenant: str | None = None,
     ) -> ModerationResult:
-        """Run the policy's analyzers on ``decoded`` and decide under ``policy`` and
-        ``lists``; an image an analyzer failed on is never allowed (review)."""
+        """Run the policy's analyzers on ``decoded`` for ``tenant`` (whose own models,
+        tenant heads, run on its items only) and decide under ``policy`` and ``lists``;
+        an image an analyzer failed on is never allowed (review)."""
         started = time.perf_counter()
         frames = decoded.frames[: policy.max_frames or len(decoded.frames)]
         names = [n for n in policy.analyzers if n in self._loaded]
@@ -260,11 +266,11 @@ class Engine:
             for n in policy.analyzers
             if n not in self._loaded
         ]
-        runs = await self._run_stages(names, frames)
+        runs = await self._run_stages(names, frames, tenant)
         per_analyzer: dict[str, list[AnalyzerOutput]] = {}
         timings: list[AnalyzerTiming] = []
         for name, outs, ms, err in runs:
-            version = self._loaded[name].analyzer.version
+            version = self._loaded[name].analyzer.version_for(tenant)
             timings.append(AnalyzerTiming(analyzer=name, version=version, ms=round(ms, 2)))
             if err is not None:
                 errors.append({"analyzer": name, "code": "analyzer_failed", "message": err})

@@ -158,11 +158,11 @@ class Moderation:
 
         async def compute() -> ModerationResult:
             if stored is None or tenant is None:
-                return await self.engine.analyze(decoded, policy, lists)
+                return await self.engine.analyze(decoded, policy, lists, tenant=tenant)
             lookup = await stored.lookup(decoded, policy, lists, tenant=tenant)
             if lookup.found is not None:
                 return lookup.found
-            result = await self.engine.analyze(decoded, policy, lists)
+            result = await self.engine.analyze(decoded, policy, lists, tenant=tenant)
             await lookup.keep(result)
             return result
 
@@ -179,7 +179,7 @@ class Moderation:
     ) -> str:
         analyzers = self.engine.analyzers
         versions = ",".join(
-            f"{n}={analyzers[n].version}" for n in policy.analyzers if n in analyzers
+            f"{n}={analyzers[n].version_for(tenant)}" for n in policy.analyzers if n in analyzers
         )
         # JSON keeps the parts apart whatever a tenant id holds; None (no tenant) is null
         raw = json.dumps([tenant, decoded.sha256, policy.version, lists.version, versions])

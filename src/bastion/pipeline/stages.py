@@ -50,6 +50,8 @@ class Available:
 
     frames: Sequence[Frame]
     produced: Sequence[Produced] = ()
+    tenant: str | None = None
+    """The tenant the item is moderated for; embeddings carry it to tenants' own models."""
 
 
 Source = Callable[[Available], list[Routed]]
@@ -87,6 +89,7 @@ def _embeddings(available: Available) -> list[Routed]:
                 model=made.model,
                 version=made.version,
                 frame_index=available.frames[slot].index,
+                tenant=available.tenant,
             ),
         )
         for made in available.produced

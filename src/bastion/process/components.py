@@ -10,10 +10,12 @@ those roles need and :meth:`Components.aclose` takes everything down in order.
   database (what `bastion scan` needs) it has no stored results.
 - :func:`build_components`: the core on the database, with stored results
   (de-duplication) as a level of moderation, plus the job queue and service, rules, live
-  streams and alerts, the webhook dispatcher, people's accounts, the review queue and,
-  for the roles that run them, the job worker and media retention, and the statistics
-  (whose counts every process writes every few seconds). Whatever moderates
-  (the API, the job worker, live frames) gets the core's one
+  streams and alerts, the webhook dispatcher, people's accounts, the review queue, the
+  labelled samples and, for the roles that run them, the job worker, media retention and
+  the collector that makes samples of kept decisions, the statistics
+  (whose counts every process writes every few seconds), and the model registry with,
+  where tenant heads run, the watcher that swaps them when the registry's aliases move.
+  Whatever moderates (the API, the job worker, live frames) gets the core's one
   :class:`~bastion.pipeline.moderation.Moderation`.
 """
 
@@ -50,9 +52,14 @@ from bastion.live.thumbnails import LiveThumbnails
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
+from bastion.registry.serving import Heads, build_heads
 from bastion.review.service import ReviewService
 from bastion.rules.book import RuleBook
 from bastion.runtime.metrics import Metrics
+from bastion.samples.collector import SampleCollector
+from bastion.samples.embedding import Embedder
+from bastion.samples.errors import EmbeddingUnavailable
+from bastion.samples.service import SampleService
 from bastion.stats.service import StatsService
 from bastion.store.db import session_factory
 from bastion.store.repo import Repo
@@ -178,6 +185,12 @@ class Components:
     """The review queue: items sent to review, reviewers' claims and decisions."""
     stats: StatsService
     """Statistics reports, and the writing of what :attr:`moderation` counted."""
+    heads: Heads
+    """The model registry, and the watcher that swaps tenants' heads when aliases move."""
+    samples: SampleService
+    """A tenant's labelled samples: imports, decisions kept as samples, training sets."""
+    collector: SampleCollector | None = None
+    """Turns decisions that kept their media into samples (processes running jobs)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -225,6 +238,10 @@ class Components:
             ]
         if roles.dispatch:
             loops.append(("dispatcher", self.dispatcher.run_forever(stop)))
+        if self.collector is not None:
+            loops.append(("samples-collect", self.collector.run_forever(stop)))
+        if self.heads.watcher is not None:
+            loops.append(("head-watcher", self.heads.run_forever(stop)))
         started = [asyncio.create_task(coro, name=name) for name, coro in loops]
         self._tasks.extend(started)
         return started
@@ -242,6 +259,7 @@ class Components:
         await self.stats.flush()  # what was counted after the loops' last write
         await self.dispatcher.aclose()
         await self.queue.close()
+        self.heads.close()
         await self.core.aclose()
         self.boot.db.dispose()
 
@@ -270,10 +288,18 @@ async def build_components(
     url_policy = settings.fetch_policy()
     review = ReviewService(sessions, settings.review)
     live = _build_live(settings, sessions, core, rules, review)
+    heads = build_heads(settings, core.engine)
+    await heads.start()  # tenants' heads are served from the first request on
     review.add_outcome(AlertReviewOutcome(live.alerts))
     if roles.api:
         await asyncio.to_thread(live.streams.register_configured, settings.live.streams)
     dispatcher = Dispatcher(sessions, settings.delivery, url_policy=url_policy)
+    samples = SampleService(sessions, jobs.media, review)
+    collector = None
+    if roles.jobs:  # embeddings are computed where jobs run, never for a request
+        collector = SampleCollector(
+            samples, _embedder(core), settings.samples, thumbnails=live.thumbnails
+        )
     worker = None
     if roles.jobs:
         # the dispatcher wakes by itself when the worker commits a job's webhooks
@@ -293,7 +319,20 @@ async def build_components(
         accounts=AccountService(sessions, settings.accounts),
         review=review,
         stats=StatsService(sessions, core.moderation.counter),
+        samples=samples,
+        collector=collector,
+        heads=heads,
     )
+
+
+def _embedder(core: Core) -> Embedder | None:
+    """The embedder samples keep the embeddings of, or None when no analyzer makes one
+    (samples are then made without embeddings)."""
+    try:
+        return Embedder(core.engine, core.settings.samples.embedding_analyzer)
+    except EmbeddingUnavailable as exc:
+        log.warning("samples are kept without embeddings: %s", exc.message)
+        return None
 
 
 def _build_live(
