@@ -320,21 +320,8 @@ class SampleService:
         decisions kept its media, when the item has no sample or its sample follows an
         older decision."""
         d = aliased(ReviewDecision, name="d")
-        later = aliased(ReviewDecision, name="later")
         kept = aliased(ReviewDecision, name="kept")
-        newer = (
-            select(later.id)
-            .where(
-                later.tenant_id == d.tenant_id,
-                later.item_id == d.item_id,
-                later.decision.is_not(None),
-                or_(
-                    later.decided_at > d.decided_at,
-                    and_(later.decided_at == d.decided_at, later.id > d.id),
-                ),
-            )
-            .exists()
-        )
+        newer = _newer_decision(d.tenant_id, d.item_id, d.decided_at, d.id)
         keeps = (
             select(kept.id)
             .where(
@@ -385,20 +372,7 @@ class SampleService:
         d = pending.decision
         assert pending.sample_id is not None
         labels = [str(n) for n in d.labels_after or []]
-        later = aliased(ReviewDecision)
-        newer = (
-            select(later.id)
-            .where(
-                later.tenant_id == d.tenant_id,
-                later.item_id == d.item_id,
-                later.decision.is_not(None),
-                or_(
-                    later.decided_at > d.decided_at,
-                    and_(later.decided_at == d.decided_at, later.id > d.id),
-                ),
-            )
-            .exists()
-        )
+        newer = _newer_decision(d.tenant_id, d.item_id, d.decided_at, d.id)
         with self.sessions.begin() as s:
             if s.scalar(select(newer)):
                 return False
@@ -614,6 +588,25 @@ class SampleService:
                 .where(ReviewItem.media_sha256 == sha256, ReviewDecision.media_kept.is_(True))
             )
             return bool(s.scalar(select(kept.exists())))
+
+
+def _newer_decision(tenant_id: Any, item_id: Any, decided_at: Any, decision_id: Any) -> Any:
+    """EXISTS: a decision of the same item taken after the one given by its columns (or
+    values), ties broken by id."""
+    later = aliased(ReviewDecision, name="later")
+    return (
+        select(later.id)
+        .where(
+            later.tenant_id == tenant_id,
+            later.item_id == item_id,
+            later.decision.is_not(None),
+            or_(
+                later.decided_at > decided_at,
+                and_(later.decided_at == decided_at, later.id > decision_id),
+            ),
+        )
+        .exists()
+    )
 
 
 def _embedding_infos(
