@@ -20,10 +20,12 @@ def _diffs(url: str) -> list[object]:
     import bastion.jobs.embedded
     import bastion.jobs.tables
     import bastion.live.tables
+    import bastion.registry.tables
     import bastion.review.tables
     import bastion.rules.tables
     import bastion.samples.tables
-    import bastion.stats.tables  # noqa: F401
+    import bastion.stats.tables
+    import bastion.training.tables  # noqa: F401
 
     engine = make_engine(url)
     try:

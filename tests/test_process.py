@@ -36,6 +36,7 @@ async def test_each_kind_of_process_runs_its_loops(engine: Engine, tmp_path: Pat
         "retention",
         "live-thumbnails",  # a worker process purges old live thumbnails too
         "samples-collect",  # and makes samples of decisions that kept their media
+        "training-runs",  # and runs training runs, each in a child process
         "dispatcher",
         "stream-sessions",
     }

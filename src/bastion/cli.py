@@ -18,7 +18,10 @@ from rich.table import Table
 
 from bastion.config import Settings, load_settings
 from bastion.errors import BastionError
+from bastion.evaluation.commands import eval_command
+from bastion.registry.commands import models_app
 from bastion.samples.commands import samples_app
+from bastion.training.commands import train
 
 if TYPE_CHECKING:
     from bastion.accounts.service import AccountService
@@ -39,6 +42,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(policy_app, name="policy")
 app.add_typer(samples_app, name="samples")
+app.command("train")(train)
+app.add_typer(models_app, name="models")
+app.command("eval")(eval_command)
 
 err = Console(stderr=True)
 

@@ -33,6 +33,7 @@ from bastion.registry.config import RegistryConfig
 from bastion.review.config import ReviewConfig
 from bastion.runtime.config import RuntimeConfig
 from bastion.samples.config import SamplesConfig
+from bastion.training.config import TrainingJobsConfig
 
 DEFAULT_ANALYZERS = ("nsfw", "labels", "ocr", "codes", "faces", "hashes")
 
@@ -264,6 +265,11 @@ class Settings(BaseSettings):
         default_factory=RegistryConfig,
         description="The model registry (MLflow) of tenants' heads: where it is, how models "
         "are named, how often processes follow the `champion`/`challenger` aliases.",
+    )
+    training: TrainingJobsConfig = Field(
+        default_factory=TrainingJobsConfig,
+        description="Training runs of tenants' heads: the workers' lease, time limit and "
+        "retries, and the default training settings.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
     preload: bool = Field(

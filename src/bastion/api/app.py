@@ -21,12 +21,14 @@ from bastion.api import (
     corrections,
     errors,
     jobs,
+    models,
     moderate,
     openapi,
     reviews,
     samples,
     streams,
     system,
+    training,
 )
 from bastion.api import rules as rules_api
 from bastion.api import stats as stats_api
@@ -92,6 +94,8 @@ def create_app(
     app.include_router(reviews.router)
     app.include_router(corrections.router)
     app.include_router(samples.router)
+    app.include_router(training.router)
+    app.include_router(models.router)
     app.include_router(stats_api.router)
     portal_router.install(app)
 

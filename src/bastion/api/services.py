@@ -25,6 +25,7 @@ from bastion.pipeline.engine import Engine
 from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
 from bastion.process.components import Components
+from bastion.registry.promotion import Promotions
 from bastion.registry.serving import Heads
 from bastion.review.service import ReviewService
 from bastion.rules.book import RuleBook
@@ -32,6 +33,7 @@ from bastion.runtime.metrics import Metrics
 from bastion.samples.service import SampleService
 from bastion.stats.service import StatsService
 from bastion.store.repo import Principal, Repo
+from bastion.training.runs import TrainingRuns
 
 AUTH_CACHE_TTL_S = 5.0
 
@@ -63,6 +65,10 @@ class Services:
     samples: SampleService
     heads: Heads
     """The model registry and the watcher of tenants' heads."""
+    training_runs: TrainingRuns
+    """Training runs of tenants' heads (run by workers, never here)."""
+    promotions: Promotions
+    """Promotion, rollback and challengers of tenants' heads, checked and audited."""
     started_at: float = field(default_factory=time.time)
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 
@@ -95,6 +101,8 @@ class Services:
             stats=parts.stats,
             samples=parts.samples,
             heads=parts.heads,
+            training_runs=parts.training_runs,
+            promotions=parts.promotions,
         )
 
     def authenticate(self, presented: str) -> Principal | None:

@@ -12,7 +12,8 @@ those roles need and :meth:`Components.aclose` takes everything down in order.
   (de-duplication) as a level of moderation, plus the job queue and service, rules, live
   streams and alerts, the webhook dispatcher, people's accounts, the review queue, the
   labelled samples and, for the roles that run them, the job worker, media retention and
-  the collector that makes samples of kept decisions, the statistics
+  the collector that makes samples of kept decisions and the runner of training runs
+  (each in a child process), the statistics
   (whose counts every process writes every few seconds), and the model registry with,
   where tenant heads run, the watcher that swaps them when the registry's aliases move.
   Whatever moderates (the API, the job worker, live frames) gets the core's one
@@ -52,6 +53,7 @@ from bastion.live.thumbnails import LiveThumbnails
 from bastion.pipeline.engine import Engine
 from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
+from bastion.registry.promotion import Promotions
 from bastion.registry.serving import Heads, build_heads
 from bastion.review.service import ReviewService
 from bastion.rules.book import RuleBook
@@ -63,6 +65,8 @@ from bastion.samples.service import SampleService
 from bastion.stats.service import StatsService
 from bastion.store.db import session_factory
 from bastion.store.repo import Repo
+from bastion.training.runner import TrainingRunner
+from bastion.training.runs import TrainingRuns
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +193,14 @@ class Components:
     """The model registry, and the watcher that swaps tenants' heads when aliases move."""
     samples: SampleService
     """A tenant's labelled samples: imports, decisions kept as samples, training sets."""
+    training_runs: TrainingRuns
+    """Training runs of tenants' heads: requests, progress and outcomes."""
+    promotions: Promotions
+    """Promotion, rollback and challengers of tenants' heads, checked and audited."""
     collector: SampleCollector | None = None
     """Turns decisions that kept their media into samples (processes running jobs)."""
+    training: TrainingRunner | None = None
+    """Runs queued training runs in child processes (processes running jobs)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -240,6 +250,8 @@ class Components:
             loops.append(("dispatcher", self.dispatcher.run_forever(stop)))
         if self.collector is not None:
             loops.append(("samples-collect", self.collector.run_forever(stop)))
+        if self.training is not None:
+            loops.append(("training-runs", self.training.run_forever(stop)))
         if self.heads.watcher is not None:
             loops.append(("head-watcher", self.heads.run_forever(stop)))
         started = [asyncio.create_task(coro, name=name) for name, coro in loops]
@@ -300,6 +312,8 @@ async def build_components(
         collector = SampleCollector(
             samples, _embedder(core), settings.samples, thumbnails=live.thumbnails
         )
+    training_runs = TrainingRuns(sessions, settings.training)
+    training = TrainingRunner(training_runs, settings) if roles.jobs else None
     worker = None
     if roles.jobs:
         # the dispatcher wakes by itself when the worker commits a job's webhooks
@@ -320,6 +334,9 @@ async def build_components(
         review=review,
         stats=StatsService(sessions, core.moderation.counter),
         samples=samples,
+        training_runs=training_runs,
+        training=training,
+        promotions=Promotions(sessions, heads.registry, samples),
         collector=collector,
         heads=heads,
     )

@@ -10,7 +10,13 @@ how every moderating process serves them.
   and the set of heads a process serves;
 - :mod:`~bastion.registry.watcher`: follows the aliases and swaps heads in and out
   without a restart;
-- :mod:`~bastion.registry.shadow`: challengers' disagreements with champions.
+- :mod:`~bastion.registry.shadow`: challengers' disagreements with champions;
+- :mod:`~bastion.registry.checks`: a candidate head against the champion (or the
+  baseline) on its frozen held-out samples;
+- :mod:`~bastion.registry.promotion`: promotion (refused unless the checks pass or it is
+  forced with a reason), rollback and challengers, each audited
+  (:mod:`~bastion.registry.tables`), and the tenant's high-severity categories;
+- :mod:`~bastion.registry.commands`: `bastion models`.
 
 The analyzer that runs the heads is :mod:`bastion.analyzers.tenant_head`. Nothing here
 imports ``mlflow`` until the registry is first used.

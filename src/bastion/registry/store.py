@@ -306,6 +306,28 @@ class ModelRegistry:
             mv = self._client().get_model_version(name, str(version))
         return self._fetch(self._version(mv))
 
+    def report(self, tenant: str, category: str, version: int) -> dict[str, Any] | None:
+        """The report logged with ``version`` (``report.json`` of its run), or None when
+        its run has none (or the version has no run)."""
+        name = self.model_name(tenant, category)
+        client = self._client()
+        with self._mlflow_errors(f"{name} version {version}"):
+            run_id = client.get_model_version(name, str(version)).run_id
+        if not run_id:
+            return None
+        with (
+            tempfile.TemporaryDirectory(prefix="bastion-report-") as tmp,
+            self._mlflow_errors(f"the report of {name} version {version}"),
+        ):
+            if REPORT_FILE not in {a.path for a in client.list_artifacts(run_id)}:
+                return None
+            path = Path(client.download_artifacts(run_id, REPORT_FILE, tmp))
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise RegistryError(f"the report of {name} version {version} is not JSON") from exc
+        return data if isinstance(data, dict) else None
+
     def aliased_heads(self) -> list[AliasedHead]:
         """Every tenant's registered heads and their aliases, in one listing (what each
         process's watcher reads every ``refresh_s``). A registered model whose name is not

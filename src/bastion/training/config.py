@@ -1,7 +1,8 @@
 """How a head is trained and evaluated: one validated settings object per training run.
 
 The run stores it beside the model (every field is a parameter of the run), so a head
-can always be traced back to the exact settings that made it.
+can always be traced back to the exact settings that made it. :class:`TrainingJobsConfig`
+(``Settings.training``) says how runs are run as jobs and holds the default run settings.
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["CSelection", "Calibration", "ThresholdObjective", "TrainingConfig"]
+__all__ = [
+    "CSelection",
+    "Calibration",
+    "ThresholdObjective",
+    "TrainingConfig",
+    "TrainingJobsConfig",
+]
 
 Calibration = Literal["sigmoid", "isotonic"]
 CSelection = Literal["average_precision", "log_loss"]
@@ -130,3 +137,52 @@ class TrainingConfig(BaseModel):
                 "each fold and each calibration fold needs samples of both classes"
             )
         return self
+
+
+class TrainingJobsConfig(BaseModel):
+    """How training runs are run as jobs: in a child process of a jobs-role worker, under
+    a lease kept alive by a heartbeat, with a time limit, retried when a worker dies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_seconds: float = Field(
+        3600.0,
+        gt=0,
+        le=7 * 86400,
+        description="Longest a run may take in its child process; a run past it is stopped "
+        "and failed (`training_timed_out`).",
+    )
+    lease_s: float = Field(
+        60.0,
+        ge=1.0,
+        le=3600,
+        description="How long a claimed run is its worker's without a heartbeat; a run whose "
+        "heartbeat is older is taken again by another worker (its worker died).",
+    )
+    poll_s: float = Field(
+        2.0, gt=0, le=3600, description="Seconds between two looks for queued runs."
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Times a run may be claimed; a run whose workers kept dying is failed "
+        "(`attempts_exhausted`) rather than taken a further time.",
+    )
+    defaults: TrainingConfig = Field(
+        default_factory=TrainingConfig,
+        description="The training settings of every run; a run's own `config` overrides "
+        "some of them.",
+    )
+    max_active_per_tenant: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Runs a tenant may have queued or running at once (one per category "
+        "in any case); more are refused (`too_many_training_runs`).",
+    )
+
+    @property
+    def heartbeat_s(self) -> float:
+        """How often a running run's heartbeat is written: a third of the lease."""
+        return self.lease_s / 3

@@ -5,13 +5,19 @@ export it, open the export in onnxruntime and check it gives scikit-learn's
 probabilities and decisions on every sample (a head that does not is refused, never
 registered), then evaluate the *exported* head — what will run in production — and the
 baseline on the held-out samples.
+
+The baseline (what Bastion decides today) may be given for every sample, or as a
+callable that is asked for the held-out samples only, once the split is known: running
+the base policy on media is costly, and only the held-out decisions are scored. A
+``progress`` callable hears each stage as it starts (:data:`STAGES`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +31,31 @@ from bastion.training.head import TrainedHead, train_head
 from bastion.training.inference import HeadMetadata, OnnxHead, load_head
 from bastion.training.onnx_export import export_head
 
-__all__ = ["PARITY_TOLERANCE", "Parity", "TrainingResult", "check_parity", "train_and_evaluate"]
+__all__ = [
+    "BASELINE",
+    "EVALUATION",
+    "EXPORT",
+    "PARITY_TOLERANCE",
+    "STAGES",
+    "TRAINING",
+    "Baseline",
+    "Parity",
+    "TrainingResult",
+    "check_parity",
+    "train_and_evaluate",
+]
+
+BASELINE: Final = "baseline"
+TRAINING: Final = "training"
+EXPORT: Final = "export"
+EVALUATION: Final = "evaluation"
+STAGES: Final = (BASELINE, TRAINING, EXPORT, EVALUATION)
+"""The stages of :func:`train_and_evaluate`, in order: the baseline of the held-out
+samples, training with cross-validation, export and its parity check, evaluation."""
+
+Baseline = npt.ArrayLike | Callable[[npt.NDArray[np.intp]], npt.ArrayLike]
+"""The baseline's 0/1 decisions for every sample, or a callable giving them for the
+sample indices it is handed (the held-out part, in that order)."""
 
 PARITY_TOLERANCE = 1e-4
 """Largest difference allowed between onnxruntime's and scikit-learn's probabilities."""
@@ -122,7 +152,7 @@ def train_and_evaluate(
     x: npt.ArrayLike,
     y: npt.ArrayLike,
     taken_at: Sequence[datetime],
-    baseline: npt.ArrayLike,
+    baseline: Baseline,
     *,
     category: str,
     embedding_model: str,
@@ -130,25 +160,46 @@ def train_and_evaluate(
     config: TrainingConfig | None = None,
     baseline_name: str = "base policy",
     groups: npt.ArrayLike | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TrainingResult:
     """Train, export, check and evaluate a head for ``category``.
 
     ``x`` are the samples' embeddings (``n × d``), ``y`` their 0/1 labels, ``taken_at``
-    when each was taken and ``baseline`` what Bastion decides today for each (0/1);
+    when each was taken and ``baseline`` what Bastion decides today (0/1): for each
+    sample, or a callable asked for the held-out samples only (see :data:`Baseline`);
     ``groups`` optionally names the picture (or near-duplicate cluster) of each, which
     cross-validation keeps whole (see :func:`~bastion.training.head.train_head`).
+    ``progress`` is called with each of :data:`STAGES` as it starts.
     """
     config = config or TrainingConfig()
+    step = progress or (lambda _stage: None)
     xs, ys = check_samples(x, y)
-    base = np.asarray(baseline).reshape(-1)
-    if base.shape[0] != ys.shape[0]:
-        raise TrainingInputError(
-            f"{ys.shape[0]} samples but {base.shape[0]} baseline decisions",
-            details={"samples": int(ys.shape[0]), "baseline": int(base.shape[0])},
-        )
+    if not callable(baseline):
+        given = np.asarray(baseline).reshape(-1)
+        if given.shape[0] != ys.shape[0]:
+            raise TrainingInputError(
+                f"{ys.shape[0]} samples but {given.shape[0]} baseline decisions",
+                details={"samples": int(ys.shape[0]), "baseline": int(given.shape[0])},
+            )
     split = time_split(taken_at, ys, config)
+    step(BASELINE)
+    if callable(baseline):
+        held_base = np.asarray(baseline(split.held_out)).reshape(-1)
+        if held_base.shape[0] != split.held_out.shape[0]:
+            raise TrainingInputError(
+                f"{split.held_out.shape[0]} held-out samples but {held_base.shape[0]} "
+                "baseline decisions",
+                details={
+                    "held_out": int(split.held_out.shape[0]),
+                    "baseline": int(held_base.shape[0]),
+                },
+            )
+    else:
+        held_base = given[split.held_out]
+    step(TRAINING)
     keys = None if groups is None else np.asarray(groups)[split.train]
     head = train_head(xs[split.train], ys[split.train], config, groups=keys)
+    step(EXPORT)
     onnx = export_head(
         head,
         category=category,
@@ -157,10 +208,11 @@ def train_and_evaluate(
     )
     exported = load_head(onnx)
     parity = check_parity(head, exported, xs)
+    step(EVALUATION)
     report = evaluate(
         ys[split.held_out],
         exported.predict_proba(xs[split.held_out]),
-        base[split.held_out],
+        held_base,
         threshold=head.threshold,
         category=category,
         config=config,

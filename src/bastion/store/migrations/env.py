@@ -11,10 +11,12 @@ import bastion.delivery.tables
 import bastion.jobs.embedded
 import bastion.jobs.tables
 import bastion.live.tables
+import bastion.registry.tables
 import bastion.review.tables
 import bastion.rules.tables
 import bastion.samples.tables
-import bastion.stats.tables  # noqa: F401
+import bastion.stats.tables
+import bastion.training.tables  # noqa: F401
 from bastion.store.tables import Base
 
 config = context.config
