@@ -31,8 +31,8 @@ from bastion.cli import app as cli
 from bastion.config import Settings
 from bastion.jobs.media_files import MediaStore
 from bastion.pipeline.engine import Engine
-from bastion.registry.checks import Baseline, PromotionConfig, baseline_of, held_out_ids
-from bastion.registry.config import RegistryConfig
+from bastion.registry.checks import Baseline, baseline_of, held_out_ids
+from bastion.registry.config import PromotionConfig, RegistryConfig
 from bastion.registry.errors import HeadNotFound
 from bastion.registry.promotion import (
     AlreadyChampion,

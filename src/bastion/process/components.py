@@ -336,7 +336,7 @@ async def build_components(
         samples=samples,
         training_runs=training_runs,
         training=training,
-        promotions=Promotions(sessions, heads.registry, samples),
+        promotions=Promotions(sessions, heads.registry, samples, settings.registry.promotion),
         collector=collector,
         heads=heads,
     )

@@ -30,37 +30,13 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.registry.config import PromotionConfig, Rule
 from bastion.registry.heads import LoadedHead
 from bastion.samples.embedding import EmbeddingModel
 from bastion.samples.service import SampleService
 
 HELD_OUT_IDS = "held_out_ids"
 """The key of a version's report that lists its frozen held-out sample ids."""
-
-Rule = Literal["interval", "estimate"]
-
-
-class PromotionConfig(BaseModel):
-    """How a candidate is judged against the head it would replace."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rule: Rule = Field(
-        "interval",
-        description="What beating the other head means: `interval` — the whole bootstrap "
-        "interval of the F1 difference lies above zero (as the training report's "
-        "`head_better`); `estimate` — the F1 difference itself is above zero.",
-    )
-    bootstrap_resamples: int = Field(
-        2000,
-        ge=100,
-        le=100_000,
-        description="Paired bootstrap resamples of the held-out set for the intervals.",
-    )
-    confidence: float = Field(
-        0.95, gt=0.5, lt=1.0, description="Level of the bootstrap confidence intervals."
-    )
-    seed: int = Field(0, ge=0, description="Seed of the bootstrap: same samples, same figures.")
 
 
 class Reason(BaseModel):

@@ -5,13 +5,39 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.policy import taxonomy
 
+Rule = Literal["interval", "estimate"]
+
 LOCAL_STORE_DIR = "mlflow"
 """The folder of the local store inside Bastion's data dir."""
+
+
+class PromotionConfig(BaseModel):
+    """How a candidate is judged against the head it would replace."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: Rule = Field(
+        "interval",
+        description="What beating the other head means: `interval` — the whole bootstrap "
+        "interval of the F1 difference lies above zero (as the training report's "
+        "`head_better`); `estimate` — the F1 difference itself is above zero.",
+    )
+    bootstrap_resamples: int = Field(
+        2000,
+        ge=100,
+        le=100_000,
+        description="Paired bootstrap resamples of the held-out set for the intervals.",
+    )
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="Level of the bootstrap confidence intervals."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap: same samples, same figures.")
 
 
 class RegistryConfig(BaseModel):
@@ -47,6 +73,11 @@ class RegistryConfig(BaseModel):
         le=3600,
         description="How often every moderating process checks the `champion` and "
         "`challenger` aliases and swaps in the heads they point to.",
+    )
+    promotion: PromotionConfig = Field(
+        default_factory=PromotionConfig,
+        description="How a candidate head is judged against the champion (or the baseline) "
+        "before it may be promoted.",
     )
 
     def resolved_tracking_uri(self, data_dir: Path) -> str:

@@ -40,7 +40,6 @@ from bastion.errors import BastionError, InputError
 from bastion.policy import taxonomy
 from bastion.registry.checks import (
     PromotionChecks,
-    PromotionConfig,
     baseline_of,
     blank,
     compare,
@@ -49,7 +48,7 @@ from bastion.registry.checks import (
     load_held_out,
     refuse,
 )
-from bastion.registry.config import category_slug
+from bastion.registry.config import PromotionConfig, category_slug
 from bastion.registry.errors import HeadNotFound, HeadRefused
 from bastion.registry.heads import CHALLENGER, CHAMPION, HeadRef, LoadedHead, load_head
 from bastion.registry.store import HeadVersion, ModelRegistry
