@@ -270,7 +270,7 @@ async def _body(request: Request, model: type[M]) -> M:
         return model()
 
 
-def _shadow(svc: Services, tenant: str) -> dict[str, list[ShadowOut]]:
+def shadow_counts(svc: Services, tenant: str) -> dict[str, list[ShadowOut]]:
     """This process's shadow counts of ``tenant``'s challengers, by category."""
     totals: dict[tuple[str, str, str], ShadowTally] = {}
     for analyzer in svc.engine.analyzers.values():
@@ -322,7 +322,7 @@ async def list_models(who: Reader, svc: Svc) -> ModelsOut:
     promotions = svc.promotions
     built_in = await _blocking(promotions.registry.built_in_models)
     heads = await _blocking(lambda: promotions.heads(who.tenant_id))
-    shadow = _shadow(svc, who.tenant_id)
+    shadow = shadow_counts(svc, who.tenant_id)
     return ModelsOut(
         built_in=[
             BuiltInOut(
@@ -389,7 +389,7 @@ async def put_settings(request: Request, who: Admin, svc: Svc) -> SettingsOut:
 async def get_head(category: CategoryPath, who: Reader, svc: Svc) -> HeadOut:
     chosen = resolve_category(category)
     head = await _blocking(lambda: svc.promotions.versions(who.tenant_id, chosen))
-    return _head(head, _shadow(svc, who.tenant_id))
+    return _head(head, shadow_counts(svc, who.tenant_id))
 
 
 @router.get(

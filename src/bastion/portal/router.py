@@ -12,11 +12,13 @@ from bastion.portal.pages import (
     alerts,
     lists,
     live,
+    models,
     policies,
     review,
     rules,
     signin,
     stats,
+    training,
     users,
 )
 from bastion.portal.templating import STATIC
@@ -26,7 +28,7 @@ def install(app: FastAPI) -> None:
     """Serve the portal from ``app``: pages, push channel, static files, headers."""
     router = APIRouter(include_in_schema=False)
     pages = (signin, push, live, alerts, review, rules, policies, lists, users, account, stats)
-    for module in pages:
+    for module in (*pages, models, training):
         router.include_router(module.router)
     app.include_router(router)
     app.mount("/portal/static", StaticFiles(directory=STATIC), name="portal-static")
