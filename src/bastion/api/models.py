@@ -3,11 +3,12 @@ versions, promotion, rollback, challengers, the audit log and the promotion sett
 
 ``GET /v1/models`` (scope ``read``) lists the models Bastion ships and runs in this
 process, and the tenant's heads, one per category, with every version (aliases, run
-metrics, creation time) and how often this process saw the challenger disagree with the
-champion. ``POST /v1/models/{category}/promote`` (scope ``admin``) makes a version (by
-default the challenger) the champion when it beats the champion on its own frozen
-held-out samples (409 ``promotion_refused`` with the figures otherwise; ``force`` with
-a ``reason`` overrides the checks); ``.../rollback`` moves the champion back;
+metrics, creation time) and how often the challenger disagreed with the champion (every
+process's counts, added up in the database). ``POST /v1/models/{category}/promote``
+(scope ``admin``) makes a version (by default the challenger) the champion when it
+beats the champion on its own frozen held-out samples (409 ``promotion_refused`` with
+the figures otherwise; ``force`` with a ``reason`` overrides the checks);
+``.../rollback`` moves the champion back;
 ``PUT``/``DELETE .../challenger`` set and clear the challenger. Every action, refused
 promotions included, is in ``GET /v1/models/events``. ``GET``/``PUT
 /v1/models/settings`` hold the tenant's high-severity categories, in which a promotion
@@ -30,7 +31,6 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.analyzers.tenant_head import TenantHeadAnalyzer
 from bastion.api.auth import Admin, Reader
 from bastion.api.openapi import ErrorResponse
 from bastion.api.params import json_body_doc, json_model
@@ -46,7 +46,6 @@ from bastion.registry.promotion import (
     SeveritySettings,
     resolve_category,
 )
-from bastion.registry.shadow import ShadowTally
 from bastion.registry.store import HeadVersion
 from bastion.registry.tables import ModelEvent
 from bastion.store.repo import Principal
@@ -168,7 +167,7 @@ class VersionOut(BaseModel):
 class ShadowOut(BaseModel):
     champion: str = Field(description="The champion's version (`v<n>`; `none` without one).")
     challenger: str = Field(description="The challenger's version (`v<n>`).")
-    scored: int = Field(description="Items both heads were scored on, in this process.")
+    scored: int = Field(description="Items both heads were scored on, by every process.")
     challenger_only: int = Field(description="Items the challenger flags and the champion not.")
     champion_only: int = Field(description="Items the champion flags and the challenger not.")
 
@@ -181,8 +180,9 @@ class HeadOut(BaseModel):
     challenger: int | None = Field(description="The version scored in shadow.")
     versions: list[VersionOut] = Field(description="Every version, newest first.")
     shadow: list[ShadowOut] = Field(
-        description="The challenger's disagreements with the champion seen by this process "
-        "since it started (the current challenger only)."
+        description="The challenger's disagreements with the champion, added up over every "
+        "process and restart (the current challenger only; other processes' within a few "
+        "seconds)."
     )
 
 
@@ -271,25 +271,15 @@ async def _body(request: Request, model: type[M]) -> M:
 
 
 def shadow_counts(svc: Services, tenant: str) -> dict[str, list[ShadowOut]]:
-    """This process's shadow counts of ``tenant``'s challengers, by category."""
-    totals: dict[tuple[str, str, str], ShadowTally] = {}
-    for analyzer in svc.engine.analyzers.values():
-        if not isinstance(analyzer, TenantHeadAnalyzer):
-            continue
-        for key, t in analyzer.shadow.for_tenant(tenant).items():
-            k = (key.category, key.champion, key.challenger)
-            s = totals.get(k, ShadowTally())
-            totals[k] = ShadowTally(
-                s.scored + t.scored,
-                s.challenger_only + t.challenger_only,
-                s.champion_only + t.champion_only,
-            )
+    """``tenant``'s shadow counts of its challengers, by category: added up over every
+    process and restart (the database), with what this process counted and has not
+    written yet. Blocking: call it in a thread."""
     out: dict[str, list[ShadowOut]] = {}
-    for (category, champion, challenger), t in sorted(totals.items()):
-        out.setdefault(category, []).append(
+    for key, t in sorted(svc.heads.shadow.totals(tenant).items()):
+        out.setdefault(key.category, []).append(
             ShadowOut(
-                champion=champion,
-                challenger=challenger,
+                champion=key.champion,
+                challenger=key.challenger,
                 scored=t.scored,
                 challenger_only=t.challenger_only,
                 champion_only=t.champion_only,
@@ -322,7 +312,7 @@ async def list_models(who: Reader, svc: Svc) -> ModelsOut:
     promotions = svc.promotions
     built_in = await _blocking(promotions.registry.built_in_models)
     heads = await _blocking(lambda: promotions.heads(who.tenant_id))
-    shadow = shadow_counts(svc, who.tenant_id)
+    shadow = await _blocking(lambda: shadow_counts(svc, who.tenant_id))
     return ModelsOut(
         built_in=[
             BuiltInOut(
@@ -389,7 +379,7 @@ async def put_settings(request: Request, who: Admin, svc: Svc) -> SettingsOut:
 async def get_head(category: CategoryPath, who: Reader, svc: Svc) -> HeadOut:
     chosen = resolve_category(category)
     head = await _blocking(lambda: svc.promotions.versions(who.tenant_id, chosen))
-    return _head(head, shadow_counts(svc, who.tenant_id))
+    return _head(head, await _blocking(lambda: shadow_counts(svc, who.tenant_id)))
 
 
 @router.get(

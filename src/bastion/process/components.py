@@ -15,7 +15,8 @@ those roles need and :meth:`Components.aclose` takes everything down in order.
   the collector that makes samples of kept decisions and the runner of training runs
   (each in a child process), the statistics
   (whose counts every process writes every few seconds), and the model registry with,
-  where tenant heads run, the watcher that swaps them when the registry's aliases move.
+  where tenant heads run, the watcher that swaps them when the registry's aliases move
+  and the writing of their challengers' shadow counts (every few seconds, too).
   Whatever moderates (the API, the job worker, live frames) gets the core's one
   :class:`~bastion.pipeline.moderation.Moderation`.
 """
@@ -254,6 +255,8 @@ class Components:
             loops.append(("training-runs", self.training.run_forever(stop)))
         if self.heads.watcher is not None:
             loops.append(("head-watcher", self.heads.run_forever(stop)))
+        if self.heads.shadow.counting:
+            loops.append(("shadow-counts", self.heads.shadow.run_forever(stop)))
         started = [asyncio.create_task(coro, name=name) for name, coro in loops]
         self._tasks.extend(started)
         return started
@@ -269,6 +272,7 @@ class Components:
             await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
         await self.stats.flush()  # what was counted after the loops' last write
+        await self.heads.shadow.flush_now()  # the same for the challengers' shadow counts
         await self.dispatcher.aclose()
         await self.queue.close()
         self.heads.close()
@@ -300,7 +304,7 @@ async def build_components(
     url_policy = settings.fetch_policy()
     review = ReviewService(sessions, settings.review)
     live = _build_live(settings, sessions, core, rules, review)
-    heads = build_heads(settings, core.engine)
+    heads = build_heads(settings, core.engine, sessions)
     await heads.start()  # tenants' heads are served from the first request on
     review.add_outcome(AlertReviewOutcome(live.alerts))
     if roles.api:

@@ -10,7 +10,9 @@ how every moderating process serves them.
   and the set of heads a process serves;
 - :mod:`~bastion.registry.watcher`: follows the aliases and swaps heads in and out
   without a restart;
-- :mod:`~bastion.registry.shadow`: challengers' disagreements with champions;
+- :mod:`~bastion.registry.shadow`: challengers' disagreements with champions, and
+  :mod:`~bastion.registry.shadow_store` writing them to the database (summed over
+  processes and restarts);
 - :mod:`~bastion.registry.checks`: a candidate head against the champion (or the
   baseline) on its frozen held-out samples;
 - :mod:`~bastion.registry.promotion`: promotion (refused unless the checks pass or it is

@@ -1,6 +1,9 @@
-"""The registry's part in a moderating process: the :class:`ModelRegistry` client, and,
-when the settings run tenant heads (an analyzer of type ``tenant_head``), the watcher
-that keeps them following the aliases and the Prometheus export of their shadow counts.
+"""The registry's part in a moderating process: the :class:`ModelRegistry` client, the
+challengers' shadow counts in the database (:class:`ShadowStore`: every process reads
+them), and, when the settings run tenant heads (an analyzer of type ``tenant_head``),
+the watcher that keeps them following the aliases and the Prometheus export of this
+process's shadow counts (written to the database by the ``shadow-counts`` loop of
+:meth:`bastion.process.components.Components.run`).
 
 Built by the composition root (:mod:`bastion.process.components`); a process without a
 ``tenant_head`` analyzer has the registry client only and never imports MLflow.
@@ -14,11 +17,13 @@ import time
 from dataclasses import dataclass, field
 
 from prometheus_client.registry import Collector
+from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.analyzers.tenant_head import TenantHeadAnalyzer
 from bastion.config import Settings
 from bastion.pipeline.engine import Engine
 from bastion.registry.shadow import ShadowCollector
+from bastion.registry.shadow_store import ShadowStore
 from bastion.registry.store import ModelRegistry
 from bastion.registry.watcher import HeadWatcher
 
@@ -31,12 +36,15 @@ catches up after that."""
 
 @dataclass
 class Heads:
-    """The model registry and, where tenant heads run, their watcher."""
+    """The model registry, the challengers' shadow counts and, where tenant heads run,
+    their watcher."""
 
     registry: ModelRegistry
     watcher: HeadWatcher | None
     """None when no ``tenant_head`` analyzer is configured."""
     engine: Engine
+    shadow: ShadowStore
+    """The shadow counts in the database, and this process's (its analyzers') to write."""
     _collectors: list[Collector] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -44,10 +52,7 @@ class Heads:
         heads) and export the shadow counts."""
         if self.watcher is None:
             return
-        counts = [
-            a.shadow for a in self.engine.analyzers.values() if isinstance(a, TenantHeadAnalyzer)
-        ]
-        collector = ShadowCollector(counts)
+        collector = ShadowCollector(self.shadow.counts)
         try:
             self.engine.metrics.registry.register(collector)
             self._collectors.append(collector)
@@ -76,10 +81,12 @@ class Heads:
         self._collectors.clear()
 
 
-def build_heads(settings: Settings, engine: Engine) -> Heads:
-    """The registry on ``settings.registry``, and a watcher feeding the engine's tenant
-    head analyzers (if any)."""
+def build_heads(settings: Settings, engine: Engine, sessions: sessionmaker[Session]) -> Heads:
+    """The registry on ``settings.registry``, the shadow counts in the database of
+    ``sessions``, and a watcher feeding the engine's tenant head analyzers (if any)."""
     registry = ModelRegistry(settings.registry, settings.data_dir, analyzers=engine.infos)
-    targets = [a.heads for a in engine.analyzers.values() if isinstance(a, TenantHeadAnalyzer)]
+    analyzers = [a for a in engine.analyzers.values() if isinstance(a, TenantHeadAnalyzer)]
+    targets = [a.heads for a in analyzers]
     watcher = HeadWatcher(registry, targets, settings.registry.refresh_s) if targets else None
-    return Heads(registry, watcher, engine)
+    shadow = ShadowStore(sessions, [a.shadow for a in analyzers])
+    return Heads(registry, watcher, engine, shadow)

@@ -10,6 +10,10 @@ here.
 A :class:`ModelSettings` row holds a tenant's promotion settings: the categories it
 marks high-severity (a candidate that recalls less of such a category than the head it
 replaces is refused).
+
+A :class:`HeadShadowCount` row adds up a challenger's shadow counts against a champion
+(:mod:`bastion.registry.shadow`), over every process and restart: each process adds
+what it counted since its last write (:mod:`bastion.registry.shadow_store`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.store.tables import Base
@@ -83,3 +87,25 @@ class ModelSettings(Base):
     not lower."""
     updated_by: Mapped[str] = mapped_column(String(120))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class HeadShadowCount(Base):
+    __tablename__ = "head_shadow_counts"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The taxonomy label the heads decide."""
+    champion: Mapped[str] = mapped_column(String(32), primary_key=True)
+    """The champion's version (``v<n>``; ``none`` when the tenant had none)."""
+    challenger: Mapped[str] = mapped_column(String(32), primary_key=True)
+    """The challenger's version (``v<n>``)."""
+    scored: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Items both heads were scored on."""
+    challenger_only: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Items the challenger flags and the champion does not."""
+    champion_only: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Items the champion flags and the challenger does not."""
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    """When the first counts of the pair were written."""
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    """When counts of the pair were last added."""

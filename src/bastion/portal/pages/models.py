@@ -4,7 +4,7 @@ audit log.
 
 Any signed-in person may look; only admins act (``403 role_forbidden`` otherwise). The
 pages call what ``/v1/models`` calls (:class:`bastion.registry.promotion.Promotions`,
-the registry's built-in models, this process's shadow counts), every call in a thread
+the registry's built-in models, the shadow counts), every call in a thread
 since each one blocks on the database or the registry. A refused promotion is shown on
 the category's page with its figures (``409``), as are other refusals of an action
 (a reason missing, no challenger, ...); an action done goes back to the page, which
@@ -174,14 +174,14 @@ async def _list_page(
     error: BastionError | None = None,
 ) -> Response:
     tenant = who.tenant_id
-    built_in, heads, severity, events, names = await asyncio.gather(
+    built_in, heads, severity, events, names, shadow = await asyncio.gather(
         blocking(svc.heads.registry.built_in_models),
         blocking(partial(svc.promotions.heads, tenant)),
         blocking(partial(svc.promotions.severity, tenant)),
         blocking(partial(svc.promotions.events, tenant, limit=EVENTS_SHOWN)),
         people_names(svc, tenant),
+        blocking(partial(shadow_counts, svc, tenant)),
     )
-    shadow = shadow_counts(svc, tenant)
     context = {
         "built_in": built_in,
         "heads": [_view(h, shadow, severity.high_severity) for h in heads],
@@ -230,15 +230,16 @@ async def _head_page(
     values: Mapping[str, str] | None = None,
 ) -> Response:
     tenant = who.tenant_id
-    head, runs, events, severity, names = await asyncio.gather(
+    head, runs, events, severity, names, shadow = await asyncio.gather(
         blocking(partial(svc.promotions.versions, tenant, category)),
         blocking(partial(_runs_by_version, svc, tenant, category)),
         blocking(partial(svc.promotions.events, tenant, category, limit=EVENTS_SHOWN)),
         blocking(partial(svc.promotions.severity, tenant)),
         people_names(svc, tenant),
+        blocking(partial(shadow_counts, svc, tenant)),
     )
     context = {
-        "view": _view(head, shadow_counts(svc, tenant), severity.high_severity, runs),
+        "view": _view(head, shadow, severity.high_severity, runs),
         "events": events.events,
         "names": names,
         "error": error,
