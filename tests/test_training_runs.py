@@ -5,7 +5,9 @@ with a phone number, a messenger id or a price, against the same photos with an
 ordinary caption or none) with their real embeddings, made once for the module. Runs
 go through the API in the running app, whose worker runs each in a child process with
 the real base models as the baseline; claims, leases and a dead worker's run are
-checked on both databases; the command line runs a run in its own process.
+checked on both databases, and so is a run whose worker died between registering its
+head and recording the outcome (taken again, it registers nothing more); the command
+line runs a run in its own process.
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,7 +32,11 @@ from bastion.cli import app as cli
 from bastion.config import Settings
 from bastion.jobs.media_files import MediaStore
 from bastion.pipeline.engine import Engine
+from bastion.pipeline.moderation import Moderation
+from bastion.pipeline.policies import PolicyBook
 from bastion.process.components import Roles, build_components
+from bastion.registry.config import RegistryConfig
+from bastion.registry.store import TRAINING_RUN_TAG, ModelRegistry
 from bastion.review.config import ReviewConfig
 from bastion.review.service import ReviewService
 from bastion.samples.service import SampleService
@@ -40,13 +44,16 @@ from bastion.samples.tables import Sample
 from bastion.store.db import make_engine, migrate, session_factory
 from bastion.store.repo import Repo
 from bastion.training.config import TrainingJobsConfig
+from bastion.training.run_errors import TrainingRunLost
 from bastion.training.runner import TrainingRunner
 from bastion.training.runs import TrainingRuns
 from bastion.training.tables import FAILED, QUEUED, RUNNING, SUCCEEDED, TrainingRun
+from bastion.training.work import WorkParts, run_training
 from tests.support.app import running
 from tests.support.databases import sqlite_url
 from tests.support.labelled import SPAM_LABEL, SpamSet, add_samples, spam_images
 from tests.support.settings import make_settings
+from tests.support.training import follow_run
 
 PHOTOS, PER_PHOTO = 14, 6
 FAST = {"cv_folds": 3, "min_positives": 6, "min_negatives": 6, "bootstrap_resamples": 500}
@@ -167,6 +174,79 @@ def test_a_run_is_one_workers_and_a_dead_workers_run_is_taken_again(
     failed = world.runs.get("acme", run.id)
     assert (failed.status, failed.error_code) == (FAILED, "attempts_exhausted")
     assert failed.finished_at is not None and "3 times" in (failed.error_message or "")
+
+
+# ---- registering once per run (both databases) ------------------------------------------------
+LABELS_ONLY = "name: default\nanalyzers: [labels]\n"
+"""A tenant's default policy on the ``labels`` model alone (a quick baseline)."""
+
+
+@pytest.mark.models
+async def test_a_run_taken_again_after_it_registered_reuses_its_version(
+    world: World, spam: SpamSet, moderation: Moderation, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(add_samples, world.samples, "acme", spam)
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.yaml").write_text(LABELS_ONLY)
+    registry = await asyncio.to_thread(ModelRegistry, RegistryConfig(), tmp_path / "registry")
+    parts = WorkParts(
+        settings=make_settings(tmp_path / "data"),
+        runs=world.runs,
+        samples=world.samples,
+        moderation=moderation,
+        policies=PolicyBook(None, tmp_path / "policies"),
+        registry=registry,
+    )
+    run = await asyncio.to_thread(_new_run, world, spam)
+    first = await asyncio.to_thread(world.runs.claim, "w1")
+    assert first is not None and first.id == run.id
+
+    # the first worker registers the head, then dies before recording the outcome: its
+    # lease runs out and another worker takes the run
+    taken: list[TrainingRun | None] = []
+    stages: list[str] = []
+
+    def dies_after_registering(words: str, fraction: float) -> None:
+        stages.append(words)
+        if words.startswith("registering (version") and not taken:
+            world.clock.advance(61)
+            taken.append(world.runs.claim("w2"))
+
+    with pytest.raises(TrainingRunLost):
+        await run_training(parts, first, "w1", listener=dies_after_registering)
+    assert any(s.startswith("training") for s in stages), stages
+    (again,) = taken
+    assert again is not None and (again.id, again.attempts) == (run.id, 2)
+    (version,) = await asyncio.to_thread(registry.versions, "acme", SPAM_LABEL)
+    assert version.tags[TRAINING_RUN_TAG] == run.id and version.aliases == ("challenger",)
+    found = await asyncio.to_thread(registry.version_for_run, "acme", SPAM_LABEL, run.id)
+    assert found is not None and found.version == version.version
+    assert await asyncio.to_thread(registry.version_for_run, "acme", SPAM_LABEL, "trn_x") is None
+    logged = await asyncio.to_thread(registry.report, "acme", SPAM_LABEL, version.version)
+    assert logged is not None and logged["run_id"] == run.id
+
+    # taken again, the run records the version its first attempt registered, with the
+    # report and metrics logged with it: nothing trained or registered again
+    stages.clear()
+    done = await run_training(parts, again, "w2", listener=lambda words, _: stages.append(words))
+    assert (done.status, done.attempts, done.model_version) == (SUCCEEDED, 2, version.version)
+    assert not any(s.startswith("training") for s in stages), stages
+    assert "registered earlier" in " | ".join(stages)
+    assert len(await asyncio.to_thread(registry.versions, "acme", SPAM_LABEL)) == 1
+    assert done.held_out_ids == logged["held_out_ids"]
+    assert done.report is not None
+    assert done.report["registered"] == {
+        "model": version.name,
+        "version": version.version,
+        "alias": "challenger",
+    }
+    assert done.report["evaluation"] == logged["evaluation"]
+    assert done.metrics is not None
+    assert done.metrics["held_out_f1"] == pytest.approx(version.metrics["held_out_f1"])
+    assert done.baseline_coverage == pytest.approx(logged["baseline"]["coverage"])
+    assert await asyncio.to_thread(registry.alias_version, "acme", SPAM_LABEL, "challenger") == (
+        version.version
+    )
 
 
 # ---- the child process: failures with stable codes ------------------------------------------
@@ -336,28 +416,6 @@ async def test_the_api_queues_refuses_and_keeps_runs_to_their_tenant(
 # ---- a whole run in the worker's child process ------------------------------------------------
 
 
-async def _follow(
-    c: httpx.AsyncClient, run_id: str, headers: dict[str, str], timeout: float = 400
-) -> list[dict[str, Any]]:
-    """Every state the run was seen in, polling until it finished."""
-    seen: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = await c.get(f"/v1/training/runs/{run_id}", headers=headers)
-        assert r.status_code == 200, r.text
-        now = r.json()
-        if not seen or (now["status"], now["progress"], now["stage"]) != (
-            seen[-1]["status"],
-            seen[-1]["progress"],
-            seen[-1]["stage"],
-        ):
-            seen.append(now)
-        if now["status"] in (SUCCEEDED, FAILED):
-            return seen
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"run {run_id} did not finish in {timeout} s: {seen[-3:]}")
-
-
 @pytest.mark.models
 @pytest.mark.slow
 async def test_a_run_goes_from_queued_to_a_registered_challenger_in_a_child_process(
@@ -397,7 +455,7 @@ async def test_a_run_goes_from_queued_to_a_registered_challenger_in_a_child_proc
         )
         assert r.status_code == 202, r.text
         run = r.json()
-        seen = await _follow(c, run["id"], reader)
+        seen = await follow_run(c, run["id"], reader)
         done = seen[-1]
         assert done["status"] == SUCCEEDED, done
         statuses = [x["status"] for x in seen]
@@ -465,7 +523,7 @@ async def test_a_run_goes_from_queued_to_a_registered_challenger_in_a_child_proc
                 .where(TrainingRun.id == dead.id)
                 .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=5), progress=0.4)
             )
-        seen = await _follow(c, dead.id, reader)
+        seen = await follow_run(c, dead.id, reader)
         assert seen[-1]["status"] == SUCCEEDED, seen[-1]
         assert seen[-1]["attempts"] == 2 and seen[-1]["registered"]["version"] == 1
 

@@ -20,6 +20,12 @@
 - :mod:`~tests.support.rules`: the live rule set and the words and domains it blocks.
 - :mod:`~tests.support.live_server`: nginx-rtmp on loopback and ffmpeg publishers.
 - :mod:`~tests.support.analyzer_contract`: the checks every analyzer's tests inherit.
+- :mod:`~tests.support.people`: people's accounts and signing in to the portal.
+- :mod:`~tests.support.browser`: the portal in Debian Chromium driven by Playwright.
+- :mod:`~tests.support.spam_images`: ad-like spam and clean pictures for tenant heads.
+- :mod:`~tests.support.labelled`: labelled samples with real embeddings of those.
+- :mod:`~tests.support.heads`: small heads made fast, registered for a tenant.
+- :mod:`~tests.support.training`: labelled folders on disk and following a training run.
 
 Fixtures stay in ``tests/conftest.py``; test modules import helpers from here, never
 from each other.

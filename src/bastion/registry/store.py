@@ -4,7 +4,10 @@ Every head a tenant trains is one MLflow run in the tenant's experiment
 (``<prefix>.<tenant>``) with its parameters, metrics, report, charts and ONNX file,
 and one version of the tenant's registered model for the category
 (``<prefix>.<tenant>.<category-slug>``), tagged with the tenant, the category, the
-embedding model, the threshold and the file's sha256. The ``champion`` alias names the
+embedding model, the threshold and the file's sha256, and, for a head a training run
+made, the run's id (``bastion.training_run``): a run taken again after its worker died
+finds the version it registered (:meth:`ModelRegistry.version_for_run`) instead of
+registering another. The ``champion`` alias names the
 version a tenant's requests are scored with, ``challenger`` one scored in shadow;
 aliases replace MLflow's old stages. A version is fetched as ``models:/<name>/<version>``
 after its alias is resolved, so what is checked is what is loaded, and its bytes must
@@ -53,6 +56,8 @@ HEAD_FILE = "head.onnx"
 REPORT_FILE = "report.json"
 CHARTS_DIR = "charts"
 TENANT_HEAD_KIND = "tenant_head"
+TRAINING_RUN_TAG = "bastion.training_run"
+"""The tag of an MLflow run and model version naming the training run that made it."""
 _CHART_NAME = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}$")
 _PAGE = 1000
 
@@ -164,9 +169,14 @@ class ModelRegistry:
         charts: Mapping[str, bytes] | None = None,
         *,
         description: str | None = None,
+        training_run: str | None = None,
     ) -> HeadVersion:
         """Log a trained head as a run of ``tenant``'s experiment and register it as a
         new version of the tenant's model for ``category``.
+
+        ``training_run`` (the id of the training run that made the head) is kept as the
+        :data:`TRAINING_RUN_TAG` tag of the MLflow run and of the version, so a retry of
+        that training run finds the version (:meth:`version_for_run`).
 
         The head is checked first (:func:`~bastion.registry.heads.load_head`: a head by
         the contract, for this category, passing its dry run); a head that fails is
@@ -191,6 +201,8 @@ class ModelRegistry:
             "bastion.embedding_model": checked.embedding_model or "",
             "bastion.embedding_version": checked.embedding_version or "",
         }
+        if training_run is not None:
+            tags[TRAINING_RUN_TAG] = training_run
         client = self._client()
         mlflow = import_mlflow()
         entities = mlflow.entities
@@ -278,6 +290,30 @@ class ModelRegistry:
                 out.append(dataclasses.replace(found, aliases=named))
         out.sort(key=lambda v: -v.version)
         return out
+
+    def version_for_run(
+        self, tenant: str, category: str, training_run_id: str
+    ) -> HeadVersion | None:
+        """The version of ``tenant``'s head for ``category`` that training run
+        ``training_run_id`` registered (its :data:`TRAINING_RUN_TAG` tag), with its run's
+        metrics; None when it registered none. Were there several (two workers that
+        both thought the run theirs), the first is the run's."""
+        name = self.model_name(tenant, category)
+        client = self._client()
+        with self._mlflow_errors(name):
+            found = [
+                mv
+                for mv in _pages(
+                    lambda token: client.search_model_versions(
+                        f"name = '{name}'", max_results=_PAGE, page_token=token
+                    )
+                )
+                if (mv.tags or {}).get(TRAINING_RUN_TAG) == training_run_id
+            ]
+        if not found:
+            return None
+        first = min(found, key=lambda mv: int(mv.version))
+        return self._version(first, self._run_metrics(first.run_id))
 
     def alias_version(self, tenant: str, category: str, alias: str) -> int | None:
         """The version ``alias`` names, or None."""

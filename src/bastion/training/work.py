@@ -16,7 +16,11 @@
 4. **Registering**: the head is logged to the registry with its parameters, metrics,
    report (with the held-out sample ids and the baseline's coverage) and charts, and
    the ``challenger`` alias points at the new version: it runs in shadow, and promotion
-   compares heads on the same held-out ids.
+   compares heads on the same held-out ids. The version is tagged with the run's id, so
+   registering happens once per run: a run taken again after its worker died between
+   registering and recording the outcome finds its version (before any other work, and
+   again just before registering) and records that one, with the report and metrics
+   logged with it, instead of registering a second.
 
 Each stage reports its progress (a fraction of the whole, and the stage in words) to
 the run's row through a :class:`Tracker`, which is also the run's heartbeat and stops
@@ -45,7 +49,9 @@ from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
 from bastion.policy import taxonomy
 from bastion.policy.model import Lists, Policy
-from bastion.registry.store import ModelRegistry
+from bastion.registry.errors import RegistryError
+from bastion.registry.heads import CHAMPION
+from bastion.registry.store import HeadVersion, ModelRegistry
 from bastion.samples.embedding import EmbeddingModel
 from bastion.samples.service import Dataset, SampleService
 from bastion.samples.tables import IMAGE
@@ -298,6 +304,9 @@ async def run_training(
 
 async def _work(parts: WorkParts, run: TrainingRun, tracker: Tracker) -> RunOutcome:
     await asyncio.to_thread(tracker.stage, LOADING)
+    earlier = await _registered(parts, run)
+    if earlier is not None:  # an earlier attempt registered it, then its worker died
+        return await _reuse(parts, run, tracker, earlier)
     model = EmbeddingModel.parse(run.embedding_model)
     filters = RunFilters.from_json(run.filters)
     config = parts.runs.training_config(run.config)
@@ -364,6 +373,9 @@ async def _work(parts: WorkParts, run: TrainingRun, tracker: Tracker) -> RunOutc
     metrics: dict[str, float] = {**result.metrics(), "baseline_coverage": count.coverage}
     params = {**result.params(), "training_run": run.id, "baseline_policy": policy.name}
     charts = await asyncio.to_thread(_charts, result.report)
+    earlier = await _registered(parts, run)
+    if earlier is not None:  # a worker that lost the run registered it meanwhile
+        return await _reuse(parts, run, tracker, earlier)
     version = await asyncio.to_thread(
         parts.registry.log_head,
         run.tenant_id,
@@ -374,19 +386,82 @@ async def _work(parts: WorkParts, run: TrainingRun, tracker: Tracker) -> RunOutc
         report,
         charts,
         description=f"training run {run.id}",
+        training_run=run.id,
     )
     await asyncio.to_thread(
         parts.registry.set_alias, run.tenant_id, run.category, CHALLENGER, version.version
     )
     await asyncio.to_thread(tracker.stage, REGISTERING, 1.0, f"version {version.version}")
-    report["registered"] = {"model": version.name, "version": version.version, "alias": CHALLENGER}
+    return _outcome(version, metrics, report, held_out_ids, count.coverage)
+
+
+async def _registered(parts: WorkParts, run: TrainingRun) -> HeadVersion | None:
+    """The version an earlier attempt of ``run`` registered, or None."""
+    return await asyncio.to_thread(
+        parts.registry.version_for_run, run.tenant_id, run.category, run.id
+    )
+
+
+async def _challenge(parts: WorkParts, run: TrainingRun, version: int) -> None:
+    """Point the ``challenger`` alias at the version an earlier attempt registered (its
+    worker may have died before it did), unless it is the champion already (promoted
+    while the run was being taken again)."""
+    registry = parts.registry
+    champion = await asyncio.to_thread(
+        registry.alias_version, run.tenant_id, run.category, CHAMPION
+    )
+    if champion != version:
+        await asyncio.to_thread(
+            registry.set_alias, run.tenant_id, run.category, CHALLENGER, version
+        )
+
+
+async def _reuse(
+    parts: WorkParts, run: TrainingRun, tracker: Tracker, version: HeadVersion
+) -> RunOutcome:
+    """The outcome of ``run`` from the version an earlier attempt registered: the report
+    and metrics logged with it (what promotion reads), nothing trained or logged again."""
+    log.info(
+        "training run %s: version %s was registered by an earlier attempt",
+        run.id,
+        version.version,
+    )
+    await asyncio.to_thread(tracker.stage, REGISTERING)
+    report = await asyncio.to_thread(
+        parts.registry.report, run.tenant_id, run.category, version.version
+    )
+    ids = (report or {}).get("held_out_ids")
+    if report is None or not isinstance(ids, list):
+        raise RegistryError(
+            f"{version.name} version {version.version}, registered by training run {run.id}, "
+            "has no report with its held-out samples"
+        )
+    baseline = report.get("baseline")
+    coverage = baseline.get("coverage") if isinstance(baseline, dict) else None
+    if not isinstance(coverage, int | float):
+        coverage = version.metrics.get("baseline_coverage", 0.0)
+    await _challenge(parts, run, version.version)
+    await asyncio.to_thread(
+        tracker.stage, REGISTERING, 1.0, f"version {version.version}, registered earlier"
+    )
+    return _outcome(version, dict(version.metrics), report, [str(i) for i in ids], float(coverage))
+
+
+def _outcome(
+    version: HeadVersion,
+    metrics: dict[str, float],
+    report: dict[str, Any],
+    held_out_ids: list[str],
+    baseline_coverage: float,
+) -> RunOutcome:
+    registered = {"model": version.name, "version": version.version, "alias": CHALLENGER}
     return RunOutcome(
         model_name=version.name,
         model_version=version.version,
         metrics=dict(metrics),
-        report=report,
+        report={**report, "registered": registered},
         held_out_ids=held_out_ids,
-        baseline_coverage=count.coverage,
+        baseline_coverage=baseline_coverage,
     )
 
 
