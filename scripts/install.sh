@@ -12,7 +12,8 @@ PYTHON="${PYTHON:-python3}"
 
 RUNTIME_DEBS=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-kor tesseract-ocr-tha
               tesseract-ocr-jpn tesseract-ocr-chi-sim tesseract-ocr-chi-tra tesseract-ocr-ind)
-TEST_DEBS=(opencv-doc fonts-noto-cjk fonts-thai-tlwg fonts-noto-core nginx libnginx-mod-rtmp ffmpeg chromium)
+TEST_DEBS=(opencv-doc fonts-noto-cjk fonts-thai-tlwg fonts-noto-core nginx libnginx-mod-rtmp ffmpeg chromium
+           espeak-ng)
 
 debs=("${RUNTIME_DEBS[@]}")
 [[ $WITH_TEST == 1 ]] && debs+=("${TEST_DEBS[@]}")

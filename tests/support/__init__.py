@@ -12,6 +12,8 @@
 - :mod:`~tests.support.media`: real photos, encoded images, photos with a QR code or text.
 - :mod:`~tests.support.textimages`: photos with text in the languages OCR must read.
 - :mod:`~tests.support.video`: generated videos (cuts, QR codes, noise), real clips.
+- :mod:`~tests.support.speech`: sentences spoken by espeak-ng, encoded as audio files and
+  muxed into videos; speech at known times.
 - :mod:`~tests.support.timecoded`: videos whose frames show which second they belong to.
 - :mod:`~tests.support.animations`: huge animations (GIF, APNG, WebP, TIFF) built fast.
 - :mod:`~tests.support.hostile`: the responsiveness probe and hostile documents.
