@@ -108,6 +108,18 @@ _TREE: dict[str, tuple[str, dict[str, str]]] = {
             "Product Ad": "Products often sold through spam ads (sunglasses, watches, bags).",
         },
     ),
+    "Toxic Speech": (
+        "Toxic spoken or written language (the categories of AWS Transcribe's toxicity).",
+        {
+            "Profanity": "Swear words and vulgar language.",
+            "Hate Speech": "Attacks on people for who they are: race, religion, origin, sex.",
+            "Sexual Language": "Sexual or sexually explicit language.",
+            "Insults": "Demeaning or insulting language aimed at someone.",
+            "Violence or Threats": "Threats of violence or calls to harm someone.",
+            "Graphic Language": "Graphic descriptions of injury, gore or cruelty.",
+            "Harassment or Abuse": "Bullying, intimidation or abuse of a person.",
+        },
+    ),
 }
 
 
