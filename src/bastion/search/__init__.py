@@ -1,0 +1,39 @@
+"""Search over a tenant's media: what was seen and said, found by words and by meaning.
+
+The parts, each small and typed, for the search API and the indexing of analysed media
+to build on:
+
+* :mod:`~bastion.search.tables` — ``search_documents`` (one thing seen or said in one
+  piece of media: field, text, time range, labels, decision) and ``search_vectors``
+  (their embeddings, the source the vector indexes are rebuilt from); the full-text
+  index itself is made by migration 0018 (SQLite FTS5 ``unicode61`` + ``trigram``
+  tables kept in step by triggers; PostgreSQL ``tsvector`` + ``pg_trgm``).
+* :mod:`~bastion.search.text_index` — :class:`~bastion.search.text_index.TextIndex`:
+  ``add(tenant_id, [DocumentIn]) -> ids``, ``delete_media(tenant_id, media_ref) -> ids``,
+  ``delete_tenant(tenant_id) -> ids``, ``documents(tenant_id, ids) -> {id: TextHit}``,
+  ``query(tenant_id, text, SearchFilters, limit=, cursor=) -> TextPage`` (hits with a
+  relevance score and a :class:`~bastion.search.query.Snippet` with highlight ranges).
+* :mod:`~bastion.search.query` — how a user's query becomes safe terms (no query syntax
+  ever reaches a database), and snippets.
+* :mod:`~bastion.search.vectors` — the :class:`~bastion.search.vectors.VectorIndex`
+  protocol (``add``, ``remove``, ``search``, ``save``, ``count``; :func:`read_index`),
+  :class:`~bastion.search.vectors.FaissIndex`, :class:`~bastion.search.vectors.ExactIndex`,
+  and :class:`~bastion.search.vectors.VectorStore`: one index per tenant and
+  :class:`~bastion.search.vectors.VectorSpace`, saved atomically under a folder of the
+  data directory, rebuilt when missing, corrupt or of another model.
+* :mod:`~bastion.search.vector_rows` — ``store_vectors(session, tenant_id, space, ids,
+  vectors)`` and ``rebuild_from_database(sessions)``, the store's rebuild callback.
+* :mod:`~bastion.search.fusion` — ``fuse([ranking, ...]) -> [Moment]``: reciprocal-rank
+  fusion, documents of the same media with overlapping times merged into moments.
+
+Text is embedded by :class:`bastion.models.sentence_encoder.SentenceEncoder` (USE
+multilingual v3, offline); images by the ``labels`` analyzer's embedding. Everything
+here blocks: async callers run it in a thread. Every read and write takes the tenant.
+
+A semantic query, put together::
+
+    vector = encoder.encode_one(q)
+    ids, _ = store.index(tenant, text_space).search(vector, 50)
+    semantic = text_index.documents(tenant, ids, terms(q))   # the tenant's only
+    moments = fuse([text_index.query(tenant, q).hits, [semantic[i] for i in ids if i in semantic]])
+"""

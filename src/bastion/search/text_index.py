@@ -1,0 +1,359 @@
+"""Full-text search over a tenant's documents, on SQLite (FTS5) or PostgreSQL (tsvector).
+
+:class:`TextIndex` adds documents (:class:`DocumentIn`), deletes them by media or by
+tenant, reads them back by id (what the vector index found), and answers a query with
+one page of :class:`TextHit`, best first. Every call is scoped to one tenant: another
+tenant's documents are never matched, read or deleted.
+
+A document matches when it has every term of the query (:func:`~bastion.search.query.terms`)
+either as a word (SQLite ``unicode61`` FTS5 table; PostgreSQL ``tsvector``) or as a
+substring (SQLite ``trigram`` FTS5 table for terms of three characters or more, ``LIKE``
+for shorter ones; PostgreSQL ``ILIKE``, served by ``pg_trgm`` when present): languages
+written without spaces (Chinese, Japanese, Thai) and Korean words with particles are
+found by a word of them. The score is the database's own relevance (FTS5 ``bm25`` of
+both tables added; PostgreSQL ``ts_rank_cd``), larger is better, comparable only within
+one query. The cursor is opaque: the position in the ranking and a digest of the query
+and filters (a cursor of another query is refused), at most :data:`MAX_OFFSET` deep.
+
+Everything here blocks (database work): async callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from bastion.search.errors import InvalidSearchCursor, InvalidSearchQuery
+from bastion.search.query import Snippet, like_pattern, snippet, terms
+from bastion.search.tables import FIELDS, MEDIA_KINDS, SearchDocument
+from bastion.store.pages import check_limit
+
+MediaKind = Literal["image", "video", "stream", "audio"]
+FieldName = Literal["label", "tag", "ocr", "code", "url", "transcript", "faces", "media"]
+Decision = Literal["allow", "review", "block"]
+
+MAX_OFFSET = 10_000
+"""How deep the pages of one query go."""
+MAX_TEXT_CHARS = 20_000
+"""Longest document text kept (longer text is cut)."""
+
+
+@dataclass(frozen=True)
+class DocumentIn:
+    """One document to index (see :class:`~bastion.search.tables.SearchDocument`)."""
+
+    media_kind: MediaKind
+    media_ref: str
+    field: FieldName
+    text: str
+    start_s: float | None = None
+    end_s: float | None = None
+    language: str | None = None
+    labels: tuple[str, ...] = ()
+    decision: Decision | None = None
+
+
+class SearchFilters(BaseModel):
+    """What a search is restricted to; every set filter must hold (None: any)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    media_kinds: list[MediaKind] | None = Field(
+        default=None, description="Only these kinds of media."
+    )
+    fields: list[FieldName] | None = Field(
+        default=None, description="Only documents of these fields (e.g. transcript, ocr)."
+    )
+    media_refs: list[str] | None = Field(
+        default=None, max_length=100, description="Only these media (job, stream ids, sha256)."
+    )
+    decisions: list[Decision] | None = Field(
+        default=None, description="Only moments that got one of these decisions."
+    )
+    labels: list[str] | None = Field(
+        default=None, max_length=50, description="Only moments with at least one of these labels."
+    )
+    languages: list[str] | None = Field(
+        default=None, max_length=50, description="Only documents in these languages (ISO 639-1)."
+    )
+    since: datetime | None = Field(default=None, description="Indexed at or after this time.")
+    until: datetime | None = Field(default=None, description="Indexed before this time.")
+
+
+@dataclass(frozen=True)
+class TextHit:
+    """One matching document, its relevance, and a snippet of it."""
+
+    id: int
+    media_kind: str
+    media_ref: str
+    start_s: float | None
+    end_s: float | None
+    field: str
+    text: str
+    language: str | None
+    labels: tuple[str, ...]
+    decision: str | None
+    created_at: datetime
+    score: float
+    snippet: Snippet
+
+
+@dataclass(frozen=True)
+class TextPage:
+    """One page of hits, best first, and the cursor of the next page (None: last)."""
+
+    hits: list[TextHit]
+    next_cursor: str | None
+
+
+def _digest(tenant_id: str, words: list[str], filters: SearchFilters) -> str:
+    raw = json.dumps([tenant_id, words, filters.model_dump(mode="json")], sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _encode_cursor(offset: int, digest: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([offset, digest]).encode()).decode()
+
+
+def _decode_cursor(cursor: str, digest: str) -> int:
+    try:
+        offset, seen = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise InvalidSearchCursor("invalid cursor") from exc
+    if not isinstance(offset, int) or seen != digest or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidSearchCursor("this cursor belongs to another search")
+    return offset
+
+
+def _filters_sql(filters: SearchFilters, params: dict[str, Any]) -> list[str]:
+    clauses: list[str] = []
+
+    def one_of(column: str, name: str, values: Sequence[str]) -> None:
+        keys = [f"{name}{i}" for i in range(len(values))]
+        params.update(zip(keys, values, strict=True))
+        if keys:
+            clauses.append(f"d.{column} IN ({', '.join(':' + k for k in keys)})")
+        else:
+            clauses.append("1 = 0")
+
+    if filters.media_kinds is not None:
+        one_of("media_kind", "f_kind", filters.media_kinds)
+    if filters.fields is not None:
+        one_of("field", "f_field", filters.fields)
+    if filters.media_refs is not None:
+        one_of("media_ref", "f_ref", filters.media_refs)
+    if filters.decisions is not None:
+        one_of("decision", "f_decision", filters.decisions)
+    if filters.languages is not None:
+        one_of("language", "f_lang", filters.languages)
+    if filters.labels is not None:
+        alternatives = []
+        for i, label in enumerate(filters.labels):
+            params[f"f_label{i}"] = like_pattern(json.dumps(label))
+            alternatives.append(f"CAST(d.labels AS TEXT) LIKE :f_label{i} ESCAPE '\\'")
+        clauses.append(f"({' OR '.join(alternatives) or '1 = 0'})")
+    if filters.since is not None:
+        params["f_since"] = filters.since
+        clauses.append("d.created_at >= :f_since")
+    if filters.until is not None:
+        params["f_until"] = filters.until
+        clauses.append("d.created_at < :f_until")
+    return clauses
+
+
+def _sqlite_ranking(words: list[str], where: list[str], params: dict[str, Any]) -> str:
+    # Terms hold only letters, marks and digits: as FTS5 strings they are literal.
+    params["words_q"] = " ".join(f'"{w}"' for w in words)
+    long = [w for w in words if len(w) >= 3]
+    short = [w for w in words if len(w) < 3]
+    likes = []
+    for i, w in enumerate(short):
+        params[f"like{i}"] = like_pattern(w)
+        likes.append(f"d.text LIKE :like{i} ESCAPE '\\'")
+    ctes = [
+        "w AS (SELECT rowid AS id, -bm25(search_fts_words) AS s FROM search_fts_words "
+        "WHERE search_fts_words MATCH :words_q)"
+    ]
+    if long:
+        params["tri_q"] = " ".join(f'"{w}"' for w in long)
+        ctes.append(
+            "t AS (SELECT rowid AS id, -bm25(search_fts_trigram) AS s FROM search_fts_trigram "
+            "WHERE search_fts_trigram MATCH :tri_q)"
+        )
+        substring = " AND ".join(["t.id IS NOT NULL", *likes])
+        join_t = "LEFT JOIN t ON t.id = d.id"
+        score = "COALESCE(w.s, 0) + COALESCE(t.s, 0)"
+    else:
+        substring = " AND ".join(likes)
+        join_t = ""
+        score = "COALESCE(w.s, 0) + 0.01"
+    return (
+        f"WITH {', '.join(ctes)} SELECT d.id AS id, {score} AS score "
+        f"FROM search_documents d LEFT JOIN w ON w.id = d.id {join_t} "
+        f"WHERE {' AND '.join(where)} AND (w.id IS NOT NULL OR ({substring}))"
+    )
+
+
+def _pg_ranking(words: list[str], where: list[str], params: dict[str, Any]) -> str:
+    params["plain_q"] = " ".join(words)
+    likes = []
+    for i, w in enumerate(words):
+        params[f"like{i}"] = like_pattern(w)
+        likes.append(f"d.text ILIKE :like{i} ESCAPE '\\'")
+    tsq = "plainto_tsquery('simple'::regconfig, :plain_q)"
+    return (
+        f"SELECT d.id AS id, ts_rank_cd(d.search_vector, {tsq}) + 0.01 AS score "
+        f"FROM search_documents d WHERE {' AND '.join(where)} "
+        f"AND (d.search_vector @@ {tsq} OR ({' AND '.join(likes)}))"
+    )
+
+
+class TextIndex:
+    """The tenant-scoped full-text index of :class:`SearchDocument` rows."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def add(self, tenant_id: str, documents: Iterable[DocumentIn]) -> list[int]:
+        """Index ``documents`` in one transaction; their ids, in order."""
+        rows = [_row(tenant_id, d) for d in documents]
+        with self._sessions.begin() as session:
+            session.add_all(rows)
+            session.flush()
+            return [row.id for row in rows]
+
+    def delete_media(self, tenant_id: str, media_ref: str) -> list[int]:
+        """Delete every document of one piece of media (and their vectors); their ids."""
+        with self._sessions.begin() as session:
+            return self._delete(
+                session,
+                (SearchDocument.tenant_id == tenant_id) & (SearchDocument.media_ref == media_ref),
+            )
+
+    def delete_tenant(self, tenant_id: str) -> list[int]:
+        """Delete every document of a tenant (and their vectors); their ids."""
+        with self._sessions.begin() as session:
+            return self._delete(session, SearchDocument.tenant_id == tenant_id)
+
+    @staticmethod
+    def _delete(session: Session, where: Any) -> list[int]:
+        ids = list(session.scalars(select(SearchDocument.id).where(where)))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            session.execute(delete(SearchDocument).where(SearchDocument.id.in_(chunk)))
+        return ids
+
+    def documents(
+        self, tenant_id: str, ids: Sequence[int], words: Sequence[str] = ()
+    ) -> dict[int, TextHit]:
+        """The tenant's documents among ``ids`` (others are left out), with score 0 and
+        a snippet showing ``words``."""
+        out: dict[int, TextHit] = {}
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+        with self._sessions() as session:
+            for start in range(0, len(wanted), 500):
+                rows = session.scalars(
+                    select(SearchDocument).where(
+                        SearchDocument.tenant_id == tenant_id,
+                        SearchDocument.id.in_(wanted[start : start + 500]),
+                    )
+                )
+                for row in rows:
+                    out[row.id] = _hit(row, 0.0, list(words))
+        return out
+
+    def query(
+        self,
+        tenant_id: str,
+        query: str,
+        filters: SearchFilters | None = None,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> TextPage:
+        """One page of the tenant's documents matching ``query``, best first.
+
+        Raises :class:`~bastion.search.errors.InvalidSearchQuery` (400) for a query with
+        no words or too long, ``invalid_limit`` / ``invalid_cursor`` for bad paging.
+        """
+        check_limit(limit)
+        filters = filters or SearchFilters()
+        words = terms(query)
+        digest = _digest(tenant_id, words, filters)
+        offset = 0 if cursor is None else _decode_cursor(cursor, digest)
+        params: dict[str, Any] = {"tenant": tenant_id}
+        where = ["d.tenant_id = :tenant", *_filters_sql(filters, params)]
+        with self._sessions() as session:
+            dialect = session.get_bind().dialect.name
+            if dialect == "sqlite":
+                ranking = _sqlite_ranking(words, where, params)
+            elif dialect == "postgresql":
+                ranking = _pg_ranking(words, where, params)
+            else:  # pragma: no cover - Bastion runs on SQLite or PostgreSQL
+                raise InvalidSearchQuery(f"search does not support {dialect}")
+            params["lim"] = limit + 1
+            params["off"] = offset
+            ranked = session.execute(
+                text(f"{ranking} ORDER BY score DESC, id DESC LIMIT :lim OFFSET :off"), params
+            ).all()
+            scores = {int(r.id): float(r.score) for r in ranked[:limit]}
+            rows = {
+                row.id: row
+                for row in session.scalars(
+                    select(SearchDocument).where(SearchDocument.id.in_(list(scores)))
+                )
+            }
+        hits = [_hit(rows[i], s, words) for i, s in scores.items() if i in rows]
+        more = len(ranked) > limit and offset + limit < MAX_OFFSET
+        return TextPage(hits, _encode_cursor(offset + limit, digest) if more else None)
+
+
+def _row(tenant_id: str, d: DocumentIn) -> SearchDocument:
+    if d.media_kind not in MEDIA_KINDS:
+        raise ValueError(f"unknown media kind {d.media_kind!r}")
+    if d.field not in FIELDS:
+        raise ValueError(f"unknown field {d.field!r}")
+    # the same normal form as queries (full-width letters, compatibility characters)
+    normal = unicodedata.normalize("NFKC", d.text)
+    clean = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in normal)
+    return SearchDocument(
+        tenant_id=tenant_id,
+        media_kind=d.media_kind,
+        media_ref=d.media_ref,
+        start_s=d.start_s,
+        end_s=d.end_s,
+        field=d.field,
+        text=clean[:MAX_TEXT_CHARS],
+        language=d.language,
+        labels=list(d.labels),
+        decision=d.decision,
+    )
+
+
+def _hit(row: SearchDocument, score: float, words: list[str]) -> TextHit:
+    return TextHit(
+        id=row.id,
+        media_kind=row.media_kind,
+        media_ref=row.media_ref,
+        start_s=row.start_s,
+        end_s=row.end_s,
+        field=row.field,
+        text=row.text,
+        language=row.language,
+        labels=tuple(str(label) for label in row.labels or ()),
+        decision=row.decision,
+        created_at=row.created_at,
+        score=score,
+        snippet=snippet(row.text, words),
+    )

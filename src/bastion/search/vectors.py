@@ -1,0 +1,452 @@
+"""Vector indexes: nearest neighbours by inner product (cosine of unit vectors).
+
+:class:`VectorIndex` is the small interface the rest of search uses, so pgvector or a
+vector database can replace the in-process indexes: ``add(ids, vectors)`` (an id added
+again replaces its vector), ``remove(ids)``, ``search(vector, k)`` → ``(ids, scores)``
+best first, ``save(path)``, ``count``; :func:`read_index` loads any saved index. Ids are
+int64 (the ids of :class:`~bastion.search.tables.SearchDocument` rows); every vector is
+scaled to unit length on the way in, so scores are cosine similarities.
+
+* :class:`ExactIndex` — numpy brute force, exact: the baseline, and good enough for a
+  few tens of thousands of vectors.
+* :class:`FaissIndex` — faiss-cpu: an exact flat inner-product index while small, an
+  HNSW graph (``IndexHNSWFlat``) once it holds more than ``hnsw_threshold`` vectors,
+  each inside an ``IndexIDMap2`` so it keeps our ids. HNSW cannot delete: removed ids
+  are hidden from results and the graph is rebuilt from the kept vectors once they pass
+  a tenth of it (and before saving).
+
+Saved files (:func:`write_atomically`) are a small header (format, kind, dimension,
+model, count, sha256 of the payload) then the payload; they are written to a temporary
+file and renamed, so a crash never leaves half a file, and a file that does not match
+its digest is :class:`~bastion.search.errors.VectorIndexCorrupt`.
+
+:class:`VectorStore` keeps one index per tenant and vector space under a folder of the
+data directory (``<root>/<tenant>/<space>.vec``), loads it on first use, and rebuilds it
+from the database (a callback; :func:`bastion.search.vector_rows.rebuild_from_database`)
+when the file is missing, corrupt, or made by another model version.
+
+Everything here blocks (CPU and file work): async callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from bastion.search.errors import VectorIndexCorrupt
+
+Ids = npt.NDArray[np.int64]
+Scores = npt.NDArray[np.float32]
+Matrix = npt.NDArray[np.float32]
+
+MAGIC = b"BSTNVEC1"
+"""First bytes of every saved index."""
+SUFFIX = ".vec"
+
+
+def _ids(ids: npt.ArrayLike) -> Ids:
+    out: Ids = np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
+    return out
+
+
+def _unit(vectors: npt.ArrayLike, dim: int) -> Matrix:
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[None, :]
+    if matrix.ndim != 2 or matrix.shape[1] != dim:
+        raise ValueError(f"vectors must have {dim} values, got shape {matrix.shape}")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    out: Matrix = np.ascontiguousarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
+    return out
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """Nearest neighbours of unit vectors by inner product, keyed by int64 ids."""
+
+    dim: int
+    model: str
+    """The ``name@version`` of the model whose vectors these are ("" when unknown)."""
+
+    @property
+    def count(self) -> int:
+        """How many ids the index holds."""
+        ...
+
+    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        """Add vectors under ``ids``; an id already present gets the new vector."""
+        ...
+
+    def remove(self, ids: npt.ArrayLike) -> int:
+        """Remove ``ids`` (unknown ones are ignored); how many were removed."""
+        ...
+
+    def search(self, vector: npt.ArrayLike, k: int) -> tuple[Ids, Scores]:
+        """The ``k`` (or fewer) nearest ids to ``vector`` and their scores, best first."""
+        ...
+
+    def save(self, path: Path) -> None:
+        """Write the index to ``path`` atomically."""
+        ...
+
+
+def write_atomically(path: Path, header: dict[str, Any], payload: bytes) -> None:
+    """Write ``MAGIC``, the header (with the payload's digest) and the payload to a
+    temporary file beside ``path``, flush it to disk, and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = json.dumps({**header, "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + struct.pack("<I", len(head)) + head)
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_file(path: Path) -> tuple[dict[str, Any], bytes]:
+    """The header and payload of a saved index; :class:`VectorIndexCorrupt` when it is
+    not one or does not match its digest (FileNotFoundError when missing)."""
+    data = path.read_bytes()
+    try:
+        if data[: len(MAGIC)] != MAGIC:
+            raise ValueError("not a vector index file")
+        (size,) = struct.unpack_from("<I", data, len(MAGIC))
+        start = len(MAGIC) + 4
+        header = json.loads(data[start : start + size])
+        payload = data[start + size :]
+        if not isinstance(header, dict):
+            raise ValueError("bad header")
+        if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+            raise ValueError("the payload does not match its digest")
+    except (ValueError, struct.error, UnicodeDecodeError) as exc:
+        raise VectorIndexCorrupt(f"{path.name}: {exc}") from exc
+    return header, payload
+
+
+class ExactIndex:
+    """Brute-force inner product over every vector (numpy): exact, the baseline."""
+
+    kind = "exact"
+
+    def __init__(self, dim: int, *, model: str = "") -> None:
+        self.dim = dim
+        self.model = model
+        self._ids: Ids = np.zeros(0, dtype=np.int64)
+        self._vectors: Matrix = np.zeros((0, dim), dtype=np.float32)
+
+    @property
+    def count(self) -> int:
+        return int(self._ids.size)
+
+    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        new_ids, new = _ids(ids), _unit(vectors, self.dim)
+        if new_ids.size != new.shape[0]:
+            raise ValueError("ids and vectors differ in length")
+        self.remove(new_ids)
+        self._ids = np.concatenate([self._ids, new_ids])
+        self._vectors = np.concatenate([self._vectors, new])
+
+    def remove(self, ids: npt.ArrayLike) -> int:
+        drop = np.isin(self._ids, _ids(ids))
+        removed = int(drop.sum())
+        if removed:
+            self._ids, self._vectors = self._ids[~drop], self._vectors[~drop]
+        return removed
+
+    def search(self, vector: npt.ArrayLike, k: int) -> tuple[Ids, Scores]:
+        if self.count == 0 or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores: Scores = self._vectors @ _unit(vector, self.dim)[0]
+        k = min(k, self.count)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.lexsort((self._ids[top], -scores[top]))]
+        return self._ids[top], scores[top]
+
+    def save(self, path: Path) -> None:
+        header = {"kind": self.kind, "dim": self.dim, "model": self.model, "count": self.count}
+        write_atomically(path, header, self._ids.tobytes() + self._vectors.tobytes())
+
+    @classmethod
+    def from_saved(cls, header: dict[str, Any], payload: bytes) -> ExactIndex:
+        index = cls(int(header["dim"]), model=str(header.get("model", "")))
+        n = int(header["count"])
+        if len(payload) != n * 8 + n * index.dim * 4:
+            raise VectorIndexCorrupt("the payload does not hold the vectors it announces")
+        index._ids = np.frombuffer(payload[: n * 8], dtype=np.int64).copy()
+        index._vectors = np.frombuffer(payload[n * 8 :], dtype=np.float32).reshape(n, -1).copy()
+        return index
+
+
+class FaissIndex:
+    """faiss-cpu: exact flat inner product while small, HNSW beyond ``hnsw_threshold``."""
+
+    kind = "faiss"
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        model: str = "",
+        hnsw_threshold: int = 20_000,
+        hnsw_m: int = 32,
+        ef_construction: int = 200,
+        ef_search: int = 256,
+    ) -> None:
+        import faiss
+
+        self._faiss: Any = faiss
+        self.dim = dim
+        self.model = model
+        self.hnsw_threshold = hnsw_threshold
+        self._m = hnsw_m
+        self._ef_construction = ef_construction
+        self._ef_search = ef_search
+        self._live: set[int] = set()
+        self._hidden: set[int] = set()
+        self._index: Any = self._new(hnsw=False)
+
+    def _new(self, *, hnsw: bool) -> Any:
+        faiss = self._faiss
+        if hnsw:
+            inner = faiss.IndexHNSWFlat(self.dim, self._m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = self._ef_construction
+            inner.hnsw.efSearch = self._ef_search
+        else:
+            inner = faiss.IndexFlatIP(self.dim)
+        return faiss.IndexIDMap2(inner)
+
+    @property
+    def is_hnsw(self) -> bool:
+        """Whether the index is an HNSW graph (else an exact flat index)."""
+        return isinstance(self._faiss.downcast_index(self._index.index), self._faiss.IndexHNSWFlat)
+
+    @property
+    def count(self) -> int:
+        return len(self._live)
+
+    def _stored(self) -> tuple[Ids, Matrix]:
+        """Every (id, vector) pair held, hidden ones included."""
+        ids = self._faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        vectors = self._index.index.reconstruct_n(0, self._index.ntotal)
+        return ids, np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+
+    def _rebuild(self, extra_ids: Ids, extra: Matrix) -> None:
+        ids, vectors = self._stored()
+        keep = np.fromiter((int(i) in self._live for i in ids), dtype=bool, count=ids.size)
+        ids = np.concatenate([ids[keep], extra_ids])
+        vectors = np.concatenate([vectors[keep], extra])
+        self._index = self._new(hnsw=ids.size > self.hnsw_threshold)
+        self._hidden = set()
+        if ids.size:
+            self._index.add_with_ids(vectors, ids)
+
+    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        new_ids, new = _ids(ids), _unit(vectors, self.dim)
+        if new_ids.size != new.shape[0]:
+            raise ValueError("ids and vectors differ in length")
+        if np.unique(new_ids).size != new_ids.size:
+            raise ValueError("ids repeat")
+        fresh = {int(i) for i in new_ids}
+        if self.is_hnsw:
+            if fresh & (self._live | self._hidden):  # HNSW cannot replace: rebuild
+                self._live -= fresh
+                self._rebuild(new_ids, new)
+            else:
+                self._index.add_with_ids(new, new_ids)
+            self._live |= fresh
+            return
+        replaced = fresh & self._live
+        if replaced:
+            self._index.remove_ids(np.fromiter(replaced, dtype=np.int64))
+        self._live |= fresh
+        if self.count > self.hnsw_threshold:  # grown past the threshold: become HNSW
+            self._live -= fresh
+            self._rebuild(new_ids, new)
+            self._live |= fresh
+        elif new_ids.size:
+            self._index.add_with_ids(new, new_ids)
+
+    def remove(self, ids: npt.ArrayLike) -> int:
+        gone = [int(i) for i in _ids(ids) if int(i) in self._live]
+        if not gone:
+            return 0
+        self._live.difference_update(gone)
+        if self.is_hnsw:
+            self._hidden.update(gone)
+            if len(self._hidden) * 10 > self._index.ntotal:
+                self._rebuild(np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), np.float32))
+        else:
+            self._index.remove_ids(np.asarray(gone, dtype=np.int64))
+        return len(gone)
+
+    def search(self, vector: npt.ArrayLike, k: int) -> tuple[Ids, Scores]:
+        if self.count == 0 or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        query = _unit(vector, self.dim)
+        wanted = min(k + len(self._hidden), self._index.ntotal)
+        if self.is_hnsw:
+            inner = self._faiss.downcast_index(self._index.index)
+            inner.hnsw.efSearch = max(self._ef_search, wanted)
+        scores, ids = self._index.search(query, wanted)
+        keep = [
+            j
+            for j, i in enumerate(ids[0])
+            if i >= 0 and (not self._hidden or int(i) not in self._hidden)
+        ][:k]
+        return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        if self._hidden:
+            self._rebuild(np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), np.float32))
+        payload = self._faiss.serialize_index(self._index).tobytes()
+        header = {
+            "kind": self.kind,
+            "dim": self.dim,
+            "model": self.model,
+            "count": self.count,
+            "hnsw_threshold": self.hnsw_threshold,
+        }
+        write_atomically(path, header, payload)
+
+    @classmethod
+    def from_saved(cls, header: dict[str, Any], payload: bytes) -> FaissIndex:
+        index = cls(
+            int(header["dim"]),
+            model=str(header.get("model", "")),
+            hnsw_threshold=int(header.get("hnsw_threshold", 20_000)),
+        )
+        try:
+            loaded = index._faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+        except RuntimeError as exc:
+            raise VectorIndexCorrupt(f"faiss cannot read the index: {exc}") from exc
+        if loaded.d != index.dim or loaded.ntotal != int(header["count"]):
+            raise VectorIndexCorrupt("the index does not hold the vectors it announces")
+        index._index = loaded
+        index._live = {int(i) for i in index._faiss.vector_to_array(loaded.id_map)}
+        return index
+
+
+def read_index(path: Path) -> VectorIndex:
+    """Load a saved :class:`ExactIndex` or :class:`FaissIndex`.
+
+    Raises FileNotFoundError when missing, :class:`VectorIndexCorrupt` when unreadable.
+    """
+    header, payload = read_file(path)
+    try:
+        kind = header["kind"]
+        if kind == ExactIndex.kind:
+            return ExactIndex.from_saved(header, payload)
+        if kind == FaissIndex.kind:
+            return FaissIndex.from_saved(header, payload)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VectorIndexCorrupt(f"{path.name}: {exc}") from exc
+    raise VectorIndexCorrupt(f"{path.name}: unknown index kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class VectorSpace:
+    """A kind of vector a tenant's media has: its name, length and model."""
+
+    name: str
+    """``text`` (sentence embeddings) or ``image`` (image embeddings)."""
+    dim: int
+    model: str
+    """``name@version`` of the model: an index made by another is rebuilt."""
+
+
+Rebuild = Callable[[str, VectorSpace], Iterable[tuple[Ids, Matrix]]]
+"""Gives a tenant's stored vectors of a space, in batches of (ids, vectors)."""
+IndexFactory = Callable[[VectorSpace], VectorIndex]
+"""Makes an empty index for a space."""
+
+_SAFE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _folder(tenant_id: str) -> str:
+    if _SAFE.fullmatch(tenant_id):
+        return tenant_id
+    return "h-" + hashlib.sha256(tenant_id.encode()).hexdigest()[:40]
+
+
+def faiss_factory(space: VectorSpace) -> VectorIndex:
+    """A :class:`FaissIndex` for ``space`` (the default)."""
+    return FaissIndex(space.dim, model=space.model)
+
+
+class VectorStore:
+    """One vector index per tenant and space, kept in memory and saved under ``root``."""
+
+    def __init__(
+        self,
+        root: Path,
+        rebuild: Rebuild,
+        *,
+        factory: IndexFactory = faiss_factory,
+    ) -> None:
+        self.root = root
+        self._rebuild = rebuild
+        self._factory = factory
+        self._open: dict[tuple[str, str], VectorIndex] = {}
+        self._lock = threading.RLock()
+
+    def path(self, tenant_id: str, space: VectorSpace) -> Path:
+        """Where the index of ``tenant_id`` in ``space`` is saved."""
+        if not _SAFE.fullmatch(space.name):
+            raise ValueError(f"bad vector space name {space.name!r}")
+        return self.root / _folder(tenant_id) / f"{space.name}{SUFFIX}"
+
+    def index(self, tenant_id: str, space: VectorSpace) -> VectorIndex:
+        """The tenant's index in ``space``: open, loaded from its file, or rebuilt from
+        the database (and saved) when the file is missing, corrupt or of another model."""
+        key = (tenant_id, space.name)
+        with self._lock:
+            found = self._open.get(key)
+            if found is not None and found.model == space.model:
+                return found
+            path = self.path(tenant_id, space)
+            loaded: VectorIndex | None
+            try:
+                loaded = read_index(path)
+            except (FileNotFoundError, VectorIndexCorrupt):
+                loaded = None
+            if loaded is None or loaded.model != space.model or loaded.dim != space.dim:
+                loaded = self._factory(space)
+                for ids, vectors in self._rebuild(tenant_id, space):
+                    loaded.add(ids, vectors)
+                loaded.save(path)
+            self._open[key] = loaded
+            return loaded
+
+    def save(self, tenant_id: str, space: VectorSpace) -> None:
+        """Save the tenant's index in ``space`` if it is open."""
+        with self._lock:
+            found = self._open.get((tenant_id, space.name))
+            if found is not None:
+                found.save(self.path(tenant_id, space))
+
+    def forget(self, tenant_id: str) -> None:
+        """Close and delete every index of a tenant (they are rebuilt when next used)."""
+        with self._lock:
+            for key in [k for k in self._open if k[0] == tenant_id]:
+                del self._open[key]
+            folder = self.root / _folder(tenant_id)
+            if folder.is_dir():
+                for file in folder.glob(f"*{SUFFIX}"):
+                    file.unlink(missing_ok=True)
