@@ -170,7 +170,7 @@ def test_labels_map_to_toxic_speech(scorer: ToxicityScorer) -> None:
     for lab in labels:
         assert lab.parent == "Toxic Speech" and lab.level == 2 and lab.analyzer == "toxicity"
         assert 50 <= lab.confidence <= 100 and lab.source == "0.0-2.5"
-    strict = dict(scorer.config.thresholds, profanity=1.0)
+    strict = {**scorer.config.thresholds, "profanity": 1.0}
     assert (
         "Profanity" not in {lab.name for lab in toxicity_labels(result, strict, version="1")}
         or result.scores["profanity"] >= 1.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -227,11 +228,12 @@ def test_plan_refuses_languages(
 
 def test_samples_must_be_mono_float_audio() -> None:
     t = WhisperTranscriber(WhisperConfig(), Path("unused"))
-    for bad in (
+    bad_inputs: tuple[np.ndarray[Any, Any], ...] = (
         np.zeros((2, 16_000), np.float32),
         np.zeros(16_000, np.int16),
         np.array([0.0, np.nan], np.float32),
-    ):
+    )
+    for bad in bad_inputs:
         with pytest.raises(MediaError):
             t.transcribe(bad)
     empty = t.transcribe(np.zeros(0, np.float32), language="de")
