@@ -23,7 +23,7 @@ from bastion.search.fusion import fuse
 from bastion.search.query import snippet, terms
 from bastion.search.tables import SearchVector
 from bastion.search.text_index import DocumentIn, SearchFilters, TextHit, TextIndex
-from bastion.search.vector_rows import rebuild_from_database, store_vectors
+from bastion.search.vector_rows import DatabaseVectors, store_vectors
 from bastion.search.vectors import (
     ExactIndex,
     FaissIndex,
@@ -336,6 +336,28 @@ def test_a_corrupt_or_truncated_file_is_reported(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["x.vec"]  # no temporary files left
 
 
+class _Counting(DatabaseVectors):
+    """The database's vectors, counting the rows read (to tell a catch-up from a rebuild)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        super().__init__(sessions)
+        self.rows = 0
+
+    def batches(
+        self, tenant_id: str, space: VectorSpace, *, after: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for ids, vectors in super().batches(tenant_id, space, after=after):
+            self.rows += ids.size
+            yield ids, vectors
+
+    def fetch(
+        self, tenant_id: str, space: VectorSpace, ids: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for found, vectors in super().fetch(tenant_id, space, ids):
+            self.rows += found.size
+            yield found, vectors
+
+
 def test_the_store_rebuilds_from_the_database(
     index: TextIndex, sessions: sessionmaker[Session], tenant: str, tmp_path: Path
 ) -> None:
@@ -344,31 +366,105 @@ def test_the_store_rebuilds_from_the_database(
     vectors = _random(len(ids), 8, seed=3)
     with sessions.begin() as session:
         store_vectors(session, tenant, space, ids, vectors)
-    store = VectorStore(tmp_path / "vectors", rebuild_from_database(sessions))
+    store = VectorStore(tmp_path / "vectors", DatabaseVectors(sessions))
     built = store.index(tenant, space)
     assert built.count == len(ids) and built.search(vectors[2], 1)[0][0] == ids[2]
     path = store.path(tenant, space)
     assert path.is_file()
-    assert VectorStore(tmp_path / "vectors", lambda *_: []).index(tenant, space).count == len(ids)
+    counting = _Counting(sessions)  # a file in step is loaded, not rebuilt
+    assert VectorStore(tmp_path / "vectors", counting).index(tenant, space).count == len(ids)
+    assert counting.rows == 0
     path.write_bytes(path.read_bytes()[:50])  # corrupt: rebuilt
-    fresh = VectorStore(tmp_path / "vectors", rebuild_from_database(sessions))
+    fresh = VectorStore(tmp_path / "vectors", DatabaseVectors(sessions))
     assert fresh.index(tenant, space).count == len(ids)
     path.unlink()  # missing: rebuilt
-    fresh = VectorStore(tmp_path / "vectors", rebuild_from_database(sessions))
+    fresh = VectorStore(tmp_path / "vectors", DatabaseVectors(sessions))
     assert fresh.index(tenant, space).search(vectors[4], 1)[0][0] == ids[4]
     other_model = VectorSpace("text", 8, "toy@2")  # another model version: rebuilt, empty
     assert (
-        VectorStore(tmp_path / "vectors", rebuild_from_database(sessions))
+        VectorStore(tmp_path / "vectors", DatabaseVectors(sessions))
         .index(tenant, other_model)
         .count
         == 0
     )
     assert (
-        VectorStore(tmp_path / "vectors", rebuild_from_database(sessions))
-        .index("nobody", space)
-        .count
+        VectorStore(tmp_path / "vectors", DatabaseVectors(sessions)).index("nobody", space).count
         == 0
     )
+
+
+def _docs(index: TextIndex, tenant: str, ref: str, n: int) -> list[int]:
+    return index.add(
+        tenant,
+        [
+            DocumentIn(media_kind="audio", media_ref=ref, field="transcript", text=f"part {i}")
+            for i in range(n)
+        ],
+    )
+
+
+def _stored(
+    sessions: sessionmaker[Session], tenant: str, space: VectorSpace, ids: list[int], seed: int
+) -> np.ndarray:
+    vectors = _random(len(ids), space.dim, seed=seed)
+    with sessions.begin() as session:
+        store_vectors(session, tenant, space, ids, vectors)
+    return vectors
+
+
+def test_a_file_left_stale_by_a_crash_is_caught_up_incrementally(
+    index: TextIndex, sessions: sessionmaker[Session], tenant: str, tmp_path: Path
+) -> None:
+    space = VectorSpace("text", 8, "toy@1")
+    root = tmp_path / "vectors"
+    store = VectorStore(root, DatabaseVectors(sessions), save_every_s=3600)
+    first = _docs(index, tenant, "a", 30)
+    old = _stored(sessions, tenant, space, first, seed=1)
+    store.add(tenant, space, np.asarray(first), old)
+    store.save(tenant, space)
+    later = _docs(index, tenant, "b", 5)  # indexed, and then the process dies unsaved
+    new = _stored(sessions, tenant, space, later, seed=2)
+    store.add(tenant, space, np.asarray(later), new)
+    path = store.path(tenant, space)
+    assert read_index(path).count == 30  # saving is debounced: the file lags
+
+    source = _Counting(sessions)
+    after_crash = VectorStore(root, source)
+    assert after_crash.search(tenant, space, new[3], 1)[0][0] == later[3]
+    assert after_crash.index(tenant, space).count == 35
+    assert source.rows == 5  # only the rows past the file's mark were read
+    assert read_index(path).count == 35  # and the caught-up index was saved
+
+    # a row committed late, with an id below the mark, is found by comparing ids
+    gap = _docs(index, tenant, "c", 3)
+    _stored(sessions, tenant, space, [gap[0], gap[2]], seed=3)
+    VectorStore(root, DatabaseVectors(sessions)).index(tenant, space)  # file: mark = gap[2]
+    late = _stored(sessions, tenant, space, [gap[1]], seed=4)
+    source = _Counting(sessions)
+    caught = VectorStore(root, source)
+    assert caught.search(tenant, space, late[0], 1)[0][0] == gap[1]
+    assert caught.index(tenant, space).count == 38 and source.rows == 1
+
+
+def test_rows_deleted_since_are_not_returned_after_reload(
+    index: TextIndex, sessions: sessionmaker[Session], tenant: str, tmp_path: Path
+) -> None:
+    space = VectorSpace("image", 8, "toy@1")
+    root = tmp_path / "vectors"
+    gone = _docs(index, tenant, "gone", 4)
+    kept = _docs(index, tenant, "kept", 4)
+    vectors = _stored(sessions, tenant, space, gone + kept, seed=5)
+    live = VectorStore(root, DatabaseVectors(sessions), sync_every_s=0)
+    assert live.index(tenant, space).count == 8  # built and saved
+    index.delete_media(tenant, "gone")  # the database only: another process, or a crash
+    reloaded = VectorStore(root, DatabaseVectors(sessions))
+    for v in vectors[:4]:
+        assert not set(reloaded.search(tenant, space, v, 8)[0].tolist()) & set(gone)
+    assert reloaded.index(tenant, space).count == 4
+    assert read_index(reloaded.path(tenant, space)).count == 4
+    # an index open in a process that did not delete catches up on its next check
+    found = live.search(tenant, space, vectors[0], 8)[0].tolist()
+    assert sorted(found) == sorted(kept)
 
 
 # --- semantic search ----------------------------------------------------------------
@@ -403,7 +499,7 @@ def test_a_query_in_one_language_finds_a_sentence_in_another(
     space = VectorSpace("text", encoder.dim, encoder.model_id)
     with sessions.begin() as session:
         store_vectors(session, tenant, space, ids[: len(texts)], encoder.encode(texts))
-    store = VectorStore(tmp_path / "v", rebuild_from_database(sessions))
+    store = VectorStore(tmp_path / "v", DatabaseVectors(sessions))
     vectors = store.index(tenant, space)
     cases = {
         "a cat is sleeping by the window": "ko",  # English → Korean (and Thai) cat

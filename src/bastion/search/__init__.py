@@ -16,24 +16,34 @@ to build on:
 * :mod:`~bastion.search.query` — how a user's query becomes safe terms (no query syntax
   ever reaches a database), and snippets.
 * :mod:`~bastion.search.vectors` — the :class:`~bastion.search.vectors.VectorIndex`
-  protocol (``add``, ``remove``, ``search``, ``save``, ``count``; :func:`read_index`),
-  :class:`~bastion.search.vectors.FaissIndex`, :class:`~bastion.search.vectors.ExactIndex`,
-  and :class:`~bastion.search.vectors.VectorStore`: one index per tenant and
-  :class:`~bastion.search.vectors.VectorSpace`, saved atomically under a folder of the
-  data directory, rebuilt when missing, corrupt or of another model.
+  protocol (``add``, ``remove``, ``search``, ``save``, ``count``, ``ids``;
+  :func:`read_index`), :class:`~bastion.search.vectors.FaissIndex`,
+  :class:`~bastion.search.vectors.ExactIndex`, and
+  :class:`~bastion.search.vectors.VectorStore`: one index per tenant and
+  :class:`~bastion.search.vectors.VectorSpace`, saved atomically (debounced) under a
+  folder of the data directory, caught up with the database when opened and every few
+  seconds (rows added past its mark, rows deleted since), rebuilt when missing, corrupt
+  or of another model.
 * :mod:`~bastion.search.vector_rows` — ``store_vectors(session, tenant_id, space, ids,
-  vectors)`` and ``rebuild_from_database(sessions)``, the store's rebuild callback.
+  vectors)`` and :class:`~bastion.search.vector_rows.DatabaseVectors`, the store's
+  source.
 * :mod:`~bastion.search.fusion` — ``fuse([ranking, ...]) -> [Moment]``: reciprocal-rank
   fusion, documents of the same media with overlapping times merged into moments.
+* :mod:`~bastion.search.indexer` — :class:`~bastion.search.indexer.SearchIndexer`, the
+  one service the pipeline calls (``index_image``, ``index_video``,
+  ``index_transcript``, ``delete_media``, ``delete_tenant``) and the search API asks
+  (``search``: words and meaning fused into moments; ``similar``: media that looks like
+  an embedding or like indexed media); settings in :mod:`~bastion.search.config`.
 
 Text is embedded by :class:`bastion.models.sentence_encoder.SentenceEncoder` (USE
 multilingual v3, offline); images by the ``labels`` analyzer's embedding. Everything
 here blocks: async callers run it in a thread. Every read and write takes the tenant.
 
-A semantic query, put together::
+Wiring, put together::
 
-    vector = encoder.encode_one(q)
-    ids, _ = store.index(tenant, text_space).search(vector, 50)
-    semantic = text_index.documents(tenant, ids, terms(q))   # the tenant's only
-    moments = fuse([text_index.query(tenant, q).hits, [semantic[i] for i in ids if i in semantic]])
+    store = VectorStore(data_dir / "search", DatabaseVectors(sessions))
+    indexer = SearchIndexer(sessions, store, encoder, image_space=VectorSpace(
+        "image", 1280, str(embedder.model)))
+    indexer.index_image(tenant, job_id, result, embedding, created_at)
+    page = indexer.search(tenant, "parcel by the garage", SearchFilters(), limit=20)
 """

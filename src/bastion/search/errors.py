@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bastion.errors import BastionError, InputError
+from bastion.errors import BastionError, InputError, NotFound
 
 
 class InvalidSearchQuery(InputError):
@@ -25,3 +25,18 @@ class VectorIndexCorrupt(BastionError):
 
     code = "vector_index_corrupt"
     status = 500
+
+
+class MediaNotIndexed(NotFound):
+    """Media asked about (to find what looks like it) that has no image embedding in the
+    tenant's index: never indexed, deleted, or another tenant's."""
+
+    code = "media_not_indexed"
+    status = 404
+
+
+class SimilarSearchUnavailable(BastionError):
+    """Finding similar media needs an image embedding model, and none is configured."""
+
+    code = "similar_search_unavailable"
+    status = 503

@@ -61,6 +61,8 @@ class DocumentIn:
     language: str | None = None
     labels: tuple[str, ...] = ()
     decision: Decision | None = None
+    created_at: datetime | None = None
+    """When the media was analysed (None: now)."""
 
 
 class SearchFilters(BaseModel):
@@ -117,16 +119,25 @@ class TextPage:
     next_cursor: str | None
 
 
-def _digest(tenant_id: str, words: list[str], filters: SearchFilters) -> str:
-    raw = json.dumps([tenant_id, words, filters.model_dump(mode="json")], sort_keys=True)
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+def query_digest(
+    tenant_id: str, words: Sequence[str], filters: SearchFilters, kind: str = "text"
+) -> str:
+    """What a cursor is bound to: the tenant, the terms, the filters and the kind of
+    search (a cursor of another search is refused)."""
+    raw = [tenant_id, list(words), filters.model_dump(mode="json")]
+    if kind != "text":
+        raw.append(kind)
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _encode_cursor(offset: int, digest: str) -> str:
+def encode_cursor(offset: int, digest: str) -> str:
+    """The opaque cursor of the page starting at ``offset`` of the search ``digest``."""
     return base64.urlsafe_b64encode(json.dumps([offset, digest]).encode()).decode()
 
 
-def _decode_cursor(cursor: str, digest: str) -> int:
+def decode_cursor(cursor: str, digest: str) -> int:
+    """The offset of ``cursor``; :class:`InvalidSearchCursor` when it is garbled, of
+    another search, or deeper than :data:`MAX_OFFSET`."""
     try:
         offset, seen = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError) as exc:
@@ -170,6 +181,22 @@ def _filters_sql(filters: SearchFilters, params: dict[str, Any]) -> list[str]:
         params["f_until"] = filters.until
         clauses.append("d.created_at < :f_until")
     return clauses
+
+
+def matches(hit: TextHit, filters: SearchFilters) -> bool:
+    """Whether ``hit`` passes ``filters`` (the same conditions as the query's SQL, for
+    documents found another way, e.g. by the vector index)."""
+    f = filters
+    return (
+        (f.media_kinds is None or hit.media_kind in f.media_kinds)
+        and (f.fields is None or hit.field in f.fields)
+        and (f.media_refs is None or hit.media_ref in f.media_refs)
+        and (f.decisions is None or hit.decision in f.decisions)
+        and (f.languages is None or hit.language in f.languages)
+        and (f.labels is None or any(label in hit.labels for label in f.labels))
+        and (f.since is None or hit.created_at >= f.since)
+        and (f.until is None or hit.created_at < f.until)
+    )
 
 
 def _sqlite_ranking(words: list[str], where: list[str], params: dict[str, Any]) -> str:
@@ -227,18 +254,47 @@ class TextIndex:
 
     def add(self, tenant_id: str, documents: Iterable[DocumentIn]) -> list[int]:
         """Index ``documents`` in one transaction; their ids, in order."""
-        rows = [_row(tenant_id, d) for d in documents]
         with self._sessions.begin() as session:
-            session.add_all(rows)
-            session.flush()
-            return [row.id for row in rows]
+            return self.add_in(session, tenant_id, documents)
+
+    @staticmethod
+    def add_in(session: Session, tenant_id: str, documents: Iterable[DocumentIn]) -> list[int]:
+        """Index ``documents`` in the caller's transaction; their ids, in order."""
+        rows = [_row(tenant_id, d) for d in documents]
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows]
 
     def delete_media(self, tenant_id: str, media_ref: str) -> list[int]:
         """Delete every document of one piece of media (and their vectors); their ids."""
         with self._sessions.begin() as session:
-            return self._delete(
-                session,
-                (SearchDocument.tenant_id == tenant_id) & (SearchDocument.media_ref == media_ref),
+            return self.delete_media_in(session, tenant_id, media_ref)
+
+    @classmethod
+    def delete_media_in(
+        cls,
+        session: Session,
+        tenant_id: str,
+        media_ref: str,
+        fields: Sequence[str] | None = None,
+    ) -> list[int]:
+        """Delete, in the caller's transaction, the documents of one piece of media (only
+        those of ``fields`` when given) and their vectors; their ids."""
+        where = (SearchDocument.tenant_id == tenant_id) & (SearchDocument.media_ref == media_ref)
+        if fields is not None:
+            where = where & SearchDocument.field.in_(list(fields))
+        return cls._delete(session, where)
+
+    def media_documents(
+        self, tenant_id: str, media_ref: str, fields: Sequence[str] | None = None
+    ) -> list[int]:
+        """The ids of one piece of media's documents (only of ``fields`` when given)."""
+        where = (SearchDocument.tenant_id == tenant_id) & (SearchDocument.media_ref == media_ref)
+        if fields is not None:
+            where = where & SearchDocument.field.in_(list(fields))
+        with self._sessions() as session:
+            return list(
+                session.scalars(select(SearchDocument.id).where(where).order_by(SearchDocument.id))
             )
 
     def delete_tenant(self, tenant_id: str) -> list[int]:
@@ -290,8 +346,8 @@ class TextIndex:
         check_limit(limit)
         filters = filters or SearchFilters()
         words = terms(query)
-        digest = _digest(tenant_id, words, filters)
-        offset = 0 if cursor is None else _decode_cursor(cursor, digest)
+        digest = query_digest(tenant_id, words, filters)
+        offset = 0 if cursor is None else decode_cursor(cursor, digest)
         params: dict[str, Any] = {"tenant": tenant_id}
         where = ["d.tenant_id = :tenant", *_filters_sql(filters, params)]
         with self._sessions() as session:
@@ -316,7 +372,7 @@ class TextIndex:
             }
         hits = [_hit(rows[i], s, words) for i, s in scores.items() if i in rows]
         more = len(ranked) > limit and offset + limit < MAX_OFFSET
-        return TextPage(hits, _encode_cursor(offset + limit, digest) if more else None)
+        return TextPage(hits, encode_cursor(offset + limit, digest) if more else None)
 
 
 def _row(tenant_id: str, d: DocumentIn) -> SearchDocument:
@@ -338,6 +394,7 @@ def _row(tenant_id: str, d: DocumentIn) -> SearchDocument:
         language=d.language,
         labels=list(d.labels),
         decision=d.decision,
+        **({"created_at": d.created_at} if d.created_at is not None else {}),
     )
 
 

@@ -21,9 +21,12 @@ file and renamed, so a crash never leaves half a file, and a file that does not 
 its digest is :class:`~bastion.search.errors.VectorIndexCorrupt`.
 
 :class:`VectorStore` keeps one index per tenant and vector space under a folder of the
-data directory (``<root>/<tenant>/<space>.vec``), loads it on first use, and rebuilds it
-from the database (a callback; :func:`bastion.search.vector_rows.rebuild_from_database`)
-when the file is missing, corrupt, or made by another model version.
+data directory (``<root>/<tenant>/<space>.vec``), loads it on first use, keeps it in step
+with a :class:`VectorSource` (the ``search_vectors`` table:
+:class:`bastion.search.vector_rows.DatabaseVectors`) — a file that lags the source after
+a crash is caught up incrementally, rows deleted since are removed — rebuilds it from the
+source when the file is missing, corrupt, or made by another model version, and saves it
+debounced (at most every ``save_every_s``, and on :meth:`VectorStore.flush`).
 
 Everything here blocks (CPU and file work): async callers run it in a thread.
 """
@@ -37,6 +40,7 @@ import re
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +87,10 @@ class VectorIndex(Protocol):
     @property
     def count(self) -> int:
         """How many ids the index holds."""
+        ...
+
+    def ids(self) -> Ids:
+        """Every id the index holds, sorted."""
         ...
 
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
@@ -154,6 +162,9 @@ class ExactIndex:
     @property
     def count(self) -> int:
         return int(self._ids.size)
+
+    def ids(self) -> Ids:
+        return np.sort(self._ids)
 
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
         new_ids, new = _ids(ids), _unit(vectors, self.dim)
@@ -240,6 +251,9 @@ class FaissIndex:
     @property
     def count(self) -> int:
         return len(self._live)
+
+    def ids(self) -> Ids:
+        return np.sort(np.fromiter(self._live, dtype=np.int64, count=len(self._live)))
 
     def _stored(self) -> tuple[Ids, Matrix]:
         """Every (id, vector) pair held, hidden ones included."""
@@ -371,8 +385,61 @@ class VectorSpace:
     """``name@version`` of the model: an index made by another is rebuilt."""
 
 
-Rebuild = Callable[[str, VectorSpace], Iterable[tuple[Ids, Matrix]]]
-"""Gives a tenant's stored vectors of a space, in batches of (ids, vectors)."""
+@dataclass(frozen=True)
+class SourceSummary:
+    """What the source holds of a tenant's space, compared with an index to see whether
+    the index is still in step."""
+
+    count: int
+    """Rows with an id at or below the mark asked about."""
+    id_sum: int
+    """The sum of those rows' ids (a deletion and a late row rarely cancel out in both)."""
+    newest: int | None
+    """The largest id of all the rows (None when there are none)."""
+
+
+class VectorSource(Protocol):
+    """Where the vectors of every index come from (the ``search_vectors`` table:
+    :class:`bastion.search.vector_rows.DatabaseVectors`)."""
+
+    def batches(
+        self, tenant_id: str, space: VectorSpace, *, after: int | None = None
+    ) -> Iterable[tuple[Ids, Matrix]]:
+        """The tenant's vectors of ``space`` with an id above ``after`` (all when None),
+        by increasing id, in batches."""
+        ...
+
+    def fetch(self, tenant_id: str, space: VectorSpace, ids: Ids) -> Iterable[tuple[Ids, Matrix]]:
+        """The tenant's vectors of ``space`` among ``ids``, in batches."""
+        ...
+
+    def summary(self, tenant_id: str, space: VectorSpace, *, upto: int) -> SourceSummary:
+        """Count and id sum of the rows at or below ``upto``, and the newest id."""
+        ...
+
+    def ids(self, tenant_id: str, space: VectorSpace, *, upto: int) -> Ids:
+        """The ids of the rows at or below ``upto``, sorted."""
+        ...
+
+
+class EmptySource:
+    """A source with no vectors (an index that lives in memory and files only)."""
+
+    def batches(
+        self, tenant_id: str, space: VectorSpace, *, after: int | None = None
+    ) -> Iterable[tuple[Ids, Matrix]]:
+        return ()
+
+    def fetch(self, tenant_id: str, space: VectorSpace, ids: Ids) -> Iterable[tuple[Ids, Matrix]]:
+        return ()
+
+    def summary(self, tenant_id: str, space: VectorSpace, *, upto: int) -> SourceSummary:
+        return SourceSummary(0, 0, None)
+
+    def ids(self, tenant_id: str, space: VectorSpace, *, upto: int) -> Ids:
+        return np.zeros(0, dtype=np.int64)
+
+
 IndexFactory = Callable[[VectorSpace], VectorIndex]
 """Makes an empty index for a space."""
 
@@ -390,20 +457,84 @@ def faiss_factory(space: VectorSpace) -> VectorIndex:
     return FaissIndex(space.dim, model=space.model)
 
 
+@dataclass
+class SyncReport:
+    """What bringing an index in step with its source changed."""
+
+    added: int = 0
+    removed: int = 0
+    reconciled: bool = False
+    """The old part of the index disagreed with the source (rows deleted, or committed
+    late below the mark) and was compared id by id."""
+    rebuilt: bool = False
+    """The index was made anew from the whole source."""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.rebuilt)
+
+
+@dataclass
+class _Open:
+    index: VectorIndex
+    mark: int | None
+    """The largest id taken from the source (None: none yet)."""
+    synced_at: float
+    saved_at: float
+    dirty: bool = False
+
+
+def _id_sum(ids: Ids) -> int:
+    return int(ids.sum(dtype=np.int64)) if ids.size else 0
+
+
 class VectorStore:
-    """One vector index per tenant and space, kept in memory and saved under ``root``."""
+    """One vector index per tenant and space, kept in memory, saved under ``root`` and
+    kept in step with the vectors of ``source``.
+
+    Staleness: a saved file may lag the database (a crash after vectors were stored and
+    before the file was saved, another process that indexed, rows deleted since). When
+    an index is opened, and again when it is used ``sync_every_s`` or more after its
+    last check, the store asks the source one aggregate question — how many rows, and
+    the sum of their ids, at or below the index's mark (the largest id it took from the
+    source), and the newest id — and then:
+
+    * adds the rows past the mark, incrementally (the usual case after a crash);
+    * when the rows at or below the mark differ from what the index holds (rows deleted
+      since, or committed late with a smaller id), compares ids (ids only, no vectors),
+      removes the gone ones and fetches the missing ones;
+    * rebuilds from the whole source when the file is missing, corrupt or of another
+      model.
+
+    Saving is debounced: :meth:`add` and :meth:`remove` mark the index dirty and save it
+    at most once every ``save_every_s`` seconds (a faiss index is written whole, which is
+    not cheap for a large tenant); :meth:`flush` saves every dirty index (at shutdown).
+    A file that lags is harmless: the next open catches it up from the source.
+
+    A vector replaced under the same id in the source (rather than a new document) is
+    not seen by the check above; the indexer never does that (re-indexing makes new
+    documents).
+
+    All methods are thread-safe (one lock; faiss calls run under it).
+    """
 
     def __init__(
         self,
         root: Path,
-        rebuild: Rebuild,
+        source: VectorSource,
         *,
         factory: IndexFactory = faiss_factory,
+        save_every_s: float = 60.0,
+        sync_every_s: float | None = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.root = root
-        self._rebuild = rebuild
+        self.source = source
         self._factory = factory
-        self._open: dict[tuple[str, str], VectorIndex] = {}
+        self.save_every_s = save_every_s
+        self.sync_every_s = sync_every_s
+        self._clock = clock
+        self._open: dict[tuple[str, str], _Open] = {}
         self._lock = threading.RLock()
 
     def path(self, tenant_id: str, space: VectorSpace) -> Path:
@@ -413,33 +544,148 @@ class VectorStore:
         return self.root / _folder(tenant_id) / f"{space.name}{SUFFIX}"
 
     def index(self, tenant_id: str, space: VectorSpace) -> VectorIndex:
-        """The tenant's index in ``space``: open, loaded from its file, or rebuilt from
-        the database (and saved) when the file is missing, corrupt or of another model."""
-        key = (tenant_id, space.name)
+        """The tenant's index in ``space``, in step with the source: open (checked again
+        when last checked ``sync_every_s`` ago), loaded from its file and caught up, or
+        rebuilt from the source (and saved) when the file is missing, corrupt or of
+        another model. Use :meth:`search`, :meth:`add` and :meth:`remove` from threads
+        that share the store."""
         with self._lock:
+            return self._entry(tenant_id, space).index
+
+    def _entry(self, tenant_id: str, space: VectorSpace) -> _Open:
+        key = (tenant_id, space.name)
+        found = self._open.get(key)
+        now = self._clock()
+        if found is not None and found.index.model == space.model:
+            if self.sync_every_s is not None and now - found.synced_at >= self.sync_every_s:
+                self._sync(tenant_id, space, found)
+            return found
+        entry = self._load(tenant_id, space)
+        self._open[key] = entry
+        return entry
+
+    def _load(self, tenant_id: str, space: VectorSpace) -> _Open:
+        path = self.path(tenant_id, space)
+        loaded: VectorIndex | None
+        try:
+            loaded = read_index(path)
+        except (FileNotFoundError, VectorIndexCorrupt):
+            loaded = None
+        now = self._clock()
+        if loaded is not None and loaded.model == space.model and loaded.dim == space.dim:
+            held = loaded.ids()
+            entry = _Open(loaded, int(held[-1]) if held.size else None, now, now)
+            if self._sync(tenant_id, space, entry).changed:
+                self._save(tenant_id, space, entry)
+            return entry
+        fresh = self._factory(space)
+        entry = _Open(fresh, None, now, now)
+        for ids, vectors in self.source.batches(tenant_id, space):
+            fresh.add(ids, vectors)
+            entry.mark = int(ids.max()) if entry.mark is None else max(entry.mark, int(ids.max()))
+        self._save(tenant_id, space, entry)
+        return entry
+
+    def sync(self, tenant_id: str, space: VectorSpace) -> SyncReport:
+        """Bring the tenant's index in ``space`` in step with the source now."""
+        with self._lock:
+            key = (tenant_id, space.name)
             found = self._open.get(key)
-            if found is not None and found.model == space.model:
-                return found
-            path = self.path(tenant_id, space)
-            loaded: VectorIndex | None
-            try:
-                loaded = read_index(path)
-            except (FileNotFoundError, VectorIndexCorrupt):
-                loaded = None
-            if loaded is None or loaded.model != space.model or loaded.dim != space.dim:
-                loaded = self._factory(space)
-                for ids, vectors in self._rebuild(tenant_id, space):
-                    loaded.add(ids, vectors)
-                loaded.save(path)
-            self._open[key] = loaded
-            return loaded
+            if found is None or found.index.model != space.model:
+                self._open[key] = self._load(tenant_id, space)
+                return SyncReport(rebuilt=True)
+            return self._sync(tenant_id, space, found)
+
+    def _sync(self, tenant_id: str, space: VectorSpace, entry: _Open) -> SyncReport:
+        report = SyncReport()
+        index = entry.index
+        mark = entry.mark
+        if mark is not None:
+            summary = self.source.summary(tenant_id, space, upto=mark)
+            held = index.ids()
+            held = held[held <= mark]
+            if summary.count != held.size or summary.id_sum != _id_sum(held):
+                report.reconciled = True
+                there = self.source.ids(tenant_id, space, upto=mark)
+                gone = np.setdiff1d(held, there, assume_unique=True)
+                missing = np.setdiff1d(there, held, assume_unique=True)
+                if gone.size:
+                    report.removed += index.remove(gone)
+                for ids, vectors in self.source.fetch(tenant_id, space, missing):
+                    index.add(ids, vectors)
+                    report.added += int(ids.size)
+            newest = summary.newest
+        else:
+            newest = self.source.summary(tenant_id, space, upto=-1).newest
+        if newest is not None and (mark is None or newest > mark):
+            for ids, vectors in self.source.batches(tenant_id, space, after=mark):
+                index.add(ids, vectors)
+                report.added += int(ids.size)
+                mark = int(ids.max()) if mark is None else max(mark, int(ids.max()))
+        entry.mark = mark
+        entry.synced_at = self._clock()
+        entry.dirty = entry.dirty or report.changed
+        return report
+
+    def add(self, tenant_id: str, space: VectorSpace, ids: Ids, vectors: Matrix) -> None:
+        """Add vectors just stored in the source to the open index (opening it if
+        needed), and save it if the last save is ``save_every_s`` old."""
+        ids = _ids(ids)
+        if ids.size == 0:
+            return
+        with self._lock:
+            entry = self._entry(tenant_id, space)
+            entry.index.add(ids, vectors)
+            top = int(ids.max())
+            entry.mark = top if entry.mark is None else max(entry.mark, top)
+            entry.dirty = True
+            self._save_if_due(tenant_id, space, entry)
+
+    def remove(self, tenant_id: str, space: VectorSpace, ids: Ids) -> int:
+        """Remove ids (deleted from the source) from the tenant's index if it is open;
+        how many were held. An index that is not open is caught up when opened."""
+        ids = _ids(ids)
+        with self._lock:
+            entry = self._open.get((tenant_id, space.name))
+            if entry is None or ids.size == 0:
+                return 0
+            removed = entry.index.remove(ids)
+            if removed:
+                entry.dirty = True
+                self._save_if_due(tenant_id, space, entry)
+            return removed
+
+    def search(
+        self, tenant_id: str, space: VectorSpace, vector: npt.ArrayLike, k: int
+    ) -> tuple[Ids, Scores]:
+        """The ``k`` nearest of the tenant's ids in ``space`` to ``vector``, best first."""
+        with self._lock:
+            return self._entry(tenant_id, space).index.search(vector, k)
+
+    def _save_if_due(self, tenant_id: str, space: VectorSpace, entry: _Open) -> None:
+        if entry.dirty and self._clock() - entry.saved_at >= self.save_every_s:
+            self._save(tenant_id, space, entry)
+
+    def _save(self, tenant_id: str, space: VectorSpace, entry: _Open) -> None:
+        entry.index.save(self.path(tenant_id, space))
+        entry.saved_at = self._clock()
+        entry.dirty = False
 
     def save(self, tenant_id: str, space: VectorSpace) -> None:
-        """Save the tenant's index in ``space`` if it is open."""
+        """Save the tenant's index in ``space`` now if it is open."""
         with self._lock:
             found = self._open.get((tenant_id, space.name))
             if found is not None:
-                found.save(self.path(tenant_id, space))
+                self._save(tenant_id, space, found)
+
+    def flush(self) -> int:
+        """Save every open index changed since its last save (at shutdown); how many."""
+        with self._lock:
+            dirty = [(key, e) for key, e in self._open.items() if e.dirty]
+            for (tenant_id, name), entry in dirty:
+                space = VectorSpace(name, entry.index.dim, entry.index.model)
+                self._save(tenant_id, space, entry)
+            return len(dirty)
 
     def forget(self, tenant_id: str) -> None:
         """Close and delete every index of a tenant (they are rebuilt when next used)."""

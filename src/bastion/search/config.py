@@ -1,0 +1,62 @@
+"""Settings of search: what is indexed of analysed media, and how queries are ranked."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.search.text_index import FieldName
+
+SEMANTIC_FIELDS: tuple[FieldName, ...] = ("transcript", "ocr", "tag", "label")
+"""The fields embedded by default."""
+
+
+class SearchConfig(BaseModel):
+    """How :class:`~bastion.search.indexer.SearchIndexer` indexes and answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_tag_confidence: float = Field(
+        20.0, ge=0, le=100, description="Tags below this confidence (0–100) are not indexed."
+    )
+    max_documents_per_media: int = Field(
+        5_000, ge=1, description="Most documents one piece of media makes (the rest are left out)."
+    )
+    semantic_fields: list[FieldName] = Field(
+        default_factory=lambda: list(SEMANTIC_FIELDS),
+        description="Fields whose text is embedded by the sentence encoder, so a query "
+        "finds them by meaning and in another language.",
+    )
+    semantic_min_similarity: float = Field(
+        0.45,
+        ge=-1,
+        le=1,
+        description="Cosine similarity below which a semantic match is not a result (USE "
+        "multilingual: unrelated short texts reach about 0.4, a sentence and its "
+        "translation 0.6 to 0.8).",
+    )
+    semantic_depth: int = Field(
+        100, ge=1, le=1_000, description="Nearest documents the vector index is asked for."
+    )
+    text_depth: int = Field(
+        200, ge=1, le=500, description="Full-text hits fused with the semantic ones per query."
+    )
+    moment_gap_s: float = Field(
+        0.0,
+        ge=0,
+        description="Documents of one media closer in time than this make one moment.",
+    )
+    similar_frames: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="Frames of a video used as the query when finding media like it.",
+    )
+    save_every_s: float = Field(
+        60.0, gt=0, description="Vector indexes changed by indexing are saved at most this often."
+    )
+    sync_every_s: float = Field(
+        5.0,
+        ge=0,
+        description="How often an open vector index checks the database for vectors "
+        "indexed by another process or deleted.",
+    )
