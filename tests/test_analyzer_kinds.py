@@ -3,9 +3,10 @@
 Small analyzers of every kind, defined here, record what they are given: a ``text``
 analyzer gets exactly the lines stage one read (a frame analyzer that "reads" lines
 from the pixels, then the real OCR), an ``embedding`` analyzer gets the real ``labels``
-analyzer's embedding, and an ``audio_window`` analyzer gets nothing on images, without
-an error. Their kinds have names no other test uses, and registering them leaves the
-settings alone: those accept the built-in analyzers only.
+analyzer's embedding, an ``audio_window`` analyzer gets nothing on images, without
+an error, and gets an audio window, whose lines reach the ``text`` analyzers. Their
+kinds have names no other test uses, and registering them leaves the settings alone:
+those accept the built-in analyzers only.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ READER = "kinds_test_reader"
 TEXT = "kinds_test_text"
 EMBEDDING = "kinds_test_embedding"
 AUDIO = "kinds_test_audio"
-TEST_KINDS = (READER, TEXT, EMBEDDING, AUDIO)
+HEARER = "kinds_test_hearer"
+TEST_KINDS = (READER, TEXT, EMBEDDING, AUDIO, HEARER)
 
 
 @dataclass
@@ -281,6 +283,51 @@ async def test_a_failed_reader_leaves_the_text_analyzer_without_input() -> None:
     assert seen == []
 
 
+class HearerConfig(AnalyzerConfig):
+    type: Literal["kinds_test_hearer"] = "kinds_test_hearer"
+
+
+class Hearer(_Probe, AudioAnalyzer[HearerConfig, AudioWindow]):
+    """Hears one line per audio window: "heard <start_s>"."""
+
+    kind = HEARER
+    config_model = HearerConfig
+    emits = ("text",)
+
+    def preprocess(self, window: AudioWindow) -> AudioWindow:
+        return window
+
+    def analyze(self, batch: Sequence[AudioWindow]) -> list[AnalyzerOutput]:
+        self.record.add(batch)
+        return [
+            AnalyzerOutput(
+                text=[TextLine(text=f"heard {w.start_s}", confidence=80, language="en", engine="h")]
+            )
+            for w in batch
+        ]
+
+
+async def test_an_audio_window_reaches_audio_analyzers_and_their_lines_reach_stage_two() -> None:
+    window = AudioWindow(
+        samples=np.zeros(1600, dtype=np.float32), sample_rate=16_000, start_s=30.0, end_s=30.1
+    )
+    async with engine_with(ReaderConfig(), HearerConfig(), TextProbeConfig()) as engine:
+        result = await Moderation(engine).moderate_audio_window(
+            window, policy(READER, HEARER, TEXT)
+        )
+        heard = probe(engine, HEARER).record.seen
+        read = probe(engine, TEXT).record.seen
+        reader = probe(engine, READER)
+    assert not result.errors and result.decision == "allow"
+    assert heard == [window]
+    assert read == [
+        TextInput(text="heard 30.0", language="en", analyzer=HEARER, frame_index=0, line_index=0)
+    ]
+    assert [line.text for line in result.text] == ["heard 30.0"]
+    assert [t.name for t in result.tags] == ["read:heard 30.0"]
+    assert (reader.record.loaded, result.media.frames_analyzed) == (0, 0)
+
+
 async def test_audio_analyzer_gets_nothing_on_images_and_nothing_fails() -> None:
     async with engine_with(ReaderConfig(), AudioProbeConfig()) as engine:
         item = decoded(lines_frame(1, 0), lines_frame(1, 1))
@@ -352,15 +399,18 @@ async def test_listing_says_what_each_analyzer_consumes() -> None:
     }
 
 
-def test_built_in_analyzers_consume_image_frames_and_say_what_their_model_gets() -> None:
-    """All but the tenant heads (over ``labels``' embeddings) read image frames."""
+def test_built_in_analyzers_say_what_they_consume_and_what_their_model_gets() -> None:
+    """The tenant heads read ``labels``' embeddings, ``speech`` audio windows,
+    ``toxicity`` the text lines others read; all the others read image frames."""
+    special = {
+        "tenant_head": (ContentKind.EMBEDDING, EmbeddingAnalyzer.input),
+        "speech": (ContentKind.AUDIO_WINDOW, AudioAnalyzer.input),
+        "toxicity": (ContentKind.TEXT, TextAnalyzer.input),
+    }
     for kind, cls in BUILT_IN.items():
-        if kind == "tenant_head":
-            assert cls.consumes is ContentKind.EMBEDDING
-            assert cls.input and cls.input != EmbeddingAnalyzer.input
-            continue
-        assert cls.consumes is ContentKind.IMAGE_FRAME, kind
-        assert cls.input and cls.input != FrameAnalyzer.input, kind
+        consumes, generic = special.get(kind, (ContentKind.IMAGE_FRAME, FrameAnalyzer.input))
+        assert cls.consumes is consumes, kind
+        assert cls.input and cls.input != generic, kind
 
 
 def test_test_kinds_are_registered_but_not_accepted_by_the_settings() -> None:

@@ -60,6 +60,7 @@ VIDEO_SUFFIXES = {
     ".mp4", ".m4v", ".mov", ".qt", ".3gp", ".3g2", ".mkv", ".webm", ".avi", ".flv", ".wmv",
     ".asf", ".mpg", ".mpeg", ".m2ts", ".mts", ".ogv",
 }  # fmt: skip
+AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".flac"}
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
@@ -157,7 +158,7 @@ def worker(
 
 
 def expand_paths(paths: list[str]) -> Iterator[Path]:
-    """Files, folders (recursively, image and video files only) and glob patterns."""
+    """Files, folders (recursively, image, video and audio files only) and glob patterns."""
     for raw in paths:
         matches = [Path(p) for p in sorted(glob.glob(raw, recursive=True))] or [Path(raw)]
         for p in matches:
@@ -165,7 +166,8 @@ def expand_paths(paths: list[str]) -> Iterator[Path]:
                 yield from sorted(
                     f
                     for f in p.rglob("*")
-                    if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+                    if f.is_file()
+                    and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES | AUDIO_SUFFIXES
                 )
             else:
                 yield p
@@ -180,6 +182,14 @@ def _table(rows: list[dict[str, Any]]) -> Table:
             t.add_row(r["file"], "[red]error[/red]", r["error"]["code"], r["error"]["message"], "")
             continue
         res = r["result"]
+        if r.get("kind") == "audio":
+            labels = ", ".join(
+                f"{lab['name']} {lab['start_s']:.1f} s {lab['confidence']:.0f}"
+                for lab in res["labels"][:3]
+            )
+            said = " / ".join(seg["text"] for seg in res["transcript"][:2])[:40]
+            t.add_row(r["file"], res["decision"], labels, said, f"{res['timings']['total_ms']:.0f}")
+            continue
         if r.get("kind") == "video":
             labels = ", ".join(
                 f"{lab['name']} {lab['max_confidence']:.0f}" for lab in res["labels"][:3]
@@ -206,8 +216,10 @@ async def _scan(
     show_progress: bool,
     video_options: VideoOptions | None = None,
 ) -> list[dict[str, Any]]:
+    from bastion.media.audio import is_audio, probe_audio
     from bastion.media.video import is_video
     from bastion.media.video_config import VideoOptions
+    from bastion.pipeline.audio import moderate_audio
     from bastion.pipeline.video import moderate_video
     from bastion.policy.loader import parse_policy
     from bastion.process.components import build_core
@@ -223,7 +235,7 @@ async def _scan(
     options = video_options or VideoOptions()
     sampling = options.sampling(video_config)
     sem = asyncio.Semaphore(concurrency)
-    one_video = asyncio.Semaphore(1)  # a video already moderates several frames at once
+    one_video = asyncio.Semaphore(1)  # a video (or audio) already moderates several items at once
     results: list[dict[str, Any]] = [{} for _ in files]
     video_bars = sys.stderr.isatty()
     progress = Progress(
@@ -257,11 +269,37 @@ async def _scan(
                 progress.remove_task(bar)
         return res.model_dump(mode="json")
 
+    async def audio(path: Path) -> dict[str, Any]:
+        async with one_video:
+            bar = progress.add_task(f"{path.name} (%)", total=100, visible=video_bars)
+            try:
+                res = await moderate_audio(
+                    moderation,
+                    path,
+                    policy,
+                    progress=lambda done: progress.update(bar, completed=round(done * 100)),
+                )
+            finally:
+                progress.remove_task(bar)
+        return res.model_dump(mode="json")
+
+    def sound_only(path: Path) -> bool:
+        """Whether a file sniffed as a video (MP4, Matroska/WebM) holds sound alone."""
+        try:
+            info = probe_audio(path)
+        except BastionError:
+            return False  # the video path reports what is wrong with it
+        return info.has_audio and not info.has_video
+
     async def one(i: int, path: Path, task: Any) -> None:
         async with sem:
             row: dict[str, Any] = {"file": str(path)}
             try:
-                if is_video(await asyncio.to_thread(read_head, path)):
+                head = await asyncio.to_thread(read_head, path)
+                if is_audio(head) or (is_video(head) and await asyncio.to_thread(sound_only, path)):
+                    row["kind"] = "audio"
+                    row["result"] = await audio(path)
+                elif is_video(head):
                     row["kind"] = "video"
                     row["result"] = await video(path)
                 else:
@@ -326,9 +364,11 @@ def scan(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Moderate images and videos locally, without a server: one JSON line per file.
+    """Moderate images, videos and audio locally, without a server: one JSON line per file.
 
-    Files are told apart by their bytes; a video gives one line (decision, segments, frames).
+    Files are told apart by their bytes; a video gives one line (decision, segments, frames,
+    and its sound when the policy names `speech`); an audio file one line (decision,
+    transcript, labels with times), under a policy that names `speech`.
     """
     if fmt not in {"jsonl", "table"}:
         err.print("--format must be jsonl or table")

@@ -71,6 +71,35 @@ class TextLine(BaseModel):
     frame: int | None = None
 
 
+class TranscriptWord(BaseModel):
+    """One word heard, with its times in seconds from the start of the media."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_s: float = Field(description="When the word starts, seconds into the media.")
+    end_s: float = Field(description="When the word ends, seconds into the media.")
+    text: str
+    probability: float = Field(ge=0, le=1, description="How sure the recogniser was (0–1).")
+
+
+class TranscriptSegment(BaseModel):
+    """A stretch of speech transcribed as one piece of text (one text line of the result)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_s: float = Field(description="When the segment starts, seconds into the media.")
+    end_s: float = Field(description="When the segment ends, seconds into the media.")
+    text: str
+    language: str | None = Field(
+        None, description="ISO 639-1 code of the speech; None when it was not determined."
+    )
+    confidence: float = Field(
+        ge=0, le=100, description="exp(mean token log-probability) × 100: closer to 100, surer."
+    )
+    analyzer: str = Field(description="The analyzer that transcribed it, e.g. `speech`.")
+    words: list[TranscriptWord] = Field(default_factory=list)
+
+
 class Code(BaseModel):
     """A decoded QR code or barcode."""
 
@@ -168,7 +197,7 @@ class NearDuplicate(BaseModel):
 
 
 class ModerationResult(BaseModel):
-    """The whole answer for one image."""
+    """The whole answer for one image, or for one audio window (with its `transcript`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -198,6 +227,12 @@ class ModerationResult(BaseModel):
         description="Categories the policy names that no analyzer that ran can detect.",
     )
     errors: list[dict[str, str]] = Field(default_factory=list)
+    transcript: list[TranscriptSegment] = Field(
+        default_factory=list,
+        description="Speech heard in an audio window, one segment per text line an audio "
+        "analyzer (`speech`) produced, in the order of those lines in `text`; empty for "
+        "images.",
+    )
     cached: bool = False
     near_duplicate_of: NearDuplicate | None = Field(
         None,

@@ -21,7 +21,9 @@ from bastion.analyzers import (  # noqa: F401 - imported to register each analyz
     ocr,
     onnx_classifier,
     onnx_detector,
+    speech,
     tenant_head,
+    toxicity,
 )
 from bastion.analyzers.base import (
     Analyzer,

@@ -50,7 +50,7 @@ class ContentKind(StrEnum):
     AUDIO_WINDOW = "audio_window"
     """A stretch of mono audio from the media."""
     TEXT = "text"
-    """One line of text another analyzer read in a frame (OCR today)."""
+    """One line of text another analyzer read in a frame (OCR) or heard (speech)."""
     EMBEDDING = "embedding"
     """A feature vector another analyzer made of a frame."""
 

@@ -78,11 +78,13 @@ class AudioWindow:
     sample_rate: int
     start_s: float
     end_s: float
+    language: str | None = None
+    """The spoken language (ISO 639-1) when the caller knows it; None: detect it."""
 
 
 @dataclass(frozen=True, slots=True)
 class TextInput:
-    """One line of text an analyzer read in a frame, and where it was read."""
+    """One line of text an analyzer read in a frame or heard in an audio window, and where."""
 
     text: str
     language: str | None
@@ -90,9 +92,10 @@ class TextInput:
     analyzer: str
     """Name of the analyzer that read the line, e.g. ``ocr``."""
     frame_index: int
-    """:attr:`Frame.index` of the frame the line was read in."""
+    """:attr:`Frame.index` of the frame the line was read in; for a line heard in audio,
+    the position of its window among the item's audio windows."""
     line_index: int
-    """Position of the line among those that analyzer read in that frame."""
+    """Position of the line among those that analyzer read in that frame (or window)."""
 
 
 @dataclass(frozen=True, slots=True)

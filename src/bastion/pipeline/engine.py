@@ -1,12 +1,14 @@
 """The moderation engine: loads analyzers, batches their calls and applies policies.
 
 Requests come in through :class:`bastion.pipeline.moderation.Moderation` (decoding,
-caches, stored results), which asks :meth:`Engine.analyze` for what no cache could
-answer: the policy's analyzers run in stages, each on the inputs of the content kind it
-consumes (:mod:`bastion.pipeline.stages`: image frames first, then the text lines and
-embeddings those produced), each analyzer's preprocessing runs in the worker pool, its
-model call goes through that analyzer's :class:`DynamicBatcher`, and the policy turns
-labels into a decision.
+caches, stored results), which asks :meth:`Engine.analyze` (an image) or
+:meth:`Engine.analyze_audio` (one audio window) for what no cache could answer: the
+policy's analyzers run in stages, each on the inputs of the content kind it consumes
+(:mod:`bastion.pipeline.stages`: image frames and audio windows first, then the text
+lines and embeddings those produced), each analyzer's preprocessing runs in the worker
+pool, its model call goes through that analyzer's :class:`DynamicBatcher`, and the
+policy turns labels into a decision. Both kinds of item end the same way
+(:meth:`Engine._result`): lists over the text lines and URLs, the decision, errors.
 """
 
 from __future__ import annotations
@@ -15,25 +17,34 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
+
 from bastion.analyzers import Analyzer, RuntimeContext, registry
-from bastion.analyzers.base import AnalyzerConfig, AnalyzerInfo
+from bastion.analyzers.base import AnalyzerConfig, AnalyzerInfo, ContentKind
 from bastion.analyzers.hashes import HashesAnalyzer
+from bastion.analyzers.speech import TRANSCRIPT_KEY
 from bastion.config import Settings
 from bastion.errors import AnalyzerUnavailable, BastionError
 from bastion.media.hashing import PerceptualHashes
-from bastion.media.types import DecodedImage, Frame
-from bastion.pipeline.merge import merge_outputs
+from bastion.media.types import AudioWindow, DecodedImage, Frame
+from bastion.pipeline.merge import Merged, merge_outputs
 from bastion.pipeline.stages import STAGES, Available, Produced, per_frame
 from bastion.policy import taxonomy
 from bastion.policy.decide import decide
 from bastion.policy.lists import CompiledLists
 from bastion.policy.model import Lists, Policy
-from bastion.results import AnalyzerOutput, AnalyzerTiming, MediaInfo, ModerationResult
+from bastion.results import (
+    AnalyzerOutput,
+    AnalyzerTiming,
+    MediaInfo,
+    ModerationResult,
+    TranscriptSegment,
+)
 from bastion.runtime.batcher import BatchPolicy, DynamicBatcher
 from bastion.runtime.metrics import Metrics
 from bastion.text.url_origins import distinct_urls, url_origins
@@ -41,6 +52,18 @@ from bastion.text.url_origins import distinct_urls, url_origins
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_Run = tuple[str, list[AnalyzerOutput], float, str | None]
+
+_AUDIO_SLOT = Frame(rgb=np.zeros((0, 0, 3), dtype=np.uint8), index=0)
+"""An audio window's one slot, as :func:`merge_outputs` takes slots: a frame of no pixels."""
+
+
+def window_sha256(window: AudioWindow) -> str:
+    """The sha256 of an audio window's samples (float32) and their rate."""
+    digest = hashlib.sha256(f"f32:{window.sample_rate}:".encode())
+    digest.update(np.ascontiguousarray(window.samples, dtype=np.float32).data)
+    return digest.hexdigest()
 
 
 def build_analyzers(
@@ -144,6 +167,15 @@ class Engine:
         cats.update(("Blocked Word", "Blocked Domain"))  # from lists over OCR text and codes
         return taxonomy.expand(cats)
 
+    def analyzers_for(self, names: Sequence[str], media: ContentKind) -> list[str]:
+        """The analyzers of ``names`` that an item of ``media`` (image frames or audio
+        windows) can feed, directly or through the text and embeddings it yields: all
+        but those of the other kind of media."""
+        other = {ContentKind.IMAGE_FRAME, ContentKind.AUDIO_WINDOW} - {media}
+        return [
+            n for n in names if n in self._loaded and self._loaded[n].analyzer.consumes not in other
+        ]
+
     def undetectable(self, policy: Policy, analyzer_names: Sequence[str]) -> list[str]:
         can = self.detectable(analyzer_names)
         out = []
@@ -184,21 +216,27 @@ class Engine:
         return PerceptualHashes()
 
     async def _run_stages(
-        self, names: Sequence[str], frames: Sequence[Frame], tenant: str | None = None
-    ) -> list[tuple[str, list[AnalyzerOutput], float, str | None]]:
+        self,
+        names: Sequence[str],
+        frames: Sequence[Frame],
+        tenant: str | None = None,
+        audio: Sequence[AudioWindow] = (),
+    ) -> list[_Run]:
         """Run the analyzers ``names``, stage by stage, on the inputs of the content kind
-        each consumes (:data:`~bastion.pipeline.stages.STAGES`): stage one on the frames,
-        stage two on the text lines and embeddings stage one produced. Returns, in the
-        order of ``names``, each analyzer's outputs as one per frame.
+        each consumes (:data:`~bastion.pipeline.stages.STAGES`): stage one on the frames
+        and audio windows, stage two on the text lines and embeddings stage one produced.
+        Returns, in the order of ``names``, each analyzer's outputs as one per slot (the
+        frames, then the audio windows).
 
         An analyzer whose input never appears (an ``audio_window`` analyzer on an image,
-        a ``text`` analyzer when nothing read text) is not loaded or called: it gets no
-        outputs and no error, and takes 0 ms.
+        a frame analyzer on an audio window, a ``text`` analyzer when nothing read text)
+        is not loaded or called: it gets no outputs and no error, and takes 0 ms.
         """
-        runs: dict[str, tuple[str, list[AnalyzerOutput], float, str | None]] = {}
+        runs: dict[str, _Run] = {}
         produced: list[Produced] = []
+        slots = len(frames) + len(audio)
         for stage in STAGES:
-            available = Available(frames, tuple(produced), tenant)
+            available = Available(frames, tuple(produced), tenant, audio)
             todo = [
                 (n, stage[kind](available))
                 for n in names
@@ -211,10 +249,10 @@ class Engine:
                 if err is not None:
                     runs[name] = (name, [], ms, err)
                     continue
-                by_frame = per_frame(routed, outs, len(frames))
-                runs[name] = (name, by_frame, ms, None)
+                by_slot = per_frame(routed, outs, slots)
+                runs[name] = (name, by_slot, ms, None)
                 analyzer = self._loaded[name].analyzer
-                produced.append(Produced(name, analyzer.model_name, analyzer.version, by_frame))
+                produced.append(Produced(name, analyzer.model_name, analyzer.version, by_slot))
         return [runs.get(n, (n, [], 0.0, None)) for n in names]
 
     async def _run_analyzer(
@@ -243,6 +281,82 @@ class Engine:
             self.metrics.analyzer_errors.labels(name).inc()
             return name, [], (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}"
 
+    def _policy_analyzers(self, policy: Policy) -> tuple[list[str], list[dict[str, str]]]:
+        """The policy's analyzers that are configured, and an error for each that is not."""
+        names = [n for n in policy.analyzers if n in self._loaded]
+        errors = [
+            {
+                "analyzer": n,
+                "code": "analyzer_not_installed",
+                "message": f"policy names analyzer {n!r}, which is not configured",
+            }
+            for n in policy.analyzers
+            if n not in self._loaded
+        ]
+        return names, errors
+
+    def _collect(
+        self, runs: Sequence[_Run], tenant: str | None, errors: list[dict[str, str]]
+    ) -> tuple[dict[str, list[AnalyzerOutput]], list[AnalyzerTiming]]:
+        """Each analyzer's outputs and timing; a failed one's error is added to ``errors``."""
+        per_analyzer: dict[str, list[AnalyzerOutput]] = {}
+        timings: list[AnalyzerTiming] = []
+        for name, outs, ms, err in runs:
+            version = self._loaded[name].analyzer.version_for(tenant)
+            timings.append(AnalyzerTiming(analyzer=name, version=version, ms=round(ms, 2)))
+            if err is not None:
+                errors.append({"analyzer": name, "code": "analyzer_failed", "message": err})
+            else:
+                per_analyzer[name] = outs
+        return per_analyzer, timings
+
+    def _result(
+        self,
+        merged: Merged,
+        policy: Policy,
+        lists: CompiledLists,
+        *,
+        undetectable: list[str],
+        timings: list[AnalyzerTiming],
+        errors: list[dict[str, str]],
+        hashes: dict[str, Any],
+        media: MediaInfo,
+        started: float,
+        transcript: Sequence[TranscriptSegment] = (),
+    ) -> ModerationResult:
+        """The result of one item from its merged outputs: the URLs and where they were
+        found, the lists' labels over the text lines, codes and URLs, the decision; an
+        item an analyzer failed on is never allowed (review)."""
+        origins = url_origins(merged.codes, merged.text)
+        urls = distinct_urls(origins)
+        labels = merged.labels + lists.labels(merged.text, merged.codes, urls)
+        labels.sort(key=lambda lab: -lab.confidence)
+        decision, reasons = decide(policy, labels)
+        if errors and decision == "allow" and any(e["code"] == "analyzer_failed" for e in errors):
+            decision = "review"  # fail safe: an item we could not fully analyse is not allowed
+        return ModerationResult(
+            decision=decision,
+            reasons=reasons,
+            labels=labels,
+            tags=merged.tags,
+            text=merged.text,
+            codes=merged.codes,
+            urls=urls,
+            url_origins=origins,
+            faces=merged.faces,
+            face_count=merged.face_count,
+            hashes=hashes,
+            media=media,
+            policy=policy.name,
+            policy_version=policy.version,
+            timings=timings,
+            total_ms=round((time.perf_counter() - started) * 1000, 2),
+            versions={t.analyzer: t.version for t in timings},
+            undetectable=undetectable,
+            errors=errors,
+            transcript=list(transcript),
+        )
+
     async def analyze(
         self,
         decoded: DecodedImage,
@@ -256,47 +370,20 @@ class Engine:
         an image an analyzer failed on is never allowed (review)."""
         started = time.perf_counter()
         frames = decoded.frames[: policy.max_frames or len(decoded.frames)]
-        names = [n for n in policy.analyzers if n in self._loaded]
-        errors = [
-            {
-                "analyzer": n,
-                "code": "analyzer_not_installed",
-                "message": f"policy names analyzer {n!r}, which is not configured",
-            }
-            for n in policy.analyzers
-            if n not in self._loaded
-        ]
+        names, errors = self._policy_analyzers(policy)
         runs = await self._run_stages(names, frames, tenant)
-        per_analyzer: dict[str, list[AnalyzerOutput]] = {}
-        timings: list[AnalyzerTiming] = []
-        for name, outs, ms, err in runs:
-            version = self._loaded[name].analyzer.version_for(tenant)
-            timings.append(AnalyzerTiming(analyzer=name, version=version, ms=round(ms, 2)))
-            if err is not None:
-                errors.append({"analyzer": name, "code": "analyzer_failed", "message": err})
-            else:
-                per_analyzer[name] = outs
+        per_analyzer, timings = self._collect(runs, tenant, errors)
         merged = merge_outputs(per_analyzer, frames, animated=decoded.animated)
-        origins = url_origins(merged.codes, merged.text)
-        urls = distinct_urls(origins)
-        labels = merged.labels + lists.labels(merged.text, merged.codes, urls)
-        labels.sort(key=lambda lab: -lab.confidence)
-        decision, reasons = decide(policy, labels)
-        if errors and decision == "allow" and any(e["code"] == "analyzer_failed" for e in errors):
-            decision = "review"  # fail safe: an item we could not fully analyse is not allowed
-        hashes = {"sha256": decoded.sha256, **merged.hashes}
-        return ModerationResult(
-            decision=decision,
-            reasons=reasons,
-            labels=labels,
-            tags=merged.tags,
-            text=merged.text,
-            codes=merged.codes,
-            urls=urls,
-            url_origins=origins,
-            faces=merged.faces,
-            face_count=merged.face_count,
-            hashes=hashes,
+        return self._result(
+            merged,
+            policy,
+            lists,
+            undetectable=self.undetectable(
+                policy, self.analyzers_for(names, ContentKind.IMAGE_FRAME)
+            ),
+            timings=timings,
+            errors=errors,
+            hashes={"sha256": decoded.sha256, **merged.hashes},
             media=MediaInfo(
                 format=decoded.format,
                 mode=decoded.mode,
@@ -307,11 +394,59 @@ class Engine:
                 frames_analyzed=len(frames),
                 warnings=list(decoded.warnings),
             ),
-            policy=policy.name,
-            policy_version=policy.version,
-            timings=timings,
-            total_ms=round((time.perf_counter() - started) * 1000, 2),
-            versions={t.analyzer: t.version for t in timings},
-            undetectable=self.undetectable(policy, names),
-            errors=errors,
+            started=started,
         )
+
+    async def analyze_audio(
+        self,
+        window: AudioWindow,
+        policy: Policy,
+        lists: CompiledLists,
+        *,
+        tenant: str | None = None,
+        sha256: str | None = None,
+    ) -> ModerationResult:
+        """Moderate one audio window as one image is moderated: the policy's analyzers
+        of audio (``speech``) on the window, its ``text`` analyzers (``toxicity``) on the
+        lines they heard, the lists over those lines (words and URLs spoken), the
+        decision under ``policy``; a window an analyzer failed on is never allowed.
+        Frame analyzers of the policy get no input. ``sha256`` is the window's
+        (:func:`window_sha256`), when the caller has it already."""
+        started = time.perf_counter()
+        names, errors = self._policy_analyzers(policy)
+        runs = await self._run_stages(names, (), tenant, audio=(window,))
+        per_analyzer, timings = self._collect(runs, tenant, errors)
+        merged = merge_outputs(per_analyzer, (_AUDIO_SLOT,), animated=False)
+        return self._result(
+            merged,
+            policy,
+            lists,
+            undetectable=self.undetectable(
+                policy, self.analyzers_for(names, ContentKind.AUDIO_WINDOW)
+            ),
+            timings=timings,
+            errors=errors,
+            hashes={"sha256": sha256 or window_sha256(window), **merged.hashes},
+            media=MediaInfo(
+                format=f"audio window ({window.sample_rate} Hz mono)",
+                mode="audio",
+                width=0,
+                height=0,
+                bytes=int(window.samples.nbytes),
+                frames=0,
+                frames_analyzed=0,
+            ),
+            started=started,
+            transcript=_transcript(per_analyzer),
+        )
+
+
+def _transcript(per_analyzer: Mapping[str, Sequence[AnalyzerOutput]]) -> list[TranscriptSegment]:
+    """The transcript segments the analyzers put in their outputs' ``extra``, in the order
+    their text lines are merged in."""
+    return [
+        seg
+        for outs in per_analyzer.values()
+        for out in outs
+        for seg in out.extra.get(TRANSCRIPT_KEY, ())
+    ]

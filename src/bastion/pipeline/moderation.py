@@ -1,6 +1,8 @@
-"""The one way into moderation: every image and frame Bastion moderates goes through
-:class:`Moderation`, whoever asks (the sync API and its batches, jobs' images and video
-frames, ``bastion scan``, frames of live streams and frames pushed through the API).
+"""The one way into moderation: every image, frame and audio window Bastion moderates
+goes through :class:`Moderation`, whoever asks (the sync API and its batches, jobs'
+images and video frames, ``bastion scan``, frames of live streams and frames pushed
+through the API, windows of audio files and of videos' sound through
+:meth:`Moderation.moderate_audio_window`).
 
 A request goes one way through these levels, each asked only when the one before it has
 no answer:
@@ -13,8 +15,14 @@ no answer:
 3. stored results (:class:`StoredResults`, the de-duplication in the database): for
    requests of a tenant that ask for them (uploaded images), when the process has them;
 4. the analyzers and the policy (:meth:`Engine.analyze
-   <bastion.pipeline.engine.Engine.analyze>`): labels become a decision, and an image
-   an analyzer failed on is never allowed (review).
+   <bastion.pipeline.engine.Engine.analyze>`, :meth:`Engine.analyze_audio
+   <bastion.pipeline.engine.Engine.analyze_audio>`): labels become a decision, and an
+   item an analyzer failed on is never allowed (review).
+
+Audio windows share the cache of video frames (their keys never meet) and never reach
+stored results: they are keyed by the sha256 of their samples, their start time (their
+transcript's times are the media's) and language, the tenant, the policy, the lists and
+the analyzers' versions.
 
 Results are reused (and concurrent duplicates coalesced) only within one tenant, at
 every level. Sharing them across tenants was given up on purpose: a reused result says
@@ -40,9 +48,9 @@ from functools import partial
 from typing import Protocol
 
 from bastion.media.image import decode_image
-from bastion.media.types import DecodedImage
+from bastion.media.types import AudioWindow, DecodedImage
 from bastion.pipeline.cache import ResultCache
-from bastion.pipeline.engine import Engine
+from bastion.pipeline.engine import Engine, window_sha256
 from bastion.policy.lists import CompiledLists
 from bastion.policy.model import Lists, Policy
 from bastion.results import ModerationResult
@@ -174,13 +182,49 @@ class Moderation:
             self.counter.moderated(tenant, source, result.decision)
         return result
 
+    async def moderate_audio_window(
+        self,
+        window: AudioWindow,
+        policy: Policy,
+        *,
+        tenant: str | None = None,
+        extra_lists: Lists | None = None,
+        source: str | None = None,
+    ) -> ModerationResult:
+        """Moderate one audio window for ``tenant`` under ``policy`` and the tenant's
+        ``extra_lists``, like an image: the in-memory cache (the same samples at the same
+        time in the media, same language, policy, lists, versions and tenant), then the
+        analyzers (:meth:`Engine.analyze_audio
+        <bastion.pipeline.engine.Engine.analyze_audio>`). ``source`` counts the result in
+        the tenant's statistics."""
+        lists = self.engine.compiled_lists(policy.lists.merged(extra_lists or Lists()))
+        sha256 = await self.engine.run_in_pool(lambda: window_sha256(window))
+        where = json.dumps(["audio", sha256, window.start_s, window.language])
+        key = self._key(where, policy, lists, tenant)
+
+        async def compute() -> ModerationResult:
+            return await self.engine.analyze_audio(
+                window, policy, lists, tenant=tenant, sha256=sha256
+            )
+
+        result, cached = await self.frame_cache.get_or_compute(key, compute)
+        if cached:
+            result = result.model_copy(update={"cached": True})
+        self.metrics.decisions.labels(result.decision).inc()
+        if source is not None and tenant is not None:
+            self.counter.moderated(tenant, source, result.decision)
+        return result
+
     def _cache_key(
         self, decoded: DecodedImage, policy: Policy, lists: CompiledLists, tenant: str | None
     ) -> str:
+        return self._key(decoded.sha256, policy, lists, tenant)
+
+    def _key(self, item: str, policy: Policy, lists: CompiledLists, tenant: str | None) -> str:
         analyzers = self.engine.analyzers
         versions = ",".join(
             f"{n}={analyzers[n].version_for(tenant)}" for n in policy.analyzers if n in analyzers
         )
         # JSON keeps the parts apart whatever a tenant id holds; None (no tenant) is null
-        raw = json.dumps([tenant, decoded.sha256, policy.version, lists.version, versions])
+        raw = json.dumps([tenant, item, policy.version, lists.version, versions])
         return hashlib.sha256(raw.encode()).hexdigest()

@@ -16,6 +16,13 @@ Times are those of the content clock of :mod:`bastion.media.video` (timestamp re
 and jumps bridged, the declared duration ignored), and a video of which part could
 not be analysed (damaged, truncated, cut short by max_frames) is never allowed: an
 allow becomes review, with a ``video_incomplete`` error saying what was missed.
+
+When the policy names an analyzer of audio (``speech``) and the video has sound, the
+sound is moderated alongside the frames (:func:`bastion.pipeline.audio.moderate_audio`)
+and its :class:`~bastion.pipeline.audio.AudioResult` is the result's ``audio``; the
+video's decision is then the strictest of its frames' and its sound's. Sound that could
+not be decoded leaves ``audio`` empty, adds an error with the media error's code and
+turns an allow into review.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.errors import BastionError
 from bastion.media.types import DecodedImage, Frame
 from bastion.media.video import (
     FrameSampler,
@@ -48,6 +56,7 @@ from bastion.media.video import (
     VideoSource,
     sample_frames,
 )
+from bastion.pipeline.audio import AudioResult, has_audio_analyzer, moderate_audio
 from bastion.pipeline.moderation import Moderation, VideoFrameImage
 from bastion.policy.model import Lists, Policy
 from bastion.results import Decision, ModerationResult, Reason, UrlOrigin
@@ -174,7 +183,9 @@ class VideoResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision: Decision = Field(description="The strictest decision of any analysed frame.")
+    decision: Decision = Field(
+        description="The strictest decision of any analysed frame and of the sound (`audio`)."
+    )
     reasons: list[Reason] = Field(description="Each rule that fired, at its highest confidence.")
     segments: list[Segment]
     labels: list[LabelSummary]
@@ -200,6 +211,12 @@ class VideoResult(BaseModel):
     undetectable: list[str] = Field(default_factory=list)
     errors: list[dict[str, str]] = Field(default_factory=list)
     timings: VideoTimings
+    audio: AudioResult | None = Field(
+        None,
+        description="The moderation of the video's sound: its transcript, labels with times "
+        "and decision. None when the policy names no analyzer of audio (`speech`), when "
+        "the video has no sound, or when the sound could not be decoded (see `errors`).",
+    )
 
 
 @dataclass(slots=True)
@@ -415,6 +432,51 @@ class _Progress:
             self._callback(1.0)
 
 
+class _Parts:
+    """Progress of parts done side by side (frames, sound): the least advanced one's."""
+
+    def __init__(self, callback: Callable[[float], None] | None, *parts: str) -> None:
+        self._callback = callback
+        self._done = dict.fromkeys(parts, 0.0)
+        self._last = 0.0
+
+    def part(self, name: str) -> Callable[[float], None] | None:
+        """The progress callback of one part; None when nobody listens."""
+        if self._callback is None:
+            return None
+
+        def report(fraction: float) -> None:
+            self._done[name] = fraction
+            self._report(min(self._done.values()))
+
+        return report
+
+    def finished(self) -> None:
+        self._report(1.0)
+
+    def _report(self, fraction: float) -> None:
+        if self._callback is not None and fraction > self._last:
+            self._last = fraction
+            self._callback(fraction)
+
+
+async def _sound(
+    moderation: Moderation,
+    source: VideoSource,
+    policy: Policy,
+    extra_lists: Lists | None,
+    tenant: str | None,
+    progress: Callable[[float], None] | None,
+) -> AudioResult | dict[str, str]:
+    """The video's sound moderated, or the error that stopped it."""
+    try:
+        return await moderate_audio(
+            moderation, source, policy, extra_lists, tenant=tenant, progress=progress
+        )
+    except BastionError as exc:
+        return {"part": "audio", "code": exc.code, "message": f"audio: {exc.message}"}
+
+
 async def moderate_video(
     moderation: Moderation,
     source: VideoSource,
@@ -442,6 +504,9 @@ async def moderate_video(
     ``segment_gap_ms`` is the largest gap between flagged frames of one segment
     (default: twice the usual spacing of analysed frames, at least 2 s).
 
+    When ``policy`` names an analyzer of audio and the video has sound, the sound is
+    moderated too and the result carries it in ``audio``.
+
     Raises the media errors of :func:`bastion.media.video.probe` for bad input.
     """
     if concurrency < 1:
@@ -452,12 +517,19 @@ async def moderate_video(
     decoder = ThreadPoolExecutor(1, thread_name_prefix="video-decode")
     sampler: FrameSampler | None = None
     tasks: list[asyncio.Future[Any]] = []
+    sound: asyncio.Future[AudioResult | dict[str, str]] | None = None
     try:
         sampler = await loop.run_in_executor(decoder, sample_frames, source, sampling, limits)
         hashing = asyncio.ensure_future(asyncio.to_thread(_source_sha256, source))
         tasks.append(hashing)
         thumbs = Path(thumbnails_dir) if thumbnails_dir is not None else None
-        reporter = _Progress(progress, sampler.duration_s)
+        hear = sampler.info.has_audio and has_audio_analyzer(moderation.engine, policy)
+        parts = _Parts(progress, "frames", "audio") if hear else _Parts(progress, "frames")
+        if hear:
+            sound = asyncio.ensure_future(
+                _sound(moderation, source, policy, extra_lists, tenant, parts.part("audio"))
+            )
+        reporter = _Progress(parts.part("frames"), sampler.duration_s)
         queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency)
         stop = asyncio.Event()
         done: list[_Done] = []
@@ -499,7 +571,9 @@ async def moderate_video(
                 raise failure
         sha256 = await hashing
         reporter.finished()
-        return _assemble(
+        heard = await sound if sound is not None else None
+        parts.finished()
+        result = _assemble(
             sampler,
             done,
             policy,
@@ -510,7 +584,10 @@ async def moderate_video(
             tag_min_confidence=tag_min_confidence,
             wall_s=time.perf_counter() - started,
         )
+        return _with_sound(result, heard) if heard is not None else result
     finally:
+        if sound is not None:
+            tasks.append(sound)
         for task in tasks:
             task.cancel()
         if tasks:
@@ -518,6 +595,27 @@ async def moderate_video(
         if sampler is not None:
             decoder.submit(sampler.close)
         decoder.shutdown(wait=False)
+
+
+def _with_sound(result: VideoResult, heard: AudioResult | dict[str, str]) -> VideoResult:
+    """``result`` with its sound's moderation: the strictest decision of both, the
+    reasons and errors of both; sound that could not be decoded is never allowed."""
+    if isinstance(heard, dict):
+        decision = "review" if result.decision == "allow" else result.decision
+        return result.model_copy(update={"decision": decision, "errors": [*result.errors, heard]})
+    reasons = sorted(
+        [*result.reasons, *heard.reasons], key=lambda r: (-_SEVERITY[r.action], -r.confidence)
+    )
+    errors = [*result.errors, *(e for e in heard.errors if e not in result.errors)]
+    return result.model_copy(
+        update={
+            "decision": _strictest([result.decision, heard.decision]),
+            "reasons": reasons,
+            "errors": errors,
+            "audio": heard,
+            "undetectable": sorted(set(result.undetectable) & set(heard.undetectable)),
+        }
+    )
 
 
 def _assemble(
