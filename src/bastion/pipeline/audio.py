@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,9 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from bastion.analyzers.base import ContentKind
 from bastion.errors import PolicyError
 from bastion.media.audio import AudioInfo, AudioLimits, AudioSource, iter_audio_windows, probe_audio
+from bastion.media.digest import source_sha256
 from bastion.media.types import AudioWindow
 from bastion.pipeline.engine import Engine
+from bastion.pipeline.merge import distinct_errors
 from bastion.pipeline.moderation import Moderation
+from bastion.policy.decide import strictest, strongest_reasons
 from bastion.policy.lists import CompiledLists
 from bastion.policy.model import Lists, Policy
 from bastion.results import Decision, Label, ModerationResult, Reason, TranscriptSegment
@@ -54,8 +56,6 @@ __all__ = [
     "moderate_audio",
 ]
 
-_SEVERITY: dict[str, int] = {"allow": 0, "review": 1, "block": 2}
-_HASH_CHUNK = 1024 * 1024
 _MAX_PHRASE_WORDS = 12
 _Span = tuple[float, float, str | None]
 """When something was said (start and end, seconds into the media) and the segment's text."""
@@ -174,17 +174,6 @@ def has_audio_analyzer(engine: Engine, policy: Policy) -> bool:
     )
 
 
-def _source_sha256(source: AudioSource) -> str:
-    digest = hashlib.sha256()
-    if isinstance(source, bytes | bytearray | memoryview):
-        digest.update(source)
-        return digest.hexdigest()
-    with open(source, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class _Windows:
     """The decoder: windows pulled one at a time in the decoding thread, timed."""
 
@@ -283,7 +272,7 @@ async def moderate_audio(
     try:
         info = await loop.run_in_executor(decoder, probe_audio, source, limits)
         windows = await loop.run_in_executor(decoder, _Windows, source, limits, window_s, language)
-        hashing = asyncio.ensure_future(asyncio.to_thread(_source_sha256, source))
+        hashing = asyncio.ensure_future(asyncio.to_thread(source_sha256, source))
         tasks.append(hashing)
         reporter = _Progress(progress, info.duration_s)
         queue: asyncio.Queue[AudioWindow | None] = asyncio.Queue(maxsize=concurrency)
@@ -334,32 +323,6 @@ async def moderate_audio(
         if windows is not None:
             decoder.submit(windows.close)
         decoder.shutdown(wait=False)
-
-
-def _strictest(decisions: Iterable[Decision]) -> Decision:
-    out: Decision = "allow"
-    for d in decisions:
-        if _SEVERITY[d] > _SEVERITY[out]:
-            out = d
-    return out
-
-
-def _reasons(results: Iterable[ModerationResult]) -> list[Reason]:
-    best: dict[tuple[str, str, str], Reason] = {}
-    for res in results:
-        for r in res.reasons:
-            key = (r.rule, r.label, r.action)
-            if key not in best or r.confidence > best[key].confidence:
-                best[key] = r
-    return sorted(best.values(), key=lambda r: (-_SEVERITY[r.action], -r.confidence))
-
-
-def _distinct(errors: Iterable[dict[str, str]]) -> list[dict[str, str]]:
-    seen: dict[tuple[str, ...], dict[str, str]] = {}
-    for err in errors:
-        key = tuple(f"{k}={v}" for k, v in sorted(err.items()))
-        seen.setdefault(key, err)
-    return list(seen.values())
 
 
 def _words_saying(segment: TranscriptSegment, says: Callable[[str], bool]) -> _Span:
@@ -441,7 +404,7 @@ def _segments(windows: list[AudioWindowResult]) -> list[AudioSegment]:
             AudioSegment(
                 start_s=group[0].start_s,
                 end_s=group[-1].end_s,
-                decision=_strictest(w.decision for w in group),
+                decision=strictest(w.decision for w in group),
                 labels=sorted(conf, key=lambda name: -conf[name]),
                 max_confidence=max(conf.values(), default=0.0),
                 windows=len(group),
@@ -504,11 +467,11 @@ def _assemble(
         for n in policy.analyzers
         if n not in engine.analyzers
     ]
-    errors = _distinct([*not_installed, *(err for res in results for err in res.errors)])
+    errors = distinct_errors([*not_installed, *(err for res in results for err in res.errors)])
     duration = windows.decoded_s
     return AudioResult(
-        decision=_strictest(res.decision for res in results),
-        reasons=_reasons(results),
+        decision=strictest(res.decision for res in results),
+        reasons=strongest_reasons(r for res in results for r in res.reasons),
         segments=_segments(compact),
         labels=_labels(done, lists),
         transcript=transcript,

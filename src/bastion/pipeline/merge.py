@@ -7,7 +7,7 @@ read several inputs of a frame (text lines, say) has them combined first
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,3 +89,13 @@ def merge_outputs(
     m.tags = _best_by(tags, lambda t: (t.name, t.analyzer))
     m.face_count = max(per_frame_faces, default=0)
     return m
+
+
+def distinct_errors(errors: Iterable[dict[str, str]]) -> list[dict[str, str]]:
+    """``errors`` without repeats (the same fields and values), first seen first: the
+    errors of several results summed up, e.g. an analyzer failing on every frame."""
+    seen: dict[tuple[str, ...], dict[str, str]] = {}
+    for err in errors:
+        key = tuple(f"{k}={v}" for k, v in sorted(err.items()))
+        seen.setdefault(key, err)
+    return list(seen.values())

@@ -47,6 +47,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.errors import BastionError
+from bastion.media.digest import source_sha256
 from bastion.media.types import DecodedImage, Frame
 from bastion.media.video import (
     FrameSampler,
@@ -57,7 +58,9 @@ from bastion.media.video import (
     sample_frames,
 )
 from bastion.pipeline.audio import AudioResult, has_audio_analyzer, moderate_audio
+from bastion.pipeline.merge import distinct_errors
 from bastion.pipeline.moderation import Moderation, VideoFrameImage
+from bastion.policy.decide import by_severity, strictest, strongest_reasons
 from bastion.policy.model import Lists, Policy
 from bastion.results import Decision, ModerationResult, Reason, UrlOrigin
 
@@ -72,9 +75,7 @@ __all__ = [
     "moderate_video",
 ]
 
-_SEVERITY: dict[str, int] = {"allow": 0, "review": 1, "block": 2}
 _THUMBNAIL_SIDE = 320
-_HASH_CHUNK = 1024 * 1024
 
 
 class FrameLabel(BaseModel):
@@ -255,17 +256,6 @@ def _next_item(sampler: FrameSampler) -> _Item | None:
     return _Item(frame, frame_image(frame, sampler.info.codec))
 
 
-def _source_sha256(source: VideoSource) -> str:
-    digest = hashlib.sha256()
-    if isinstance(source, bytes | bytearray | memoryview):
-        digest.update(source)
-        return digest.hexdigest()
-    with open(source, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_thumbnail(rgb: np.ndarray, directory: Path) -> str:
     img = Image.fromarray(rgb)
     img.thumbnail((_THUMBNAIL_SIDE, _THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
@@ -280,14 +270,6 @@ def _write_thumbnail(rgb: np.ndarray, directory: Path) -> str:
             fh.write(data)
         os.replace(tmp, path)
     return str(path)
-
-
-def _strictest(decisions: Iterable[Decision]) -> Decision:
-    out: Decision = "allow"
-    for d in decisions:
-        if _SEVERITY[d] > _SEVERITY[out]:
-            out = d
-    return out
 
 
 def _frame_result(done: _Done) -> FrameResult:
@@ -315,16 +297,6 @@ def _frame_result(done: _Done) -> FrameResult:
     )
 
 
-def _reasons(frames: list[FrameResult]) -> list[Reason]:
-    best: dict[tuple[str, str, str], Reason] = {}
-    for fr in frames:
-        for r in fr.reasons:
-            key = (r.rule, r.label, r.action)
-            if key not in best or r.confidence > best[key].confidence:
-                best[key] = r
-    return sorted(best.values(), key=lambda r: (-_SEVERITY[r.action], -r.confidence))
-
-
 def default_segment_gap_ms(frames: list[FrameResult]) -> int:
     """Twice the usual spacing of analysed frames, at least two seconds."""
     stamps = [f.timestamp_ms for f in frames]
@@ -348,7 +320,7 @@ def _segments(frames: list[FrameResult], max_gap_ms: int) -> list[Segment]:
             Segment(
                 start_ms=group[0].timestamp_ms,
                 end_ms=group[-1].timestamp_ms,
-                decision=_strictest(fr.decision for fr in group),
+                decision=strictest(fr.decision for fr in group),
                 labels=sorted(conf, key=lambda name: -conf[name]),
                 max_confidence=max(conf.values(), default=0.0),
                 frames=len(group),
@@ -400,15 +372,6 @@ def _tags(results: Iterable[ModerationResult], min_confidence: float) -> list[st
             if tag.confidence >= min_confidence:
                 best[tag.name] = max(best.get(tag.name, 0.0), tag.confidence)
     return sorted(best, key=lambda name: -best[name])
-
-
-def _errors(results: Iterable[ModerationResult]) -> list[dict[str, str]]:
-    seen: dict[tuple[str, ...], dict[str, str]] = {}
-    for res in results:
-        for err in res.errors:
-            key = tuple(f"{k}={v}" for k, v in sorted(err.items()))
-            seen.setdefault(key, err)
-    return list(seen.values())
 
 
 class _Progress:
@@ -520,7 +483,7 @@ async def moderate_video(
     sound: asyncio.Future[AudioResult | dict[str, str]] | None = None
     try:
         sampler = await loop.run_in_executor(decoder, sample_frames, source, sampling, limits)
-        hashing = asyncio.ensure_future(asyncio.to_thread(_source_sha256, source))
+        hashing = asyncio.ensure_future(asyncio.to_thread(source_sha256, source))
         tasks.append(hashing)
         thumbs = Path(thumbnails_dir) if thumbnails_dir is not None else None
         hear = sampler.info.has_audio and has_audio_analyzer(moderation.engine, policy)
@@ -603,13 +566,11 @@ def _with_sound(result: VideoResult, heard: AudioResult | dict[str, str]) -> Vid
     if isinstance(heard, dict):
         decision = "review" if result.decision == "allow" else result.decision
         return result.model_copy(update={"decision": decision, "errors": [*result.errors, heard]})
-    reasons = sorted(
-        [*result.reasons, *heard.reasons], key=lambda r: (-_SEVERITY[r.action], -r.confidence)
-    )
+    reasons = by_severity([*result.reasons, *heard.reasons])
     errors = [*result.errors, *(e for e in heard.errors if e not in result.errors)]
     return result.model_copy(
         update={
-            "decision": _strictest([result.decision, heard.decision]),
+            "decision": strictest([result.decision, heard.decision]),
             "reasons": reasons,
             "errors": errors,
             "audio": heard,
@@ -642,8 +603,8 @@ def _assemble(
     covered_ms: int | None = duration_ms if whole else None
     if covered_ms is None and frames:
         covered_ms = frames[-1].timestamp_ms
-    decision = _strictest(f.decision for f in frames)
-    errors = _errors(results)
+    decision = strictest(f.decision for f in frames)
+    errors = distinct_errors(err for res in results for err in res.errors)
     if unanalyzed:
         errors.append({"code": "video_incomplete", "message": "; ".join(unanalyzed)})
         if decision == "allow":
@@ -651,7 +612,7 @@ def _assemble(
     first = results[0] if results else None
     return VideoResult(
         decision=decision,
-        reasons=_reasons(frames),
+        reasons=strongest_reasons(r for f in frames for r in f.reasons),
         segments=_segments(frames, gap),
         labels=_label_summary(frames),
         tags=_tags(results, tag_min_confidence),

@@ -1,4 +1,6 @@
-"""Labels + policy → decision and reasons."""
+"""Labels + policy → decision and reasons, and the one order of decisions
+(:data:`SEVERITY`) by which anything made of several results (a video's frames, an audio
+file's windows, a video and its sound, search moments) takes the strictest."""
 
 from __future__ import annotations
 
@@ -7,7 +9,33 @@ from collections.abc import Iterable
 from bastion.policy.model import Action, Policy
 from bastion.results import Label, Reason
 
-_SEVERITY: dict[Action, int] = {"allow": 0, "review": 1, "block": 2}
+SEVERITY: dict[Action, int] = {"allow": 0, "review": 1, "block": 2}
+"""How strict each decision is: block over review over allow."""
+
+
+def strictest(decisions: Iterable[Action]) -> Action:
+    """The strictest of ``decisions``; ``allow`` when there are none."""
+    out: Action = "allow"
+    for d in decisions:
+        if SEVERITY[d] > SEVERITY[out]:
+            out = d
+    return out
+
+
+def by_severity(reasons: Iterable[Reason]) -> list[Reason]:
+    """``reasons`` strictest action first, then most confident first."""
+    return sorted(reasons, key=lambda r: (-SEVERITY[r.action], -r.confidence))
+
+
+def strongest_reasons(reasons: Iterable[Reason]) -> list[Reason]:
+    """One reason per rule, label and action — the most confident — in severity order
+    (the reasons of several results, e.g. a video's frames, summed up)."""
+    best: dict[tuple[str, str, str], Reason] = {}
+    for r in reasons:
+        key = (r.rule, r.label, r.action)
+        if key not in best or r.confidence > best[key].confidence:
+            best[key] = r
+    return by_severity(best.values())
 
 
 def decide(policy: Policy, labels: Iterable[Label]) -> tuple[Action, list[Reason]]:
@@ -36,7 +64,6 @@ def decide(policy: Policy, labels: Iterable[Label]) -> tuple[Action, list[Reason
                     analyzer=lab.analyzer,
                 )
             )
-            if _SEVERITY[action] > _SEVERITY[decision]:
+            if SEVERITY[action] > SEVERITY[decision]:
                 decision = action
-    reasons.sort(key=lambda r: (-_SEVERITY[r.action], -r.confidence))
-    return decision, reasons
+    return decision, by_severity(reasons)

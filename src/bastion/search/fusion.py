@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bastion.policy.decide import SEVERITY
 from bastion.search.query import Snippet
 from bastion.search.text_index import TextHit
 
 RRF_K = 60
 """The usual constant of reciprocal-rank fusion: damps the weight of the top ranks."""
-_SEVERITY = {"allow": 0, "review": 1, "block": 2}
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def fuse(
         ordered = sorted(group, key=lambda h: (best_rank[h.id], -h.score, h.id))
         starts = [h.start_s for h in group if h.start_s is not None]
         ends = [h.end_s if h.end_s is not None else h.start_s for h in group]
-        decisions = [h.decision for h in group if h.decision in _SEVERITY]
+        decisions = [h.decision for h in group if h.decision in SEVERITY]
         moments.append(
             Moment(
                 media_kind=ordered[0].media_kind,
@@ -119,7 +119,7 @@ def fuse(
                 hits=tuple(ordered),
                 snippet=ordered[0].snippet,
                 labels=tuple(sorted({label for h in group for label in h.labels})),
-                decision=max(decisions, key=lambda d: _SEVERITY[d or ""], default=None),
+                decision=max(decisions, key=lambda d: SEVERITY[d], default=None),
             )
         )
     moments.sort(key=lambda m: (-m.score, m.media_ref, m.start_s or 0.0))

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.models.sentence_encoder import SentenceEncoder
 from bastion.pipeline.video import FrameResult, VideoResult
+from bastion.policy.decide import SEVERITY
 from bastion.results import ModerationResult
 from bastion.search.config import SearchConfig
 from bastion.search.errors import MediaNotIndexed, SimilarSearchUnavailable
@@ -78,7 +79,6 @@ VISUAL_FIELDS: Final[tuple[FieldName, ...]] = (
 )
 """What indexing a video replaces (its transcript is indexed and replaced on its own)."""
 TRANSCRIPT_FIELDS: Final[tuple[FieldName, ...]] = ("transcript",)
-_SEVERITY = {"allow": 0, "review": 1, "block": 2}
 
 Vector = npt.NDArray[np.float32]
 
@@ -116,11 +116,11 @@ class _Doc:
 
 
 def _strictest(decisions: Iterable[str | None]) -> Decision | None:
-    found = [d for d in decisions if d in _SEVERITY]
+    found = [d for d in decisions if d in SEVERITY]
     if not found:
         return None
-    best = max(found, key=lambda d: _SEVERITY[d or ""])
-    return best  # type: ignore[return-value]
+    best = max(found, key=lambda d: SEVERITY[d])
+    return best
 
 
 def _unique(texts: Iterable[str]) -> list[str]:
