@@ -33,6 +33,7 @@ from bastion.registry.config import RegistryConfig
 from bastion.review.config import ReviewConfig
 from bastion.runtime.config import RuntimeConfig
 from bastion.samples.config import SamplesConfig
+from bastion.search.config import SearchConfig
 from bastion.training.config import TrainingJobsConfig
 
 DEFAULT_ANALYZERS = ("nsfw", "labels", "ocr", "codes", "faces", "hashes")
@@ -270,6 +271,11 @@ class Settings(BaseSettings):
         default_factory=TrainingJobsConfig,
         description="Training runs of tenants' heads: the workers' lease, time limit and "
         "retries, and the default training settings.",
+    )
+    search: SearchConfig = Field(
+        default_factory=SearchConfig,
+        description="Search over a tenant's media (`/v1/search`, the portal's search page): "
+        "what is indexed as media is analysed, and how queries are ranked.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
     preload: bool = Field(

@@ -128,6 +128,8 @@ class Analyzer(ABC, Generic[C, P]):
     input: ClassVar[str]
     description: ClassVar[str] = ""
     emits: ClassVar[tuple[str, ...]] = ("labels",)
+    embedding_dim: ClassVar[int | None] = None
+    """Length of the embedding it makes (None: it makes none)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -141,6 +141,7 @@ class LabelsAnalyzer(FrameAnalyzer[LabelsConfig, Preprocessed]):
     )
     config_model: ClassVar[type[AnalyzerConfig]] = LabelsConfig
     emits: ClassVar[tuple[str, ...]] = ("labels", "tags", "embedding")
+    embedding_dim: ClassVar[int | None] = 1280
 
     def __init__(self, config: LabelsConfig, context: RuntimeContext) -> None:
         super().__init__(config, context)

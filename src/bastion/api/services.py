@@ -31,6 +31,7 @@ from bastion.review.service import ReviewService
 from bastion.rules.book import RuleBook
 from bastion.runtime.metrics import Metrics
 from bastion.samples.service import SampleService
+from bastion.search.indexer import SearchIndexer
 from bastion.stats.service import StatsService
 from bastion.store.repo import Principal, Repo
 from bastion.training.runs import TrainingRuns
@@ -69,6 +70,8 @@ class Services:
     """Training runs of tenants' heads (run by workers, never here)."""
     promotions: Promotions
     """Promotion, rollback and challengers of tenants' heads, checked and audited."""
+    search: SearchIndexer | None = None
+    """Search over the tenant's media (None: ``search.enabled`` is off)."""
     started_at: float = field(default_factory=time.time)
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 
@@ -103,6 +106,7 @@ class Services:
             heads=parts.heads,
             training_runs=parts.training_runs,
             promotions=parts.promotions,
+            search=parts.search,
         )
 
     def authenticate(self, presented: str) -> Principal | None:

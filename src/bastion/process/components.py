@@ -16,7 +16,8 @@ those roles need and :meth:`Components.aclose` takes everything down in order.
   (each in a child process), the statistics
   (whose counts every process writes every few seconds), and the model registry with,
   where tenant heads run, the watcher that swaps them when the registry's aliases move
-  and the writing of their challengers' shadow counts (every few seconds, too).
+  and the writing of their challengers' shadow counts (every few seconds, too), and
+  search over tenants' media (:func:`~bastion.search.build.build_search`).
   Whatever moderates (the API, the job worker, live frames) gets the core's one
   :class:`~bastion.pipeline.moderation.Moderation`.
 """
@@ -63,6 +64,8 @@ from bastion.samples.collector import SampleCollector
 from bastion.samples.embedding import Embedder
 from bastion.samples.errors import EmbeddingUnavailable
 from bastion.samples.service import SampleService
+from bastion.search.build import build_search
+from bastion.search.indexer import SearchIndexer
 from bastion.stats.service import StatsService
 from bastion.store.db import session_factory
 from bastion.store.repo import Repo
@@ -198,6 +201,9 @@ class Components:
     """Training runs of tenants' heads: requests, progress and outcomes."""
     promotions: Promotions
     """Promotion, rollback and challengers of tenants' heads, checked and audited."""
+    search: SearchIndexer | None = None
+    """Search over tenants' media: indexed as it is analysed, asked by `/v1/search`
+    (None: ``search.enabled`` is off)."""
     collector: SampleCollector | None = None
     """Turns decisions that kept their media into samples (processes running jobs)."""
     training: TrainingRunner | None = None
@@ -273,6 +279,8 @@ class Components:
         self._tasks.clear()
         await self.stats.flush()  # what was counted after the loops' last write
         await self.heads.shadow.flush_now()  # the same for the challengers' shadow counts
+        if self.search is not None:  # vector indexes changed since their last save
+            await asyncio.to_thread(self.search.flush)
         await self.dispatcher.aclose()
         await self.queue.close()
         self.heads.close()
@@ -343,6 +351,7 @@ async def build_components(
         promotions=Promotions(sessions, heads.registry, samples, settings.registry.promotion),
         collector=collector,
         heads=heads,
+        search=build_search(settings, core.engine, sessions),
     )
 
 

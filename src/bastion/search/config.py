@@ -15,6 +15,24 @@ class SearchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    enabled: bool = Field(
+        True,
+        description="Index analysed media (jobs, `bastion scan --index`, analysed live "
+        "frames) and answer `/v1/search`; off: nothing is indexed and search answers 503 "
+        "`search_disabled`.",
+    )
+    semantic: bool = Field(
+        True,
+        description="Embed transcripts, text read and tags with the multilingual sentence "
+        "encoder (USE multilingual v3, loaded on first use) so that a query finds them by "
+        "meaning and across languages; off: words only.",
+    )
+    image_embeddings: bool = Field(
+        True,
+        description="Keep the image embedding of analysed images and video frames (the "
+        "`labels` analyzer's) for find-similar.",
+    )
+    encoder_threads: int = Field(1, ge=1, le=64, description="Threads of the sentence encoder.")
     min_tag_confidence: float = Field(
         20.0, ge=0, le=100, description="Tags below this confidence (0–100) are not indexed."
     )

@@ -40,3 +40,10 @@ class SimilarSearchUnavailable(BastionError):
 
     code = "similar_search_unavailable"
     status = 503
+
+
+class SearchDisabled(BastionError):
+    """Search is switched off in the settings (``search.enabled: false``)."""
+
+    code = "search_disabled"
+    status = 503
