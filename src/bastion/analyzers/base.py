@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origin
@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origi
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.media.types import AudioWindow, EmbeddingInput, Frame, TextInput
+from bastion.models.shared import SharedModels
 from bastion.results import AnalyzerOutput
 from bastion.runtime.config import RuntimeConfig
 
@@ -75,9 +76,12 @@ class AnalyzerConfig(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class RuntimeContext:
-    """What analyzers may use from the runtime: session settings and a cache folder."""
+    """What analyzers may use from the runtime: session settings, a cache folder and the
+    models the engine's parts share."""
 
     runtime: RuntimeConfig
+    shared: SharedModels = field(default_factory=SharedModels)
+    """Models made once per engine for whoever needs them (the sentence encoder)."""
 
     @property
     def cache_dir(self) -> Path:

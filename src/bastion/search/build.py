@@ -4,7 +4,8 @@ The indexer keeps its vector indexes under ``<data_dir>/search`` and rebuilds th
 the database (``search_vectors``) whenever one is missing, stale or of another model, so
 the folder is a cache: deleting it loses nothing. The sentence encoder loads on first
 use (a second or two, off the event loop), so a process that never indexes text or
-answers a search never pays for it. Image embeddings are the ones the samples keep (the
+answers a search never pays for it; it is the engine's shared one, which the
+``toxicity`` analyzer reads too. Image embeddings are the ones the samples keep (the
 ``labels`` analyzer's, or ``samples.embedding_analyzer``).
 """
 
@@ -15,7 +16,6 @@ import logging
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.config import Settings
-from bastion.models.sentence_encoder import SentenceEncoder
 from bastion.pipeline.engine import Engine
 from bastion.samples.embedding import Embedder
 from bastion.samples.errors import EmbeddingUnavailable
@@ -60,7 +60,11 @@ def build_search(
         save_every_s=config.save_every_s,
         sync_every_s=config.sync_every_s or None,
     )
-    encoder = SentenceEncoder(threads=config.encoder_threads) if config.semantic else None
+    encoder = (
+        engine.context.shared.sentence_encoder(threads=config.encoder_threads)
+        if config.semantic
+        else None
+    )
     space = (
         image_space(engine, settings.samples.embedding_analyzer)
         if config.image_embeddings

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bastion.models.sentence_encoder import SentenceEncoder
 from bastion.text.toxicity.categories import CATEGORIES
 from bastion.text.toxicity.config import ToxicityConfig
 from bastion.text.toxicity.embeddings import EmbeddingScorer
@@ -25,12 +26,17 @@ class ToxicityScorer:
     Keep one instance and reuse it: the models load once, on first use or :meth:`load`.
     """
 
-    def __init__(self, config: ToxicityConfig | None = None) -> None:
+    def __init__(
+        self, config: ToxicityConfig | None = None, *, encoder: SentenceEncoder | None = None
+    ) -> None:
+        """``encoder``: the process's shared sentence encoder (None: one of its own)."""
         self.config = config or ToxicityConfig()
         self._words = WordListScorer(self.config)
         self._english = EnglishModelScorer()
         self._embeddings = EmbeddingScorer(
-            threads=self.config.encoder_threads, batch_size=self.config.batch_size
+            threads=self.config.encoder_threads,
+            batch_size=self.config.batch_size,
+            encoder=encoder,
         )
 
     def load(self) -> None:
