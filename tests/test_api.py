@@ -71,6 +71,8 @@ async def test_multipart_benign_photo_is_allowed_with_full_result(
         "codes",
         "faces",
         "hashes",
+        "speech",  # the default policy's analyzers of sound: no window in an image
+        "toxicity",  # scores what speech says, not text read in pictures (lines_from)
     }
     assert all(v for v in body["versions"].values())
     assert any("cat" in t["name"] for t in body["tags"][:3]), body["tags"][:3]
@@ -318,7 +320,7 @@ async def test_analyzers_endpoint_lists_versions_and_undetectable(
 ) -> None:
     body = (await client.get("/v1/analyzers", headers=AUTH)).json()
     names = {a["name"] for a in body["analyzers"]}
-    assert {"nsfw", "labels", "ocr", "codes", "faces", "hashes"} <= names
+    assert {"nsfw", "labels", "ocr", "codes", "faces", "hashes", "speech", "toxicity"} <= names
     assert "Hate Symbols" in body["undetectable"] and "Rude Gestures" in body["undetectable"]
     assert "Explicit Nudity" not in body["undetectable"]
     assert all(a["version"] for a in body["analyzers"])

@@ -90,7 +90,11 @@ def spoken_policy() -> Policy:
 async def moderation(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Moderation]:
     settings = make_settings(
         tmp_path_factory.mktemp("audio"),
-        analyzers=[SpeechConfig(language="en"), ToxicityAnalyzerConfig(), OcrConfig()],
+        analyzers=[
+            SpeechConfig(language="en"),
+            ToxicityAnalyzerConfig(lines_from=None),  # OCR's lines too, not speech alone
+            OcrConfig(),
+        ],
     )
     engine = Engine(settings)
     assert not engine.load_all()

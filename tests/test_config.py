@@ -15,7 +15,10 @@ def test_defaults_are_embedded_and_secure() -> None:
     s = Settings()
     assert s.resolved_database_url.startswith("sqlite:///")
     assert s.fetch.allow_private is False
-    assert [a.type for a in s.analyzers] == ["nsfw", "labels", "ocr", "codes", "faces", "hashes"]
+    assert [a.type for a in s.analyzers] == [
+        *("nsfw", "labels", "ocr", "codes", "faces", "hashes"),
+        *("speech", "toxicity"),
+    ]
 
 
 def test_precedence_file_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from bastion.analyzers.base import RuntimeContext
+from bastion.analyzers.toxicity import ToxicityAnalyzer, ToxicityAnalyzerConfig
+from bastion.media.types import TextInput
 from bastion.policy import taxonomy
+from bastion.runtime.config import RuntimeConfig
 from bastion.text.toxicity import (
     CATEGORIES,
     TAXONOMY_L1,
@@ -198,3 +203,25 @@ def test_latency_per_segment(scorer: ToxicityScorer) -> None:
     start = time.perf_counter()
     scorer.score("Ich werde dich finden und dir wehtun.", "de")
     assert time.perf_counter() - start < 0.5
+
+
+def test_the_analyzer_scores_the_lines_of_lines_from_only(tmp_path: Path) -> None:
+    context = RuntimeContext(RuntimeConfig(cache_dir=tmp_path))
+    heard = TextInput("You are a stupid idiot.", "en", "speech", 0, 0)
+    read = TextInput("You are a stupid idiot.", "en", "ocr", 0, 0)
+    spoken = ToxicityAnalyzer(ToxicityAnalyzerConfig(), context)  # default: speech only
+    every = ToxicityAnalyzer(ToxicityAnalyzerConfig(lines_from=None), context)
+    written = ToxicityAnalyzer(ToxicityAnalyzerConfig(lines_from=["ocr"]), context)
+    assert spoken.config.lines_from == ["speech"]
+
+    def insults(analyzer: ToxicityAnalyzer) -> list[bool]:
+        analyzer.load()
+        outs = analyzer.analyze([heard, read])
+        return ["Insults" in {lab.name for lab in out.labels} for out in outs]
+
+    assert insults(spoken) == [True, False]
+    assert insults(every) == [True, True]
+    assert insults(written) == [False, True]
+    assert ToxicityAnalyzer(ToxicityAnalyzerConfig(), context).analyze([read])[0].labels == []
+    # what it reads changes its labels, so its version
+    assert len({spoken.version, every.version, written.version}) == 3

@@ -25,6 +25,7 @@ from bastion.dedup.config import DedupConfig
 from bastion.delivery.config import DeliveryConfig
 from bastion.jobs.config import JobsConfig
 from bastion.live.config import LiveConfig
+from bastion.media.audio_config import AudioConfig
 from bastion.media.fetch import FetchPolicy
 from bastion.media.types import MediaLimits
 from bastion.media.video_config import VideoConfig
@@ -36,7 +37,7 @@ from bastion.samples.config import SamplesConfig
 from bastion.search.config import SearchConfig
 from bastion.training.config import TrainingJobsConfig
 
-DEFAULT_ANALYZERS = ("nsfw", "labels", "ocr", "codes", "faces", "hashes")
+DEFAULT_ANALYZERS = ("nsfw", "labels", "ocr", "codes", "faces", "hashes", "speech", "toxicity")
 
 
 def _analyzer_config_union(analyzers: Iterable[type[Analyzer[Any, Any]]]) -> Any:
@@ -219,6 +220,10 @@ class Settings(BaseSettings):
     video: VideoConfig = Field(
         default_factory=VideoConfig,
         description="Video limits and default frame sampling (video jobs and `bastion scan`).",
+    )
+    audio: AudioConfig = Field(
+        default_factory=AudioConfig,
+        description="Audio limits and analysis windows (audio jobs).",
     )
     delivery: DeliveryConfig = Field(
         default_factory=DeliveryConfig, description="Webhook delivery: retries, timeouts."

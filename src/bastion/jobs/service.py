@@ -21,6 +21,8 @@ from bastion.jobs.media_files import MediaStore, StoredMedia
 from bastion.jobs.queue import Queue
 from bastion.jobs.tables import FINAL_STATES, JOB_STATES, Job
 from bastion.jobs.thumbnails import ThumbnailStore
+from bastion.media.audio import is_audio
+from bastion.media.audio_config import AudioConfig
 from bastion.media.video import is_video
 from bastion.media.video_config import VideoConfig
 from bastion.store.pages import newest_first
@@ -46,6 +48,14 @@ def event_payload(job: Job) -> dict[str, Any]:
     return body
 
 
+def _kind(head: bytes) -> str:
+    """The job kind of media stored without the API's checks (a video container with
+    sound and no picture stays a ``video``: the API's upload tells those apart)."""
+    if is_video(head):
+        return "video"
+    return "audio" if is_audio(head) else "image"
+
+
 def new_job_id() -> str:
     return "job_" + uuid.uuid4().hex
 
@@ -65,24 +75,27 @@ class JobService:
         *,
         thumbnails: ThumbnailStore | None = None,
         video: VideoConfig | None = None,
+        audio: AudioConfig | None = None,
     ) -> None:
         self.sessions = sessions
         self.queue = queue
         self.media = media
         self.thumbnails = thumbnails or ThumbnailStore(media.root.parent / "thumbnails")
         self.video = video or VideoConfig()
+        self.audio = audio or AudioConfig()
 
     @classmethod
     def from_settings(
         cls, settings: Settings, sessions: sessionmaker[Session], queue: Queue
     ) -> JobService:
-        """Media and thumbnails under the data folder, the configured video settings."""
+        """Media and thumbnails under the data folder, the configured video and audio settings."""
         return cls(
             sessions,
             queue,
             MediaStore(settings.data_dir / "media"),
             thumbnails=ThumbnailStore(settings.data_dir / "thumbnails"),
             video=settings.video,
+            audio=settings.audio,
         )
 
     def create(
@@ -105,7 +118,7 @@ class JobService:
         return self.create_stored(
             tenant_id,
             stored,
-            kind="video" if is_video(stored.head) else "image",
+            kind=_kind(stored.head),
             content_type=content_type,
             policy=policy,
             callback_url=callback_url,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from bastion.errors import BastionError
+from bastion.jobs.audio_job import job_listening
 from bastion.jobs.service import JobService
 from bastion.jobs.tables import Job
 from bastion.media.video_config import VideoOptions
 from bastion.pipeline.moderation import Moderation
-from bastion.pipeline.video import moderate_video
+from bastion.pipeline.video import VideoResult, moderate_video
 from bastion.policy.model import Lists, Policy
 
 
@@ -26,7 +26,7 @@ async def moderate_video_job(
     policy: Policy,
     lists: Lists | None,
     progress: Callable[[float], None] | None,
-) -> dict[str, Any]:
+) -> VideoResult:
     """The job's result: the video result with each thumbnail as its API path."""
     config = jobs.video
     options = job_video_options(job)
@@ -38,6 +38,7 @@ async def moderate_video_job(
             status=410,
         )
     thumbs = jobs.thumbnails.folder(job.id) if config.thumbnails else None
+    listening = job_listening(job, policy)
     video = await moderate_video(
         moderation,
         path,
@@ -50,8 +51,10 @@ async def moderate_video_job(
         thumbnails_dir=thumbs,
         limits=config.limits,
         concurrency=config.concurrency,
+        language=listening.language,
+        languages=listening.languages,
     )
     for frame in video.frames:
         if frame.thumbnail is not None:
             frame.thumbnail = jobs.thumbnails.url(job.id, frame.thumbnail)
-    return video.model_dump(mode="json")
+    return video

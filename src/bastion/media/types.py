@@ -80,6 +80,9 @@ class AudioWindow:
     end_s: float
     language: str | None = None
     """The spoken language (ISO 639-1) when the caller knows it; None: detect it."""
+    languages: tuple[str, ...] | None = None
+    """Languages detection is restricted to (the most probable of them is taken); None:
+    any (or the analyzer's configured restriction)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -178,12 +178,18 @@ class _Windows:
     """The decoder: windows pulled one at a time in the decoding thread, timed."""
 
     def __init__(
-        self, source: AudioSource, limits: AudioLimits, window_s: float, language: str | None
+        self,
+        source: AudioSource,
+        limits: AudioLimits,
+        window_s: float,
+        language: str | None,
+        languages: tuple[str, ...] | None = None,
     ) -> None:
         self.warnings: list[str] = []
         self.seconds = 0.0
         self.decoded_s = 0.0
         self._language = language
+        self._languages = languages
         self._windows: Iterator[AudioWindow] = iter_audio_windows(
             source, limits, window_s, warnings=self.warnings
         )
@@ -197,8 +203,8 @@ class _Windows:
         if window is None:
             return None
         self.decoded_s = window.end_s
-        if self._language is not None:
-            window = dataclasses.replace(window, language=self._language)
+        if self._language is not None or self._languages is not None:
+            window = dataclasses.replace(window, language=self._language, languages=self._languages)
         return window
 
     def close(self) -> None:
@@ -238,6 +244,7 @@ async def moderate_audio(
     tenant: str | None = None,
     window_s: float = 30.0,
     language: str | None = None,
+    languages: Sequence[str] | None = None,
     progress: Callable[[float], None] | None = None,
     limits: AudioLimits | None = None,
     concurrency: int = 2,
@@ -246,7 +253,8 @@ async def moderate_audio(
     under ``policy`` and the tenant's extra ``lists``, window by window.
 
     ``tenant`` is whose audio it is (results are reused within one tenant only);
-    ``language`` forces the spoken language (ISO 639-1), else it is detected;
+    ``language`` forces the spoken language (ISO 639-1), else it is detected (among
+    ``languages`` when given: the most probable of them);
     ``progress`` is called on the event loop with the fraction 0–1 analysed so far;
     ``concurrency`` windows are analysed at once while the next is decoded.
 
@@ -271,7 +279,10 @@ async def moderate_audio(
     tasks: list[asyncio.Future[Any]] = []
     try:
         info = await loop.run_in_executor(decoder, probe_audio, source, limits)
-        windows = await loop.run_in_executor(decoder, _Windows, source, limits, window_s, language)
+        allowed = tuple(languages) if languages is not None else None
+        windows = await loop.run_in_executor(
+            decoder, _Windows, source, limits, window_s, language, allowed
+        )
         hashing = asyncio.ensure_future(asyncio.to_thread(source_sha256, source))
         tasks.append(hashing)
         reporter = _Progress(progress, info.duration_s)

@@ -199,7 +199,7 @@ class Moderation:
         the tenant's statistics."""
         lists = self.engine.compiled_lists(policy.lists.merged(extra_lists or Lists()))
         sha256 = await self.engine.run_in_pool(lambda: window_sha256(window))
-        where = json.dumps(["audio", sha256, window.start_s, window.language])
+        where = json.dumps(["audio", sha256, window.start_s, window.language, window.languages])
         key = self._key(where, policy, lists, tenant)
 
         async def compute() -> ModerationResult:

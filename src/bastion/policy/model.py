@@ -114,6 +114,31 @@ class Lists(BaseModel):
         )
 
 
+LANGUAGE_CODE = r"^[a-z]{2,3}$"
+"""An ISO 639-1 code (three letters for the few languages Whisper names so, e.g. ``haw``)."""
+
+
+class SpeechOptions(BaseModel):
+    """How the policy's speech analyzers listen: the spoken language, when it is known."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str | None = Field(
+        None,
+        pattern=LANGUAGE_CODE,
+        description="The spoken language (ISO 639-1, e.g. 'es'): speech is transcribed in "
+        "it rather than detected. A job's `language` option overrides it.",
+    )
+    languages: list[Annotated[str, Field(pattern=LANGUAGE_CODE)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=20,
+        description="The languages speech may be in (ISO 639-1): the language is detected "
+        "among these alone (Whisper base alone mistakes some languages for others, e.g. "
+        "German for Yiddish). A job's `language` or `languages` option overrides it.",
+    )
+
+
 class Policy(BaseModel):
     """A named policy; the ``version`` is a hash of its content."""
 
@@ -135,6 +160,10 @@ class Policy(BaseModel):
     max_frames: int | None = Field(
         None, ge=1, le=64, description="Frames of an animated image to analyse (default: limits)."
     )
+    speech: SpeechOptions | None = Field(
+        None,
+        description="Audio and the sound of videos: the spoken language (default: detected).",
+    )
 
     @field_validator("analyzers")
     @classmethod
@@ -146,7 +175,9 @@ class Policy(BaseModel):
 
     @property
     def version(self) -> str:
-        canon = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        # a policy without speech options hashes as it did before they existed
+        content = self.model_dump(mode="json", exclude={"speech"} if self.speech is None else None)
+        canon = json.dumps(content, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
     def categories(self) -> set[str]:
