@@ -245,6 +245,20 @@ def test_delete_by_media_removes_documents_index_and_vectors(
     assert index.query(tenant, "parcel").hits == []
 
 
+def test_ids_of_deleted_documents_are_never_given_again(
+    index: TextIndex, tenant: str
+) -> None:
+    """SQLite would hand the largest id out again once it is deleted; a vector index of
+    another process would then keep the deleted document's vector for the new one."""
+    doc = DocumentIn(media_kind="audio", media_ref="reused", field="transcript", text="first")
+    first = index.add(tenant, [doc, replace(doc, text="second")])
+    assert index.delete_media(tenant, "reused") == first  # the newest documents of all
+    again = index.add(tenant, [replace(doc, text="third")])
+    assert again[0] > max(first)
+    hits = index.query(tenant, "third").hits
+    assert [h.id for h in hits] == again
+
+
 def test_the_full_text_index_is_kept_in_step(
     index: TextIndex, sessions: sessionmaker[Session], tenant: str
 ) -> None:
@@ -259,6 +273,28 @@ def test_the_full_text_index_is_kept_in_step(
     with pytest.raises(InvalidSearchQuery):
         index.query(tenant, "")
     assert index.query(tenant, "old").hits == []
+
+
+def test_a_thumbnail_is_kept_and_read_back(index: TextIndex, tenant: str) -> None:
+    thumb = "/v1/jobs/job_x/thumbnails/" + "a" * 32 + ".jpg"
+    ids = index.add(
+        tenant,
+        [
+            DocumentIn(
+                media_kind="video",
+                media_ref="v",
+                field="ocr",
+                text="harbour crane",
+                start_s=2.0,
+                end_s=3.0,
+                thumbnail=thumb,
+            ),
+            DocumentIn(media_kind="video", media_ref="v", field="tag", text="harbour"),
+        ],
+    )
+    hits = index.query(tenant, "harbour crane").hits
+    assert [(h.id, h.thumbnail) for h in hits] == [(ids[0], thumb)]
+    assert index.documents(tenant, [ids[1]])[ids[1]].thumbnail is None
 
 
 def test_snippet_windows_and_highlights() -> None:
@@ -563,3 +599,19 @@ def test_fusion_merges_overlapping_moments() -> None:
     assert len(images) == 1 and images[0].start_s is None and len(images[0].hits) == 2
     apart = fuse([[_hit(1, "v", 0, 1), _hit(2, "v", 3, 4)]], gap_s=2.5)
     assert len(apart) == 1 and (apart[0].start_s, apart[0].end_s) == (0, 4)
+
+
+def test_a_moment_takes_the_thumbnail_of_its_best_hit_that_has_one() -> None:
+    moments = fuse(
+        [
+            [
+                _hit(1, "v", 0, 2),
+                _hit(2, "v", 1, 3, thumbnail="/b"),
+                _hit(3, "v", 2, 4, thumbnail="/c"),
+            ]
+        ]
+    )
+    assert len(moments) == 1 and moments[0].thumbnail == "/b"
+    with_best = fuse([[_hit(1, "v", 0, 2, thumbnail="/a"), _hit(2, "v", 1, 3, thumbnail="/b")]])
+    assert with_best[0].thumbnail == "/a"
+    assert fuse([[_hit(1, "v", 0, 2)]])[0].thumbnail is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import json
 import logging
@@ -21,11 +22,15 @@ from bastion.errors import BastionError
 from bastion.evaluation.commands import eval_command
 from bastion.registry.commands import models_app
 from bastion.samples.commands import samples_app
+from bastion.search.commands import search_app
 from bastion.training.commands import train
 
 if TYPE_CHECKING:
     from bastion.accounts.service import AccountService
     from bastion.media.video_config import VideoOptions
+    from bastion.pipeline.audio import AudioResult
+    from bastion.pipeline.video import VideoResult
+    from bastion.search.feed import SearchFeed
 
 app = typer.Typer(
     help="Bastion: self-hosted content moderation.", no_args_is_help=True, add_completion=False
@@ -42,6 +47,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(policy_app, name="policy")
 app.add_typer(samples_app, name="samples")
+app.add_typer(search_app, name="search")
 app.command("train")(train)
 app.add_typer(models_app, name="models")
 app.command("eval")(eval_command)
@@ -215,6 +221,7 @@ async def _scan(
     concurrency: int,
     show_progress: bool,
     video_options: VideoOptions | None = None,
+    index_tenant: str | None = None,
 ) -> list[dict[str, Any]]:
     from bastion.media.audio import is_audio, probe_audio
     from bastion.media.video import is_video
@@ -227,6 +234,12 @@ async def _scan(
     # only the analyzers the policy names are loaded, below
     core = await build_core(settings.model_copy(update={"preload": False}))
     engine, moderation = core.engine, core.moderation
+    indexing = contextlib.AsyncExitStack()
+    local = None
+    if index_tenant is not None:  # search in the database, under the media's sha256
+        from bastion.search.commands import open_search
+
+        local = await indexing.enter_async_context(open_search(settings, engine))
     if policy_ref and Path(policy_ref).is_file():
         policy = parse_policy(Path(policy_ref).read_text("utf-8"), source=policy_ref)
     else:
@@ -251,7 +264,7 @@ async def _scan(
         with path.open("rb") as fh:
             return fh.read(8192)
 
-    async def video(path: Path) -> dict[str, Any]:
+    async def video(path: Path) -> VideoResult:
         async with one_video:
             bar = progress.add_task(f"{path.name} (%)", total=100, visible=video_bars)
             try:
@@ -267,9 +280,9 @@ async def _scan(
                 )
             finally:
                 progress.remove_task(bar)
-        return res.model_dump(mode="json")
+        return res
 
-    async def audio(path: Path) -> dict[str, Any]:
+    async def audio(path: Path) -> AudioResult:
         async with one_video:
             bar = progress.add_task(f"{path.name} (%)", total=100, visible=video_bars)
             try:
@@ -281,7 +294,7 @@ async def _scan(
                 )
             finally:
                 progress.remove_task(bar)
-        return res.model_dump(mode="json")
+        return res
 
     def sound_only(path: Path) -> bool:
         """Whether a file sniffed as a video (MP4, Matroska/WebM) holds sound alone."""
@@ -298,14 +311,18 @@ async def _scan(
                 head = await asyncio.to_thread(read_head, path)
                 if is_audio(head) or (is_video(head) and await asyncio.to_thread(sound_only, path)):
                     row["kind"] = "audio"
-                    row["result"] = await audio(path)
+                    typed: Any = await audio(path)
                 elif is_video(head):
                     row["kind"] = "video"
-                    row["result"] = await video(path)
+                    typed = await video(path)
                 else:
                     data = await asyncio.to_thread(path.read_bytes)
-                    res = await moderation.moderate_bytes(data, policy)
-                    row["result"] = res.model_dump(mode="json")
+                    typed = await moderation.moderate_bytes(data, policy)
+                row["result"] = typed.model_dump(mode="json")
+                if local is not None and index_tenant is not None:
+                    row["indexed"] = await _index_scanned(
+                        local.feed, index_tenant, row.get("kind", "image"), typed
+                    )
             except BastionError as exc:
                 row["error"] = exc.to_dict()
             except OSError as exc:
@@ -317,8 +334,19 @@ async def _scan(
         task = progress.add_task("scanning", total=len(files), visible=show_progress)
         await asyncio.to_thread(engine.load_all, policy.analyzers)
         await asyncio.gather(*(one(i, p, task) for i, p in enumerate(files)))
+    await indexing.aclose()
     await core.aclose()
     return results
+
+
+async def _index_scanned(feed: SearchFeed, tenant: str, kind: str, result: Any) -> bool:
+    """Index a scanned file's result for ``tenant`` under the media's sha256."""
+    ref = str(result.hashes.get("sha256", ""))
+    if kind == "video":
+        return await feed.video(tenant, ref, result, source="scan")
+    if kind == "audio":
+        return await feed.audio(tenant, ref, result, source="scan")
+    return await feed.image(tenant, ref, result, source="scan")
 
 
 @app.command()
@@ -362,6 +390,17 @@ def scan(
             show_default=False,
         ),
     ] = None,
+    index: Annotated[
+        bool,
+        typer.Option(
+            "--index",
+            help="Also index each result for search in the database, under --tenant and "
+            "the media's sha256.",
+        ),
+    ] = False,
+    tenant: Annotated[
+        str | None, typer.Option(help="With --index: the tenant the media is indexed for.")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Moderate images, videos and audio locally, without a server: one JSON line per file.
@@ -375,6 +414,9 @@ def scan(
         raise typer.Exit(2)
     if keyframes and sample_every is not None:
         err.print("--keyframes and --sample-every exclude each other")
+        raise typer.Exit(2)
+    if index and not tenant:
+        err.print("--index needs --tenant")
         raise typer.Exit(2)
     from bastion.media.video_config import VideoOptions
 
@@ -399,7 +441,17 @@ def scan(
         raise typer.Exit(2)
     show = (len(files) > 1 and sys.stderr.isatty()) or len(files) > 20
     try:
-        rows = asyncio.run(_scan(files, settings, policy, concurrency, show, video_options))
+        rows = asyncio.run(
+            _scan(
+                files,
+                settings,
+                policy,
+                concurrency,
+                show,
+                video_options,
+                index_tenant=tenant if index else None,
+            )
+        )
     except BastionError as exc:
         err.print(f"[red]{exc.code}:[/red] {exc.message}")
         raise typer.Exit(2) from exc

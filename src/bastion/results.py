@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 Decision = Literal["allow", "review", "block"]
 UrlSource = Literal["codes", "text"]
@@ -15,6 +15,20 @@ RESULT_FORMAT = 2
 """Version of the :class:`ModerationResult` layout. Results are stored as JSON and reused
 (:mod:`bastion.dedup`); this number is part of what they are stored under, so it goes up
 whenever a stored result would no longer read back as a complete, correct result."""
+
+
+class Unserialised(dict[Any, Any]):
+    """What a result keeps aside for this process (embeddings for search): never
+    serialised, and left out of comparisons, so results equal as JSON stay equal (and
+    arrays are never compared element by element)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unserialised)
+
+    def __ne__(self, other: object) -> bool:
+        return not isinstance(other, Unserialised)
+
+    __hash__ = None
 
 
 class Box(BaseModel):
@@ -239,3 +253,26 @@ class ModerationResult(BaseModel):
         description="Set when the result was reused from a near-duplicate image (cached is "
         "then true): the findings are that image's, media and hashes this one's.",
     )
+    _embeddings: Unserialised = PrivateAttr(default_factory=Unserialised)
+    """Image embeddings made while analysing (analyzer name → the first frame's vector):
+    kept for search indexing, never serialised; empty for a result read back or cached."""
+
+    def keep_embeddings(self, embeddings: dict[str, np.ndarray]) -> None:
+        """Keep the image embeddings the analysis made (by analyzer name), for search."""
+        self._embeddings = Unserialised(embeddings)
+
+    @property
+    def embeddings(self) -> dict[str, np.ndarray]:
+        """The image embeddings made while analysing this image, by analyzer name (empty
+        for a result from a cache or stored results)."""
+        return dict(self._embeddings)
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        """The first image embedding made while analysing this image (the ``labels``
+        analyzer's with the default configuration), or None."""
+        return next(iter(self._embeddings.values()), None)
+
+    def embedding_of(self, analyzer: str | None) -> np.ndarray | None:
+        """The embedding ``analyzer`` made (None: :attr:`embedding`), or None."""
+        return self.embedding if analyzer is None else self._embeddings.get(analyzer)

@@ -224,3 +224,21 @@ async def stream_thumbnail(stream_id: str, who: Reader, svc: Svc) -> FileRespons
     if not path.is_file():
         raise NotFound(f"stream {stream_id!r} has no thumbnail yet", code="thumbnail_not_found")
     return FileResponse(path, media_type="image/jpeg")
+
+
+@router.get(
+    "/streams/{stream_id}/thumbnails/{name}",
+    response_class=FileResponse,
+    summary="A JPEG of an analysed frame of the stream (linked from search results)",
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+async def stream_frame_thumbnail(stream_id: str, name: str, who: Reader, svc: Svc) -> FileResponse:
+    row = await run_in_threadpool(svc.streams.get, who.tenant_id, stream_id)
+    path = svc.live_thumbnails.path(row.id, name)
+    if not await run_in_threadpool(path.is_file):  # never saved, or past retention
+        raise NotFound(
+            f"stream {stream_id!r} has no thumbnail {name!r}", code="thumbnail_not_found"
+        )
+    return FileResponse(
+        path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
+    )

@@ -10,6 +10,9 @@ sample of any tenant refers to it (:mod:`bastion.samples`); the jobs that
 used it are marked (``media_purged_at``), and retrying one of them fails with
 ``media_expired``. A job's thumbnail folder goes when it is that old and the job is not
 active. Files left in ``.incoming/`` by uploads that died are deleted after an hour.
+With search, the search documents of the jobs whose media went are deleted with it,
+and those of live streams' frames once older than the retention period (the live
+thumbnails they show go then too).
 
 Every step is safe with several processes sweeping at once and with uploads and
 retries happening meanwhile (see :meth:`bastion.jobs.media_files.MediaStore.remove`).
@@ -31,6 +34,7 @@ from bastion.jobs.service import JobService
 from bastion.jobs.tables import FINAL_STATES, Job
 from bastion.review.tables import DECIDED, ReviewDecision, ReviewItem
 from bastion.samples.tables import Sample
+from bastion.search.indexer import SearchIndexer
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +50,30 @@ class SweepReport:
     jobs_marked: int = 0
     thumbnails_removed: int = 0
     incoming_removed: int = 0
+    search_documents_removed: int = 0
 
     def __bool__(self) -> bool:
         return any(
-            (self.media_removed, self.jobs_marked, self.thumbnails_removed, self.incoming_removed)
+            (
+                self.media_removed,
+                self.jobs_marked,
+                self.thumbnails_removed,
+                self.incoming_removed,
+                self.search_documents_removed,
+            )
         )
 
 
 class MediaRetention:
     """Deletes expired job media and thumbnails; :meth:`run_forever` sweeps periodically."""
 
-    def __init__(self, jobs: JobService, config: JobsConfig) -> None:
+    def __init__(
+        self, jobs: JobService, config: JobsConfig, *, search: SearchIndexer | None = None
+    ) -> None:
         self.jobs = jobs
         self.config = config
+        self.search = search
+        """Where the search documents of purged media go from (None: no search)."""
 
     def sweep(self) -> SweepReport:
         retention = self.config.media_retention_s
@@ -73,7 +88,9 @@ class MediaRetention:
                 sha, older_than_s=retention, in_use=lambda d: self._media_in_use(d, cutoff)
             ):
                 report.media_removed += 1
-                report.jobs_marked += self._mark_purged(sha)
+                marked = self._mark_purged(sha)
+                report.jobs_marked += len(marked)
+                report.search_documents_removed += self._unindex(marked)
         for job_id, folder in list(self.jobs.thumbnails.folders()):
             try:
                 if folder.stat().st_mtime >= cutoff_ts:
@@ -83,7 +100,24 @@ class MediaRetention:
             if not self._job_active(job_id) and self.jobs.thumbnails.remove(job_id):
                 report.thumbnails_removed += 1
         report.incoming_removed = media.remove_stale_incoming(INCOMING_GRACE_S)
+        if self.search is not None:  # live frames past the live thumbnails' retention
+            try:
+                report.search_documents_removed += self.search.delete_media_kind_before(
+                    "stream", cutoff
+                )
+            except Exception:  # the next sweep tries again
+                log.exception("deleting live streams' search documents past retention failed")
         return report
+
+    def _unindex(self, jobs: list[tuple[str, str]]) -> int:
+        """Delete the search documents of the jobs (tenant, job id) whose media went."""
+        if self.search is None:
+            return 0
+        try:
+            return sum(self.search.delete_media(tenant, job_id) for tenant, job_id in jobs)
+        except Exception:
+            log.exception("deleting the search documents of purged jobs failed")
+            return 0
 
     def _media_in_use(self, sha256: str, cutoff: datetime) -> bool:
         # Lock every job using the media: a retry in flight is waited for and then seen.
@@ -115,19 +149,28 @@ class MediaRetention:
             return True
         return any(status in ACTIVE_STATES or created >= cutoff for status, created in rows)
 
-    def _mark_purged(self, sha256: str) -> int:
+    def _mark_purged(self, sha256: str) -> list[tuple[str, str]]:
+        """Mark the finished jobs of a deleted media; their (tenant, job id)."""
+        where = (
+            (Job.media_sha256 == sha256)
+            & Job.media_purged_at.is_(None)
+            & Job.status.in_(FINAL_STATES)
+        )
         with self.jobs.sessions.begin() as s:
-            res = s.execute(
-                update(Job)
-                .where(
-                    Job.media_sha256 == sha256,
-                    Job.media_purged_at.is_(None),
-                    Job.status.in_(FINAL_STATES),
+            marked = [
+                (str(tenant), str(job_id))
+                for tenant, job_id in s.execute(
+                    select(Job.tenant_id, Job.id).where(where).with_for_update()
                 )
-                .values(media_purged_at=datetime.now(UTC))
-                .execution_options(synchronize_session=False)
-            )
-            return int(res.rowcount)  # type: ignore[attr-defined]
+            ]
+            if marked:
+                s.execute(
+                    update(Job)
+                    .where(Job.id.in_([job_id for _, job_id in marked]))
+                    .values(media_purged_at=datetime.now(UTC))
+                    .execution_options(synchronize_session=False)
+                )
+            return marked
 
     def _job_active(self, job_id: str) -> bool:
         with self.jobs.sessions() as s:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import or_, update
 
 from bastion.delivery import outbox
@@ -24,6 +25,7 @@ from bastion.jobs.tables import Job
 from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
 from bastion.review.service import ReviewService
+from bastion.search.feed import SearchFeed
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class Worker:
         config: JobsConfig,
         *,
         review: ReviewService | None = None,
+        search: SearchFeed | None = None,
     ) -> None:
         self.moderation = moderation
         self.jobs = jobs
@@ -59,6 +62,8 @@ class Worker:
         self.config = config
         self.review = review
         """Where results that are ``review`` are queued (None: nowhere)."""
+        self.search = search
+        """Indexes succeeded jobs for search, in the background (None: not indexed)."""
         self.stats = WorkerStats()
 
     # claiming --------------------------------------------------------------
@@ -149,13 +154,20 @@ class Worker:
             await self.jobs.queue.ack(msg)  # after the commit: a crash here only redelivers
 
     # running ---------------------------------------------------------------
-    async def _analyze(self, job: Job, progress: Any) -> dict[str, Any]:
+    async def _analyze(self, job: Job, progress: Any) -> BaseModel:
+        """The job's typed result (an image's, a video's or an audio file's)."""
         policy, lists = await asyncio.to_thread(self.policies.resolve, job.tenant_id, job.policy)
         path = self.jobs.media.path(job.media_sha256)
         if job.kind == "video":
             from bastion.jobs.video_job import moderate_video_job
 
             return await moderate_video_job(
+                self.moderation, self.jobs, job, policy, lists, progress
+            )
+        if job.kind == "audio":
+            from bastion.jobs.audio_job import moderate_audio_job
+
+            return await moderate_audio_job(
                 self.moderation, self.jobs, job, policy, lists, progress
             )
         try:
@@ -174,7 +186,7 @@ class Worker:
             content_type=job.content_type,
             store=True,
         )
-        return res.model_dump(mode="json")
+        return res
 
     async def handle(self, msg: Leased) -> None:
         job_id = str(msg.body.get("job_id", ""))
@@ -201,7 +213,8 @@ class Worker:
         work = asyncio.create_task(self._analyze(job, lambda f: latest.__setitem__(0, f)))
         beat = asyncio.create_task(self._beat(msg, job_id, latest, work))
         try:
-            result = await work
+            typed = await work
+            result = typed.model_dump(mode="json")
         except asyncio.CancelledError:
             if beat.done() and not beat.cancelled() and beat.result() == "cancelled":
                 await self.jobs.queue.ack(msg)  # cancelled by the API: nothing more to do
@@ -226,6 +239,9 @@ class Worker:
                 await beat
             self.stats.running.discard(job_id)
         await self._finish_and_ack(msg, job_id, result=result)
+        if self.search is not None:  # in the background: never delays nor fails the job
+            # the typed result keeps what the stored JSON leaves out (image embeddings)
+            self.search.submit(self.search.job(job, result, typed), "job")
         self.stats.succeeded += 1
 
     async def _hand_back(self, msg: Leased, job_id: str) -> None:

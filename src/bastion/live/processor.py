@@ -25,6 +25,7 @@ from bastion.pipeline.policies import PolicyBook
 from bastion.results import ModerationResult
 from bastion.review.service import ReviewService
 from bastion.rules import ResolvedRules, RuleBook, RuleMatch, evaluate
+from bastion.search.feed import SearchFeed
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class FrameOutcome:
     """The review items of the alerts of ``review`` rules (new or queued before)."""
     stopped: bool = False
     thumbnail: str | None = None
+    """The name of a kept JPEG of the frame (its alerts' frame, or a frame indexed for
+    search); None when none was kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,8 @@ class FrameProcessor:
         alerts: AlertService,
         thumbnails: LiveThumbnails | None,
         review: ReviewService | None = None,
+        *,
+        search: SearchFeed | None = None,
     ) -> None:
         self.moderation = moderation
         self.policies = policies
@@ -76,6 +81,9 @@ class FrameProcessor:
         self.thumbnails = thumbnails
         self.review = review
         """Where alerts of ``review`` rules are queued (None: they are alerts only)."""
+        self.search = search
+        """Indexes analysed frames for search, in the background, when they changed
+        (None: not indexed)."""
 
     async def resolve(self, stream: StreamRef) -> ResolvedRules | None:
         return await asyncio.to_thread(
@@ -103,10 +111,12 @@ class FrameProcessor:
         outcome = FrameOutcome(result=result, matches=matches)
         metrics = self.moderation.metrics
         metrics.live_frames.inc()
+        if self.search is not None:
+            await self._index(stream, decoded, outcome, sampled_at)
         if not matches:
             return outcome
         rgb = decoded.frames[0].rgb
-        if self.thumbnails is not None:
+        if self.thumbnails is not None and outcome.thumbnail is None:
             outcome.thumbnail = await asyncio.to_thread(self.thumbnails.save, stream.pk, rgb)
         await asyncio.to_thread(self._act, stream, resolved, outcome, frame_ms, sampled_at)
         for match in matches:
@@ -114,6 +124,36 @@ class FrameProcessor:
         if sampled_at is not None and outcome.alert_ids:
             metrics.alert_lag.observe(max(0.0, time.time() - sampled_at))
         return outcome
+
+    async def _index(
+        self,
+        stream: StreamRef,
+        decoded: DecodedImage,
+        outcome: FrameOutcome,
+        sampled_at: float | None,
+    ) -> None:
+        """Index the frame for search in the background when the feed wants it (it
+        changed). Its thumbnail is saved here, as ``outcome.thumbnail``: the stream's
+        latest-frame logic then keeps it as an alert's frame is kept (a search result
+        shows it until the thumbnails' retention) instead of saving another."""
+        assert self.search is not None
+        at = sampled_at if sampled_at is not None else time.time()
+        result = outcome.result
+        if not self.search.wants_frame(stream.tenant_id, stream.stream_id, result, at):
+            return
+        thumbnail = None
+        if self.thumbnails is not None:
+            try:
+                outcome.thumbnail = await asyncio.to_thread(
+                    self.thumbnails.save, stream.pk, decoded.frames[0].rgb
+                )
+                thumbnail = f"/v1/streams/{stream.stream_id}/thumbnails/{outcome.thumbnail}"
+            except Exception:
+                log.exception("saving a thumbnail of stream %s for search failed", stream.pk)
+        self.search.submit(
+            self.search.frame(stream.tenant_id, stream.stream_id, result, at, thumbnail),
+            "stream",
+        )
 
     def _act(
         self,

@@ -374,7 +374,7 @@ class Engine:
         runs = await self._run_stages(names, frames, tenant)
         per_analyzer, timings = self._collect(runs, tenant, errors)
         merged = merge_outputs(per_analyzer, frames, animated=decoded.animated)
-        return self._result(
+        result = self._result(
             merged,
             policy,
             lists,
@@ -396,6 +396,8 @@ class Engine:
             ),
             started=started,
         )
+        result.keep_embeddings(_first_embeddings(per_analyzer))
+        return result
 
     async def analyze_audio(
         self,
@@ -439,6 +441,20 @@ class Engine:
             started=started,
             transcript=_transcript(per_analyzer),
         )
+
+
+def _first_embeddings(
+    per_analyzer: Mapping[str, Sequence[AnalyzerOutput]],
+) -> dict[str, np.ndarray]:
+    """Each analyzer's embedding of the first frame it made one for (search indexes it;
+    the result keeps it unserialised)."""
+    found: dict[str, np.ndarray] = {}
+    for name, outs in per_analyzer.items():
+        for out in outs:
+            if out.embedding is not None:
+                found[name] = np.asarray(out.embedding, dtype=np.float32).reshape(-1)
+                break
+    return found
 
 
 def _transcript(per_analyzer: Mapping[str, Sequence[AnalyzerOutput]]) -> list[TranscriptSegment]:

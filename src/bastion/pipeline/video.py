@@ -36,7 +36,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from bastion.errors import BastionError
 from bastion.media.digest import source_sha256
@@ -62,7 +62,13 @@ from bastion.pipeline.merge import distinct_errors
 from bastion.pipeline.moderation import Moderation, VideoFrameImage
 from bastion.policy.decide import by_severity, strictest, strongest_reasons
 from bastion.policy.model import Lists, Policy
-from bastion.results import Decision, ModerationResult, Reason, UrlOrigin
+from bastion.results import (
+    Decision,
+    ModerationResult,
+    Reason,
+    Unserialised,
+    UrlOrigin,
+)
 
 __all__ = [
     "FrameLabel",
@@ -218,6 +224,25 @@ class VideoResult(BaseModel):
         "and decision. None when the policy names no analyzer of audio (`speech`), when "
         "the video has no sound, or when the sound could not be decoded (see `errors`).",
     )
+    _frame_embeddings: Unserialised = PrivateAttr(default_factory=Unserialised)
+    """Image embeddings of the analysed frames (frame index → analyzer → vector), kept
+    for search indexing, never serialised; empty for a result read back."""
+
+    def keep_frame_embeddings(self, embeddings: dict[int, dict[str, np.ndarray]]) -> None:
+        """Keep the frames' embeddings (frame index → analyzer → vector), for search."""
+        self._frame_embeddings = Unserialised(
+            {i: dict(made) for i, made in embeddings.items() if made}
+        )
+
+    def frame_embeddings(self, analyzer: str | None = None) -> dict[int, np.ndarray]:
+        """Each analysed frame's embedding (by :attr:`FrameResult.index`) made by
+        ``analyzer`` (None: the first analyzer that made one for that frame)."""
+        out: dict[int, np.ndarray] = {}
+        for index, made in self._frame_embeddings.items():
+            vector = next(iter(made.values()), None) if analyzer is None else made.get(analyzer)
+            if vector is not None:
+                out[index] = vector
+        return out
 
 
 @dataclass(slots=True)
@@ -430,11 +455,20 @@ async def _sound(
     extra_lists: Lists | None,
     tenant: str | None,
     progress: Callable[[float], None] | None,
+    language: str | None,
+    languages: Sequence[str] | None,
 ) -> AudioResult | dict[str, str]:
     """The video's sound moderated, or the error that stopped it."""
     try:
         return await moderate_audio(
-            moderation, source, policy, extra_lists, tenant=tenant, progress=progress
+            moderation,
+            source,
+            policy,
+            extra_lists,
+            tenant=tenant,
+            progress=progress,
+            language=language,
+            languages=languages,
         )
     except BastionError as exc:
         return {"part": "audio", "code": exc.code, "message": f"audio: {exc.message}"}
@@ -455,6 +489,8 @@ async def moderate_video(
     concurrency: int = 8,
     segment_gap_ms: int | None = None,
     tag_min_confidence: float = 25.0,
+    language: str | None = None,
+    languages: Sequence[str] | None = None,
 ) -> VideoResult:
     """Moderate a video (file path or bytes) frame by frame under ``policy``.
 
@@ -468,7 +504,8 @@ async def moderate_video(
     (default: twice the usual spacing of analysed frames, at least 2 s).
 
     When ``policy`` names an analyzer of audio and the video has sound, the sound is
-    moderated too and the result carries it in ``audio``.
+    moderated too and the result carries it in ``audio``; ``language`` forces its spoken
+    language (ISO 639-1), else it is detected (among ``languages`` when given).
 
     Raises the media errors of :func:`bastion.media.video.probe` for bad input.
     """
@@ -490,7 +527,16 @@ async def moderate_video(
         parts = _Parts(progress, "frames", "audio") if hear else _Parts(progress, "frames")
         if hear:
             sound = asyncio.ensure_future(
-                _sound(moderation, source, policy, extra_lists, tenant, parts.part("audio"))
+                _sound(
+                    moderation,
+                    source,
+                    policy,
+                    extra_lists,
+                    tenant,
+                    parts.part("audio"),
+                    language,
+                    languages,
+                )
             )
         reporter = _Progress(parts.part("frames"), sampler.duration_s)
         queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency)
@@ -547,7 +593,8 @@ async def moderate_video(
             tag_min_confidence=tag_min_confidence,
             wall_s=time.perf_counter() - started,
         )
-        return _with_sound(result, heard) if heard is not None else result
+        result = _with_sound(result, heard) if heard is not None else result
+        return result
     finally:
         if sound is not None:
             tasks.append(sound)
@@ -610,7 +657,7 @@ def _assemble(
         if decision == "allow":
             decision = "review"  # fail safe: content that was not looked at is not allowed
     first = results[0] if results else None
-    return VideoResult(
+    result = VideoResult(
         decision=decision,
         reasons=strongest_reasons(r for f in frames for r in f.reasons),
         segments=_segments(frames, gap),
@@ -657,3 +704,5 @@ def _assemble(
             ),
         ),
     )
+    result.keep_frame_embeddings({d.frame.index: d.result.embeddings for d in done})
+    return result

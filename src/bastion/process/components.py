@@ -64,7 +64,8 @@ from bastion.samples.collector import SampleCollector
 from bastion.samples.embedding import Embedder
 from bastion.samples.errors import EmbeddingUnavailable
 from bastion.samples.service import SampleService
-from bastion.search.build import build_search
+from bastion.search.build import build_feed, build_search
+from bastion.search.feed import SearchFeed
 from bastion.search.indexer import SearchIndexer
 from bastion.stats.service import StatsService
 from bastion.store.db import session_factory
@@ -204,6 +205,8 @@ class Components:
     search: SearchIndexer | None = None
     """Search over tenants' media: indexed as it is analysed, asked by `/v1/search`
     (None: ``search.enabled`` is off)."""
+    feed: SearchFeed | None = None
+    """Indexes what this process analyses (jobs, live frames) into :attr:`search`."""
     collector: SampleCollector | None = None
     """Turns decisions that kept their media into samples (processes running jobs)."""
     training: TrainingRunner | None = None
@@ -244,7 +247,7 @@ class Components:
         if roles.live_sessions:
             loops.append(("stream-sessions", self.live.supervisor.run_forever(stop)))
         if self.worker is not None:
-            retention = MediaRetention(self.jobs, settings.jobs)
+            retention = MediaRetention(self.jobs, settings.jobs, search=self.search)
             loops += [
                 ("worker", self.worker.run_forever(stop)),
                 ("retention", retention.run_forever(stop)),
@@ -279,6 +282,8 @@ class Components:
         self._tasks.clear()
         await self.stats.flush()  # what was counted after the loops' last write
         await self.heads.shadow.flush_now()  # the same for the challengers' shadow counts
+        if self.feed is not None:  # media analysed before the loops stopped
+            await self.feed.drain()
         if self.search is not None:  # vector indexes changed since their last save
             await asyncio.to_thread(self.search.flush)
         await self.dispatcher.aclose()
@@ -311,7 +316,16 @@ async def build_components(
     rules = RuleBook(sessions)
     url_policy = settings.fetch_policy()
     review = ReviewService(sessions, settings.review)
-    live = _build_live(settings, sessions, core, rules, review)
+    search = build_search(settings, core.engine, sessions)
+    feed = build_feed(
+        settings,
+        search,
+        core.engine,
+        job_thumbnails=jobs.thumbnails,
+        job_media=jobs.media.path,
+        metrics=core.metrics,
+    )
+    live = _build_live(settings, sessions, core, rules, review, feed)
     heads = build_heads(settings, core.engine, sessions)
     await heads.start()  # tenants' heads are served from the first request on
     review.add_outcome(AlertReviewOutcome(live.alerts))
@@ -329,7 +343,9 @@ async def build_components(
     worker = None
     if roles.jobs:
         # the dispatcher wakes by itself when the worker commits a job's webhooks
-        worker = Worker(core.moderation, jobs, core.policies, settings.jobs, review=review)
+        worker = Worker(
+            core.moderation, jobs, core.policies, settings.jobs, review=review, search=feed
+        )
     return Components(
         core=core,
         roles=roles,
@@ -351,7 +367,8 @@ async def build_components(
         promotions=Promotions(sessions, heads.registry, samples, settings.registry.promotion),
         collector=collector,
         heads=heads,
-        search=build_search(settings, core.engine, sessions),
+        search=search,
+        feed=feed,
     )
 
 
@@ -371,6 +388,7 @@ def _build_live(
     core: Core,
     rules: RuleBook,
     review: ReviewService,
+    feed: SearchFeed | None = None,
 ) -> Live:
     """Live streams; alerts of ``review`` rules go to ``review``, and the frames its
     undecided items show outlive the thumbnails' retention."""
@@ -389,6 +407,7 @@ def _build_live(
         alerts,
         thumbnails if settings.live.thumbnails else None,
         review,
+        search=feed,
     )
     return Live(
         streams=streams,

@@ -101,3 +101,10 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.search_indexed = Counter(
+            "bastion_search_index",
+            "Media handed to search indexing, by source (job, scan, stream, reindex) and "
+            "outcome (indexed, skipped, dropped, failed)",
+            ["source", "outcome"],
+            registry=r,
+        )

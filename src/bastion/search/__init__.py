@@ -34,6 +34,17 @@ to build on:
   ``index_transcript``, ``delete_media``, ``delete_tenant``) and the search API asks
   (``search``: words and meaning fused into moments; ``similar``: media that looks like
   an embedding or like indexed media); settings in :mod:`~bastion.search.config`.
+* :mod:`~bastion.search.feed` — :class:`~bastion.search.feed.SearchFeed`: what the job
+  worker, the live frame processor and ``bastion scan --index`` call once media has
+  been analysed; indexes in the background (never failing or delaying the result), a
+  live stream's frames only when they change (``stream_min_gap_s``, ``stream_every_s``).
+  The image embeddings come from the analysis itself
+  (:attr:`bastion.results.ModerationResult.embedding`,
+  :meth:`bastion.pipeline.video.VideoResult.frame_embeddings`), never a second run.
+* :mod:`~bastion.search.commands` — ``bastion search reindex`` (stored job results) and
+  ``bastion search purge --tenant``. Documents go with their media: job media retention
+  deletes those of purged jobs, and those of live frames once past retention
+  (:class:`bastion.jobs.retention.MediaRetention`).
 
 Text is embedded by :class:`bastion.models.sentence_encoder.SentenceEncoder` (USE
 multilingual v3, offline); images by the ``labels`` analyzer's embedding. Everything

@@ -11,14 +11,20 @@ answers a search never pays for it; it is the engine's shared one, which the
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.config import Settings
+from bastion.jobs.thumbnails import ThumbnailStore
 from bastion.pipeline.engine import Engine
-from bastion.samples.embedding import Embedder
+from bastion.runtime.metrics import Metrics
+from bastion.samples.embedding import Embedder, embedding_analyzer
 from bastion.samples.errors import EmbeddingUnavailable
+from bastion.search.feed import SearchFeed
 from bastion.search.indexer import SearchIndexer
 from bastion.search.vector_rows import DatabaseVectors
 from bastion.search.vectors import VectorSpace, VectorStore
@@ -71,3 +77,30 @@ def build_search(
         else None
     )
     return SearchIndexer(sessions, store, encoder, image_space=space, config=config)
+
+
+def build_feed(
+    settings: Settings,
+    indexer: SearchIndexer | None,
+    engine: Engine,
+    *,
+    job_thumbnails: ThumbnailStore | None = None,
+    job_media: Callable[[str], Path] | None = None,
+    metrics: Metrics | None = None,
+) -> SearchFeed | None:
+    """The feed that indexes what this process analyses (None without an indexer): the
+    embeddings of the analyzer the image space is made of, image jobs' thumbnails
+    written next to the job's others, counted in ``metrics``."""
+    if indexer is None:
+        return None
+    analyzer = None
+    if indexer.image_space is not None:
+        with contextlib.suppress(EmbeddingUnavailable):
+            analyzer = embedding_analyzer(engine, settings.samples.embedding_analyzer).name
+    return SearchFeed(
+        indexer,
+        image_analyzer=analyzer,
+        job_thumbnails=job_thumbnails,
+        job_media=job_media,
+        metrics=metrics,
+    )

@@ -69,6 +69,27 @@ class SearchConfig(BaseModel):
         le=256,
         description="Frames of a video used as the query when finding media like it.",
     )
+    stream_min_gap_s: float = Field(
+        10.0,
+        ge=0,
+        description="A live stream's analysed frames are indexed at most this often (per "
+        "stream), however much they change. Each indexed frame keeps a small JPEG (about "
+        "30 kB) until the live thumbnails' retention.",
+    )
+    stream_every_s: float = Field(
+        60.0,
+        gt=0,
+        description="A live stream frame whose labels, tags, text, codes and URLs are the "
+        "same as the stream's last indexed frame is indexed only when this long has passed "
+        "since then (a changed frame is indexed at once, within `stream_min_gap_s`).",
+    )
+    max_pending: int = Field(
+        256,
+        ge=1,
+        description="Most media waiting to be indexed in one process; media analysed while "
+        "this many wait is not indexed (counted in `bastion_search_index_total` as "
+        "`dropped`; `bastion search reindex` indexes jobs again).",
+    )
     save_every_s: float = Field(
         60.0, gt=0, description="Vector indexes changed by indexing are saved at most this often."
     )

@@ -44,6 +44,9 @@ class Moment:
     """Every label of its documents, sorted."""
     decision: str | None
     """The most severe decision among its documents (block, review, allow)."""
+    thumbnail: str | None = None
+    """The API path of a JPEG of the moment: its best-ranked document's, else the first
+    of its other documents (in rank order) that has one; None when none has."""
 
 
 def _group(hits: Sequence[TextHit], gap_s: float) -> list[list[TextHit]]:
@@ -120,6 +123,7 @@ def fuse(
                 snippet=ordered[0].snippet,
                 labels=tuple(sorted({label for h in group for label in h.labels})),
                 decision=max(decisions, key=lambda d: SEVERITY[d], default=None),
+                thumbnail=next((h.thumbnail for h in ordered if h.thumbnail), None),
             )
         )
     moments.sort(key=lambda m: (-m.score, m.media_ref, m.start_s or 0.0))

@@ -12,7 +12,10 @@ analysed, and what the search API asks:
   given makes a ``media`` document of its own (frame → frame similarity);
 * :meth:`~SearchIndexer.index_transcript` — one document per transcript segment, with
   its time range and language;
-* :meth:`~SearchIndexer.delete_media`, :meth:`~SearchIndexer.delete_tenant`;
+* :meth:`~SearchIndexer.index_frame` — one analysed frame of a live stream, added to
+  the stream's documents (a stream is never indexed whole);
+* :meth:`~SearchIndexer.delete_media`, :meth:`~SearchIndexer.delete_tenant`,
+  :meth:`~SearchIndexer.delete_media_kind_before` (a stream's frames past retention);
 * :meth:`~SearchIndexer.search` — full-text and semantic (sentence encoder) rankings
   fused into moments (:func:`~bastion.search.fusion.fuse`), paged by an opaque cursor;
 * :meth:`~SearchIndexer.similar` — media and moments that look like an embedding or
@@ -39,6 +42,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.models.sentence_encoder import SentenceEncoder
@@ -49,7 +53,7 @@ from bastion.search.config import SearchConfig
 from bastion.search.errors import MediaNotIndexed, SimilarSearchUnavailable
 from bastion.search.fusion import Moment, fuse
 from bastion.search.query import terms
-from bastion.search.tables import FIELDS
+from bastion.search.tables import FIELDS, SearchDocument
 from bastion.search.text_index import (
     MAX_OFFSET,
     Decision,
@@ -147,13 +151,14 @@ def image_documents(
     media_kind: MediaKind = "image",
     created_at: datetime | None = None,
     min_tag_confidence: float = 0.0,
+    thumbnail: str | None = None,
 ) -> list[DocumentIn]:
     """The documents an image's result makes (the ``media`` one first when there is an
-    embedding), each with the image's labels and decision."""
+    embedding), each with the image's labels, decision and ``thumbnail``."""
     return [
         d.document
         for d in _image_docs(
-            media_ref, result, embedding, media_kind, created_at, min_tag_confidence
+            media_ref, result, embedding, media_kind, created_at, min_tag_confidence, thumbnail
         )
     ]
 
@@ -165,6 +170,8 @@ def _image_docs(
     media_kind: MediaKind,
     created_at: datetime | None,
     min_tag_confidence: float,
+    thumbnail: str | None = None,
+    start_s: float | None = None,
 ) -> list[_Doc]:
     labels = _result_labels(result)
 
@@ -178,6 +185,9 @@ def _image_docs(
             labels=labels,
             decision=result.decision,
             created_at=created_at,
+            thumbnail=thumbnail,
+            start_s=start_s,
+            end_s=start_s,
         )
 
     docs: list[_Doc] = []
@@ -273,6 +283,7 @@ def _video_docs(
                     labels=tuple(sorted(_frame_labels(frame))),
                     decision=frame.decision,
                     created_at=created_at,
+                    thumbnail=frame.thumbnail,
                 ),
                 np.asarray(vector, dtype=np.float32).reshape(-1),
             )
@@ -292,6 +303,7 @@ def _video_docs(
                     labels=tuple(sorted(set().union(*(_frame_labels(f) for f in span)))),
                     decision=_strictest(f.decision for f in span),
                     created_at=created_at,
+                    thumbnail=next((f.thumbnail for f in span if f.thumbnail), None),
                 )
             )
         )
@@ -388,10 +400,11 @@ class SearchIndexer:
         created_at: datetime | None = None,
         *,
         media_kind: MediaKind = "image",
+        thumbnail: str | None = None,
     ) -> list[int]:
         """Index (or index again, replacing) an analysed image; the new document ids.
         ``embedding`` (the ``labels`` analyzer's) is kept for :meth:`similar` when an
-        image space is configured."""
+        image space is configured; ``thumbnail`` is the API path of a JPEG of it."""
         if embedding is not None and self.image_space is None:
             embedding = None
         docs = _image_docs(
@@ -401,6 +414,7 @@ class SearchIndexer:
             media_kind,
             created_at,
             self.config.min_tag_confidence,
+            thumbnail,
         )
         return self._replace(tenant_id, media_ref, None, docs)
 
@@ -420,6 +434,37 @@ class SearchIndexer:
         embeddings = frame_embeddings if self.image_space is not None else None
         docs = _video_docs(media_ref, result, embeddings or {}, media_kind, created_at)
         return self._replace(tenant_id, media_ref, VISUAL_FIELDS, docs)
+
+    def index_frame(
+        self,
+        tenant_id: str,
+        media_ref: str,
+        result: ModerationResult,
+        embedding: npt.ArrayLike | None,
+        at_s: float,
+        created_at: datetime | None = None,
+        *,
+        media_kind: MediaKind = "stream",
+        thumbnail: str | None = None,
+    ) -> list[int]:
+        """Add one analysed frame of a live stream (``media_ref``: the stream id) to what
+        is indexed of it, keeping the documents of its earlier frames: its labels, tags,
+        text, codes, URLs and face count, and its embedding, each at ``start_s = end_s =
+        at_s`` (the frame's capture time, in Unix seconds: a stream has no start that
+        every frame shares, and restarts would repeat offsets). The new document ids."""
+        if embedding is not None and self.image_space is None:
+            embedding = None
+        docs = _image_docs(
+            media_ref,
+            result,
+            embedding,
+            media_kind,
+            created_at,
+            self.config.min_tag_confidence,
+            thumbnail,
+            start_s=at_s,
+        )
+        return self._replace(tenant_id, media_ref, (), docs)
 
     def index_transcript(
         self,
@@ -463,7 +508,11 @@ class SearchIndexer:
                 f"{self.image_space.model} has {self.image_space.dim}"
             )
         with self._sessions.begin() as session:
-            old = TextIndex.delete_media_in(session, tenant_id, media_ref, fields)
+            old = (
+                TextIndex.delete_media_in(session, tenant_id, media_ref, fields)
+                if fields is None or fields
+                else []  # no fields: append
+            )
             ids = TextIndex.add_in(session, tenant_id, [d.document for d in docs])
             if text_vectors is not None and self.text_space is not None and embed_at:
                 store_vectors(
@@ -505,6 +554,26 @@ class SearchIndexer:
         for space in self._spaces():
             self.store.remove(tenant_id, space, gone)
         return len(ids)
+
+    def delete_media_kind_before(self, media_kind: MediaKind, before: datetime) -> int:
+        """Delete, for every tenant, the documents of ``media_kind`` indexed before
+        ``before`` (a live stream's frames past the thumbnails' retention); how many."""
+        where = (SearchDocument.media_kind == media_kind) & (SearchDocument.created_at < before)
+        with self._sessions() as session:
+            tenants = list(
+                session.scalars(select(SearchDocument.tenant_id).where(where).distinct())
+            )
+        removed = 0
+        for tenant_id in tenants:
+            with self._sessions.begin() as session:
+                ids = TextIndex.delete_where_in(
+                    session, (SearchDocument.tenant_id == tenant_id) & where
+                )
+            gone = np.asarray(ids, dtype=np.int64)
+            for space in self._spaces():
+                self.store.remove(tenant_id, space, gone)
+            removed += len(ids)
+        return removed
 
     def delete_tenant(self, tenant_id: str) -> int:
         """Delete everything indexed of a tenant, vector index files included; how many

@@ -12,9 +12,15 @@ A :class:`SearchDocument` is one thing seen or said in one piece of media, with 
   (QR, barcode), a ``url``, a ``transcript`` segment, ``faces`` (a count, as text), or
   ``media``: the media itself, with no text, which anchors its image embedding;
 * ``text`` (what is searched), its ``language`` when known, the ``labels`` and the
-  ``decision`` the moderation gave that moment (for filters and display).
+  ``decision`` the moderation gave that moment (for filters and display), and the API
+  path of a ``thumbnail`` of it when there is one (migration 0019).
 
-The id is an integer: it is the full-text index's rowid and the vector index's id.
+The id is an integer: it is the full-text index's rowid and the vector index's id. It
+is never reused, so a vector index another process holds can never take a new
+document's id for a deleted one's: PostgreSQL's sequence never goes back, and on SQLite
+(where a rowid table without ``AUTOINCREMENT`` reuses the largest id once it is
+deleted) :class:`SearchIdMark` keeps the highest id ever given, and
+:meth:`~bastion.search.text_index.TextIndex.add_in` gives ids above it.
 
 The full-text index is not modelled here, because it differs by database
 (:mod:`bastion.store.migrations.versions` 0018 creates it; :data:`UNMODELLED` names its
@@ -88,6 +94,10 @@ UNMODELLED: Final = frozenset(
 """Names of the database-specific parts of the full-text index that the models do not
 describe (the schema comparison of the tests skips them)."""
 
+MediaRef = String(160).with_variant(String(80), "sqlite")
+"""Up to 160 characters (a stream id has up to 128). SQLite keeps the declared 80 of
+migration 0018 (it never enforces a length, and widening would rebuild the table and
+drop its full-text triggers)."""
 DocumentId = BigInteger().with_variant(Integer(), "sqlite")
 """64-bit ids; on SQLite an INTEGER primary key (the rowid, which FTS5 refers to)."""
 
@@ -107,7 +117,7 @@ class SearchDocument(Base):
     tenant_id: Mapped[str] = mapped_column(String(64))
     media_kind: Mapped[str] = mapped_column(String(16))
     """``image``, ``video``, ``stream`` or ``audio``."""
-    media_ref: Mapped[str] = mapped_column(String(80))
+    media_ref: Mapped[str] = mapped_column(MediaRef)
     """The job id, stream id or sha256 of the media."""
     start_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -122,6 +132,18 @@ class SearchDocument(Base):
     decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """``allow``, ``review`` or ``block`` when known."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    thumbnail: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """The API path of a small JPEG of that moment (a video frame, an image job, a
+    stream frame), None when there is none."""
+
+
+class SearchIdMark(Base):
+    """The highest document id ever given (SQLite only: ids are taken above it)."""
+
+    __tablename__ = "search_id_marks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last: Mapped[int] = mapped_column(BigInteger)
 
 
 class SearchVector(Base):

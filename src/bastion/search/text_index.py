@@ -30,12 +30,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.search.errors import InvalidSearchCursor, InvalidSearchQuery
 from bastion.search.query import Snippet, like_pattern, snippet, terms
-from bastion.search.tables import FIELDS, MEDIA_KINDS, SearchDocument
+from bastion.search.tables import FIELDS, MEDIA_KINDS, SearchDocument, SearchIdMark
 from bastion.store.pages import check_limit
 
 MediaKind = Literal["image", "video", "stream", "audio"]
@@ -63,6 +64,10 @@ class DocumentIn:
     decision: Decision | None = None
     created_at: datetime | None = None
     """When the media was analysed (None: now)."""
+    thumbnail: str | None = None
+    """The API path of a small JPEG of that moment the client can GET with its key
+    (``/v1/jobs/{id}/thumbnails/{name}`` for a video frame or an image job,
+    ``/v1/streams/{id}/thumbnails/{name}`` for a stream frame), or None."""
 
 
 class SearchFilters(BaseModel):
@@ -109,6 +114,8 @@ class TextHit:
     created_at: datetime
     score: float
     snippet: Snippet
+    thumbnail: str | None = None
+    """The API path of a JPEG of that moment (see :attr:`DocumentIn.thumbnail`)."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +253,29 @@ def _pg_ranking(words: list[str], where: list[str], params: dict[str, Any]) -> s
     )
 
 
+_ID_MARK = "documents"
+
+
+def _reserve_ids(session: Session, count: int) -> int:
+    """The first of ``count`` new document ids above every id SQLite ever gave (its
+    rowids go back to the largest remaining one when the largest is deleted). The
+    update takes SQLite's write lock for the transaction, so no other writer gets the
+    same ids."""
+    session.execute(
+        sqlite_insert(SearchIdMark)
+        .values(name=_ID_MARK, last=0)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    highest = select(func.coalesce(func.max(SearchDocument.id), 0)).scalar_subquery()
+    last = session.execute(
+        update(SearchIdMark)
+        .where(SearchIdMark.name == _ID_MARK)
+        .values(last=func.max(SearchIdMark.last, highest) + count)
+        .returning(SearchIdMark.last)
+    ).scalar_one()
+    return int(last) - count + 1
+
+
 class TextIndex:
     """The tenant-scoped full-text index of :class:`SearchDocument` rows."""
 
@@ -259,8 +289,13 @@ class TextIndex:
 
     @staticmethod
     def add_in(session: Session, tenant_id: str, documents: Iterable[DocumentIn]) -> list[int]:
-        """Index ``documents`` in the caller's transaction; their ids, in order."""
+        """Index ``documents`` in the caller's transaction; their ids, in order (never an
+        id a deleted document had)."""
         rows = [_row(tenant_id, d) for d in documents]
+        if rows and session.get_bind().dialect.name == "sqlite":
+            first = _reserve_ids(session, len(rows))
+            for offset, row in enumerate(rows):
+                row.id = first + offset
         session.add_all(rows)
         session.flush()
         return [row.id for row in rows]
@@ -301,6 +336,12 @@ class TextIndex:
         """Delete every document of a tenant (and their vectors); their ids."""
         with self._sessions.begin() as session:
             return self._delete(session, SearchDocument.tenant_id == tenant_id)
+
+    @classmethod
+    def delete_where_in(cls, session: Session, where: Any) -> list[int]:
+        """Delete, in the caller's transaction, the documents ``where`` (a condition on
+        :class:`SearchDocument` that the caller scopes by tenant) and their vectors."""
+        return cls._delete(session, where)
 
     @staticmethod
     def _delete(session: Session, where: Any) -> list[int]:
@@ -394,6 +435,7 @@ def _row(tenant_id: str, d: DocumentIn) -> SearchDocument:
         language=d.language,
         labels=list(d.labels),
         decision=d.decision,
+        thumbnail=d.thumbnail,
         **({"created_at": d.created_at} if d.created_at is not None else {}),
     )
 
@@ -413,4 +455,5 @@ def _hit(row: SearchDocument, score: float, words: list[str]) -> TextHit:
         created_at=row.created_at,
         score=score,
         snippet=snippet(row.text, words),
+        thumbnail=row.thumbnail,
     )
