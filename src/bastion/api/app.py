@@ -26,6 +26,7 @@ from bastion.api import (
     openapi,
     reviews,
     samples,
+    search,
     streams,
     system,
     training,
@@ -94,6 +95,7 @@ def create_app(
     app.include_router(reviews.router)
     app.include_router(corrections.router)
     app.include_router(samples.router)
+    app.include_router(search.router)
     app.include_router(training.router)
     app.include_router(models.router)
     app.include_router(stats_api.router)

@@ -16,6 +16,7 @@ from bastion.portal.pages import (
     policies,
     review,
     rules,
+    search,
     signin,
     stats,
     training,
@@ -28,7 +29,7 @@ def install(app: FastAPI) -> None:
     """Serve the portal from ``app``: pages, push channel, static files, headers."""
     router = APIRouter(include_in_schema=False)
     pages = (signin, push, live, alerts, review, rules, policies, lists, users, account, stats)
-    for module in (*pages, models, training):
+    for module in (*pages, models, training, search):
         router.include_router(module.router)
     app.include_router(router)
     app.mount("/portal/static", StaticFiles(directory=STATIC), name="portal-static")
