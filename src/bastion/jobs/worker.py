@@ -239,9 +239,9 @@ class Worker:
                 await beat
             self.stats.running.discard(job_id)
         await self._finish_and_ack(msg, job_id, result=result)
-        if self.search is not None:  # in the background: never delays nor fails the job
+        if self.search is not None:  # after the job is stored: never fails nor delays it
             # the typed result keeps what the stored JSON leaves out (image embeddings)
-            self.search.submit(self.search.job(job, result, typed), "job")
+            await self.search.submit_or_wait(self.search.job(job, result, typed), "job")
         self.stats.succeeded += 1
 
     async def _hand_back(self, msg: Leased, job_id: str) -> None:

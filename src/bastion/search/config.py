@@ -86,9 +86,10 @@ class SearchConfig(BaseModel):
     max_pending: int = Field(
         256,
         ge=1,
-        description="Most media waiting to be indexed in one process; media analysed while "
-        "this many wait is not indexed (counted in `bastion_search_index_total` as "
-        "`dropped`; `bastion search reindex` indexes jobs again).",
+        description="Most media waiting to be indexed in one process. A job finished while "
+        "this many wait is indexed before its worker takes the next one; a live frame "
+        "analysed then is not indexed (counted in `bastion_search_index_total` as "
+        "`dropped`).",
     )
     save_every_s: float = Field(
         60.0, gt=0, description="Vector indexes changed by indexing are saved at most this often."

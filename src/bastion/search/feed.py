@@ -181,6 +181,15 @@ class SearchFeed:
         task.add_done_callback(self._tasks.discard)
         return True
 
+    async def submit_or_wait(self, work: Coroutine[Any, Any, bool], source: str) -> None:
+        """Run ``work`` in the background, or, when
+        :attr:`~bastion.search.config.SearchConfig.max_pending` are waiting already, now
+        (the caller waits: a job's media is never left unindexed for lack of room)."""
+        if len(self._tasks) >= self.config.max_pending:
+            await work
+        else:
+            self.submit(work, source)
+
     @property
     def pending(self) -> int:
         """Background indexing tasks not finished yet."""
