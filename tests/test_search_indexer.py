@@ -169,6 +169,12 @@ def test_a_spoken_phrase_is_found_by_words_and_by_meaning(
         assert (top.media_ref, top.start_s) == ("aud-1", 0.0), query
     plants = indexer.search(tenant, "riega las plantas el domingo").moments[0]
     assert (plants.media_ref, plants.start_s) == ("aud-1", 4.0)
+    # a few words in another language find the sentence about them; unrelated ones do not
+    for query in ("paquete en la puerta", "植物に水", "regar plantas"):
+        spoken = [m for m in indexer.search(tenant, query).moments if m.media_ref == "aud-1"]
+        assert spoken, query
+    unrelated = indexer.search(tenant, "coche rojo", SearchFilters(fields=["transcript"]))
+    assert unrelated.moments == []
 
 
 def test_reindexing_replaces_and_deleting_removes_everything(
@@ -266,7 +272,8 @@ def test_a_video_makes_timed_documents_and_frames_find_frames(
     indexer.index_transcript(
         tenant, "vid", [(2.0, 3.0, "sunny beach day", "en")], media_kind="video"
     )
-    found = [m for m in indexer.search(tenant, "summer sale").moments if m.media_ref == "vid"]
+    read = SearchFilters(fields=["ocr"])  # the transcript is near "summer sale" in meaning
+    found = [m for m in indexer.search(tenant, "summer sale", read).moments if m.media_ref == "vid"]
     assert sorted((m.start_s, m.end_s) for m in found) == [(0.0, 1.0), (3.0, 3.0)]
     top = indexer.similar(tenant, analysed.embeddings["img-skimage-rocket"], k=2)
     assert {(m.media_ref, m.start_s) for m in top} == {("img-skimage-rocket", None), ("vid", 2.0)}

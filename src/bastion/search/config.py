@@ -48,9 +48,18 @@ class SearchConfig(BaseModel):
         0.45,
         ge=-1,
         le=1,
-        description="Cosine similarity below which a semantic match is not a result (USE "
-        "multilingual: unrelated short texts reach about 0.4, a sentence and its "
-        "translation 0.6 to 0.8).",
+        description="Cosine similarity below which a tag, a label or a short text (three "
+        "words or fewer, under 24 characters) is not a semantic match (USE multilingual: "
+        "a word and an unrelated word reach about 0.45, a word and its translation 0.5 to "
+        "0.9).",
+    )
+    semantic_min_similarity_text: float = Field(
+        0.3,
+        ge=-1,
+        le=1,
+        description="Cosine similarity below which a longer text (a transcript segment, a "
+        "line read) is not a semantic match: a short query and a sentence about it in another "
+        "language reach 0.3 to 0.55, an unrelated sentence about 0.2.",
     )
     semantic_depth: int = Field(
         100, ge=1, le=1_000, description="Nearest documents the vector index is asked for."

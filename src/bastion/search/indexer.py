@@ -83,6 +83,16 @@ VISUAL_FIELDS: Final[tuple[FieldName, ...]] = (
 )
 """What indexing a video replaces (its transcript is indexed and replaced on its own)."""
 TRANSCRIPT_FIELDS: Final[tuple[FieldName, ...]] = ("transcript",)
+SHORT_FIELDS: Final[frozenset[str]] = frozenset({"tag", "label", "code", "url", "faces"})
+"""Fields whose texts are a word or a few (semantic matches need a closer similarity)."""
+SHORT_TEXT_WORDS: Final = 3
+SHORT_TEXT_CHARS: Final = 24
+
+
+def _is_short(text: str) -> bool:
+    """A few words, not a sentence (a line without spaces — Chinese, Japanese, Thai —
+    counts as short under :data:`SHORT_TEXT_CHARS` characters)."""
+    return len(text.split()) <= SHORT_TEXT_WORDS and len(text) < SHORT_TEXT_CHARS
 
 Vector = npt.NDArray[np.float32]
 
@@ -623,14 +633,25 @@ class SearchIndexer:
         ids, scores = self.store.search(
             tenant_id, self.text_space, vector, self.config.semantic_depth
         )
-        keep = scores >= self.config.semantic_min_similarity
+        lowest = min(self.config.semantic_min_similarity, self.config.semantic_min_similarity_text)
+        keep = scores >= lowest
         ids, scores = ids[keep], scores[keep]
         found = self.text.documents(tenant_id, ids.tolist(), words)
         return [
             replace(found[int(i)], score=float(s))
             for i, s in zip(ids, scores, strict=True)
-            if int(i) in found and matches(found[int(i)], filters)
+            if int(i) in found
+            and s >= self._min_similarity(found[int(i)])
+            and matches(found[int(i)], filters)
         ]
+
+    def _min_similarity(self, hit: TextHit) -> float:
+        """A word or two (a tag, a label, a short line read) needs a closer match than a
+        sentence: two unrelated words are nearer in the sentence encoder's space than a
+        few words and an unrelated sentence."""
+        if hit.field in SHORT_FIELDS or _is_short(hit.text):
+            return self.config.semantic_min_similarity
+        return self.config.semantic_min_similarity_text
 
     def similar(
         self,
