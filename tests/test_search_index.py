@@ -245,9 +245,7 @@ def test_delete_by_media_removes_documents_index_and_vectors(
     assert index.query(tenant, "parcel").hits == []
 
 
-def test_ids_of_deleted_documents_are_never_given_again(
-    index: TextIndex, tenant: str
-) -> None:
+def test_ids_of_deleted_documents_are_never_given_again(index: TextIndex, tenant: str) -> None:
     """SQLite would hand the largest id out again once it is deleted; a vector index of
     another process would then keep the deleted document's vector for the new one."""
     doc = DocumentIn(media_kind="audio", media_ref="reused", field="transcript", text="first")

@@ -94,6 +94,7 @@ def _is_short(text: str) -> bool:
     counts as short under :data:`SHORT_TEXT_CHARS` characters)."""
     return len(text.split()) <= SHORT_TEXT_WORDS and len(text) < SHORT_TEXT_CHARS
 
+
 Vector = npt.NDArray[np.float32]
 
 
