@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -613,3 +614,38 @@ def test_a_moment_takes_the_thumbnail_of_its_best_hit_that_has_one() -> None:
     with_best = fuse([[_hit(1, "v", 0, 2, thumbnail="/a"), _hit(2, "v", 1, 3, thumbnail="/b")]])
     assert with_best[0].thumbnail == "/a"
     assert fuse([[_hit(1, "v", 0, 2)]])[0].thumbnail is None
+
+
+class _AddCounting(ExactIndex):
+    """An exact index that counts the vectors given to it (a replaced id counts again)."""
+
+    added = 0
+
+    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        _AddCounting.added += int(np.asarray(ids).size)
+        super().add(ids, vectors)
+
+
+def test_rows_the_catch_up_took_are_not_added_twice(
+    index: TextIndex, sessions: sessionmaker[Session], tenant: str, tmp_path: Path
+) -> None:
+    """Adding rows just stored, when the store catches up with the database first (as
+    it does every ``sync_every_s``), must not add them again: an HNSW graph rebuilds
+    itself to replace an id."""
+    space = VectorSpace("text", 8, "toy@1")
+    store = VectorStore(
+        tmp_path / "vectors",
+        DatabaseVectors(sessions),
+        factory=lambda s: _AddCounting(s.dim, model=s.model),
+        sync_every_s=0.0,
+    )
+    _AddCounting.added = 0
+    store.index(tenant, space)  # open (empty), so that the next calls catch up first
+    total = 0
+    for batch in range(3):
+        ids = _docs(index, tenant, f"m{batch}", 20)
+        vectors = _stored(sessions, tenant, space, ids, seed=batch)
+        store.add(tenant, space, np.asarray(ids), vectors)
+        total += len(ids)
+    assert store.index(tenant, space).count == total
+    assert _AddCounting.added == total

@@ -219,23 +219,37 @@ def _sqlite_ranking(words: list[str], where: list[str], params: dict[str, Any]) 
         "w AS (SELECT rowid AS id, -bm25(search_fts_words) AS s FROM search_fts_words "
         "WHERE search_fts_words MATCH :words_q)"
     ]
+    # Only documents either full-text index matched are candidates (the tenant's other
+    # documents are never visited), except when every word is too short for trigrams:
+    # then the tenant's documents are scanned with LIKE. The two rankings are merged by
+    # grouping on the id (never by joining one match list to the other, which SQLite
+    # does row by row), then each candidate is looked up by its rowid.
     if long:
         params["tri_q"] = " ".join(f'"{w}"' for w in long)
         ctes.append(
             "t AS (SELECT rowid AS id, -bm25(search_fts_trigram) AS s FROM search_fts_trigram "
             "WHERE search_fts_trigram MATCH :tri_q)"
         )
-        substring = " AND ".join(["t.id IS NOT NULL", *likes])
-        join_t = "LEFT JOIN t ON t.id = d.id"
-        score = "COALESCE(w.s, 0) + COALESCE(t.s, 0)"
+        ctes.append(
+            "c AS (SELECT id, max(ws) AS ws, max(ts) AS ts FROM ("
+            "SELECT id, s AS ws, NULL AS ts FROM w UNION ALL SELECT id, NULL, s FROM t"
+            ") GROUP BY id)"
+        )
+        substring = " AND ".join(["c.ts IS NOT NULL", *likes])
+        score = "COALESCE(c.ws, 0) + COALESCE(c.ts, 0)"
     else:
+        scan = " AND ".join(["tenant_id = :tenant", *(x.replace("d.", "") for x in likes)])
+        ctes.append(
+            "c AS (SELECT id, max(ws) AS ws FROM ("
+            f"SELECT id, s AS ws FROM w UNION ALL SELECT id, NULL FROM search_documents "
+            f"WHERE {scan}) GROUP BY id)"
+        )
         substring = " AND ".join(likes)
-        join_t = ""
-        score = "COALESCE(w.s, 0) + 0.01"
+        score = "COALESCE(c.ws, 0) + 0.01"
     return (
         f"WITH {', '.join(ctes)} SELECT d.id AS id, {score} AS score "
-        f"FROM search_documents d LEFT JOIN w ON w.id = d.id {join_t} "
-        f"WHERE {' AND '.join(where)} AND (w.id IS NOT NULL OR ({substring}))"
+        f"FROM c JOIN search_documents d ON d.id = c.id "
+        f"WHERE {' AND '.join(where)} AND (c.ws IS NOT NULL OR ({substring}))"
     )
 
 

@@ -634,7 +634,13 @@ class VectorStore:
         if ids.size == 0:
             return
         with self._lock:
-            entry = self._entry(tenant_id, space)
+            entry = self._entry(tenant_id, space)  # may catch up, taking these rows too
+            if entry.mark is not None and bool((ids <= entry.mark).any()):
+                held = np.isin(ids, entry.index.ids())
+                if held.any():  # adding them again would replace them (a rebuild for HNSW)
+                    ids, vectors = ids[~held], np.asarray(vectors)[~held]
+            if ids.size == 0:
+                return
             entry.index.add(ids, vectors)
             top = int(ids.max())
             entry.mark = top if entry.mark is None else max(entry.mark, top)
