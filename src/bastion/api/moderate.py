@@ -38,6 +38,7 @@ from bastion.api.inputs import (
     resolve,
 )
 from bastion.api.limits import Held
+from bastion.api.openapi import image_request_body
 from bastion.api.services import Services, services
 from bastion.config import Settings
 from bastion.errors import BastionError, InputError, MediaTooLarge, UnsupportedMediaType
@@ -48,37 +49,16 @@ from bastion.store.repo import Principal
 
 router = APIRouter(prefix="/v1", tags=["moderation"])
 
-_IMAGE_BODY = {
-    "requestBody": {
-        "description": "The image as a multipart `file`, the raw body (image/*), "
-        'or JSON `{"url": ...}` / `{"base64": ...}`.',
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "policy": {
-                            "type": "string",
-                            "maxLength": 64,
-                            "description": "Policy name (as the query parameter; "
-                            "giving both with different values is 422).",
-                        },
-                        "url": {
-                            "type": "string",
-                            "maxLength": 4096,
-                            "description": "Instead of a file: an http(s) URL to fetch.",
-                        },
-                    },
-                    "additionalProperties": False,
-                }
-            },
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {"schema": MediaRef.model_json_schema()},
-        },
-    }
-}
+_IMAGE_BODY = image_request_body(
+    "The image as a multipart `file`, the raw body (image/*), "
+    'or JSON `{"url": ...}` / `{"base64": ...}`.',
+    policy={
+        "type": "string",
+        "maxLength": 64,
+        "description": "Policy name (as the query parameter; "
+        "giving both with different values is 422).",
+    },
+)
 
 
 class BatchRequest(BaseModel):

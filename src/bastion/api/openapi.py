@@ -116,6 +116,38 @@ EXTRA_STATUSES: dict[tuple[str, str], frozenset[int]] = {
 """Statuses only some operations give, beyond what :func:`statuses_of` derives."""
 
 
+def image_request_body(description: str, **fields: dict[str, Any]) -> dict[str, Any]:
+    """The ``openapi_extra`` of an operation that reads one image as ``/v1/moderate``
+    does: a multipart ``file`` or ``url`` (plus ``fields``), the raw body, or JSON."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            **fields,
+                            "url": {
+                                "type": "string",
+                                "maxLength": 4096,
+                                "description": "Instead of a file: an http(s) URL to fetch.",
+                            },
+                        },
+                        "additionalProperties": False,
+                    }
+                },
+                "image/*": binary,
+                "application/octet-stream": binary,
+                "application/json": {"schema": MediaRef.model_json_schema()},
+            },
+        }
+    }
+
+
 def _media_body(*, video: bool) -> dict[str, Any]:
     kinds = "image or video" if video else "image"
     content: dict[str, Any] = {

@@ -37,8 +37,8 @@ from pydantic import BaseModel, Field
 
 from bastion.api.auth import Reader
 from bastion.api.errors import validated
-from bastion.api.inputs import MediaRef, check_query, declared_length, receive_single, resolve
-from bastion.api.openapi import ErrorResponse
+from bastion.api.inputs import check_query, declared_length, receive_single, resolve
+from bastion.api.openapi import ErrorResponse, image_request_body
 from bastion.api.params import IsoDatetime
 from bastion.api.services import Services, services
 from bastion.errors import InputError
@@ -463,32 +463,10 @@ async def similar_to_media(
     return SimilarResults(moments=[MomentOut.of(m) for m in moments])
 
 
-_IMAGE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "description": "The image as a multipart `file` (or `url`), the raw body (image/*), "
-        'or JSON `{"url": ...}` / `{"base64": ...}`.',
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "url": {
-                            "type": "string",
-                            "maxLength": 4096,
-                            "description": "Instead of a file: an http(s) URL to fetch.",
-                        },
-                    },
-                    "additionalProperties": False,
-                }
-            },
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {"schema": MediaRef.model_json_schema()},
-        },
-    }
-}
+_IMAGE_BODY = image_request_body(
+    "The image as a multipart `file` (or `url`), the raw body (image/*), "
+    'or JSON `{"url": ...}` / `{"base64": ...}`.'
+)
 
 
 def embedder_for(svc: Services, index: SearchIndexer) -> Embedder:
