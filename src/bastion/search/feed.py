@@ -36,7 +36,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -48,11 +48,10 @@ from bastion.jobs.tables import Job
 from bastion.jobs.thumbnails import ThumbnailStore
 from bastion.pipeline.audio import AudioResult
 from bastion.pipeline.video import VideoResult
-from bastion.policy.decide import SEVERITY
 from bastion.results import ModerationResult
 from bastion.runtime.metrics import Metrics
-from bastion.search.indexer import SearchIndexer, TranscriptSegment
-from bastion.search.text_index import Decision, MediaKind
+from bastion.search.indexer import SearchIndexer, TranscriptSegment, strictest_known
+from bastion.search.text_index import MediaKind
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +72,6 @@ def frame_signature(result: ModerationResult) -> Signature:
     items |= {("code", code.text) for code in result.codes}
     items |= {("url", url) for url in result.urls}
     return frozenset(items)
-
-
-def _strictest(decisions: Sequence[object]) -> Decision | None:
-    found: list[Decision] = [d for d in ("allow", "review", "block") if d in decisions]
-    if not found:
-        return None
-    return max(found, key=SEVERITY.__getitem__)
 
 
 def transcript_segments(audio: Mapping[str, Any]) -> list[TranscriptSegment]:
@@ -106,7 +98,7 @@ def transcript_segments(audio: Mapping[str, Any]) -> list[TranscriptSegment]:
                 text=str(seg.get("text") or ""),
                 language=seg.get("language") or audio.get("language"),
                 labels=tuple(sorted(names)),
-                decision=_strictest([x.get("decision") for x in windows if overlaps(x)]),
+                decision=strictest_known(x.get("decision") for x in windows if overlaps(x)),
             )
         )
     return out

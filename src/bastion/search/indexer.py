@@ -130,12 +130,14 @@ class _Doc:
     image: Vector | None = None
 
 
-def _strictest(decisions: Iterable[str | None]) -> Decision | None:
-    found = [d for d in decisions if d in SEVERITY]
+def strictest_known(decisions: Iterable[object]) -> Decision | None:
+    """The strictest of the decisions among ``decisions`` (other values are ignored);
+    None when there is none."""
+    given = set(decisions)
+    found: list[Decision] = [d for d in ("allow", "review", "block") if d in given]
     if not found:
         return None
-    best = max(found, key=lambda d: SEVERITY[d])
-    return best
+    return max(found, key=lambda d: SEVERITY[d])
 
 
 def _unique(texts: Iterable[str]) -> list[str]:
@@ -312,7 +314,7 @@ def _video_docs(
                     end_s=span[-1].timestamp_ms / 1000,
                     language=None,  # a video result keeps no language per OCR line
                     labels=tuple(sorted(set().union(*(_frame_labels(f) for f in span)))),
-                    decision=_strictest(f.decision for f in span),
+                    decision=strictest_known(f.decision for f in span),
                     created_at=created_at,
                     thumbnail=next((f.thumbnail for f in span if f.thumbnail), None),
                 )
