@@ -304,7 +304,7 @@ UNSUPPORTED = {
     "heif-mif1": b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1miaf" + b"\x00" * 64,
     "ico": b"\x00\x00\x01\x00\x01\x00\x10\x10" + b"\x00" * 64,
     "pdf": b"%PDF-1.7\n" + b"0" * 64,
-    "mp3": b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\x00" * 64,
+    "gzip": b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + b"\x00" * 64,  # (audio is a job now)
     "svg": b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
     "jpeg-xl": b"\xff\x0a" + b"\x00" * 64,
     "zip": b"PK\x03\x04" + b"\x00" * 64,
