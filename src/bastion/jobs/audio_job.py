@@ -15,7 +15,6 @@ from typing import Any
 
 from bastion.analyzers.base import ContentKind
 from bastion.analyzers.speech import SpeechAnalyzer
-from bastion.errors import BastionError
 from bastion.jobs.service import JobService
 from bastion.jobs.tables import Job
 from bastion.pipeline.audio import AudioResult, moderate_audio
@@ -79,13 +78,7 @@ async def moderate_audio_job(
 ) -> AudioResult:
     """The job's result: the audio result (stored as JSON)."""
     config = jobs.audio
-    path = jobs.media.path(job.media_sha256)
-    if not path.is_file():
-        raise BastionError(
-            f"the media of job {job.id} is no longer stored (retention)",
-            code="media_expired",
-            status=410,
-        )
+    path = jobs.stored_media(job)
     listening = job_listening(job, policy)
     heard = await moderate_audio(
         moderation,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -54,6 +55,15 @@ def _kind(head: bytes) -> str:
     if is_video(head):
         return "video"
     return "audio" if is_audio(head) else "image"
+
+
+def media_expired(job_id: str) -> BastionError:
+    """410 ``media_expired``: the media a job runs on was deleted by retention."""
+    return BastionError(
+        f"the media of job {job_id} is no longer stored (retention)",
+        code="media_expired",
+        status=410,
+    )
 
 
 def new_job_id() -> str:
@@ -175,6 +185,14 @@ class JobService:
                     return found, False
             raise
         return job, True
+
+    def stored_media(self, job: Job) -> Path:
+        """The path of the job's stored media; 410 ``media_expired`` when retention
+        deleted it."""
+        path = self.media.path(job.media_sha256)
+        if not path.is_file():
+            raise media_expired(job.id)
+        return path
 
     def find_by_key(self, tenant_id: str, key: str) -> Job | None:
         """The tenant's job created with this idempotency key, if any."""

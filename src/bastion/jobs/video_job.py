@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bastion.errors import BastionError
 from bastion.jobs.audio_job import job_listening
 from bastion.jobs.service import JobService
 from bastion.jobs.tables import Job
@@ -30,13 +29,7 @@ async def moderate_video_job(
     """The job's result: the video result with each thumbnail as its API path."""
     config = jobs.video
     options = job_video_options(job)
-    path = jobs.media.path(job.media_sha256)
-    if not path.is_file():
-        raise BastionError(
-            f"the media of job {job.id} is no longer stored (retention)",
-            code="media_expired",
-            status=410,
-        )
+    path = jobs.stored_media(job)
     thumbs = jobs.thumbnails.folder(job.id) if config.thumbnails else None
     listening = job_listening(job, policy)
     video = await moderate_video(

@@ -20,7 +20,7 @@ from bastion.delivery import outbox
 from bastion.errors import BastionError
 from bastion.jobs.config import JobsConfig
 from bastion.jobs.queue import Leased
-from bastion.jobs.service import TOPIC, JobService, event_payload
+from bastion.jobs.service import TOPIC, JobService, event_payload, media_expired
 from bastion.jobs.tables import Job
 from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
@@ -173,11 +173,7 @@ class Worker:
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError as exc:
-            raise BastionError(
-                f"the media of job {job.id} is no longer stored (retention)",
-                code="media_expired",
-                status=410,
-            ) from exc
+            raise media_expired(job.id) from exc
         res = await self.moderation.moderate_bytes(
             data,
             policy,
