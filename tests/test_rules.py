@@ -57,6 +57,20 @@ def errors_of(text: str, *, fmt: str = "yaml", document: bool = False) -> list[d
     return errors
 
 
+def test_a_list_over_its_bound_is_refused_before_its_items_are_checked() -> None:
+    """Thousands of bad rules give one 'too long' error, found without validating them
+    (validating first held the interpreter for tens of milliseconds)."""
+    rules = "".join(f"  - {{name: r{i}, text: {{words: 7}}}}\n" for i in range(5_000))
+    errors = errors_of(f"name: many\nchannel: a\nrules:\n{rules}")
+    assert [e["path"] for e in errors] == ["rules"]
+    assert "at most 500" in errors[0]["message"] and "5000" in errors[0]["message"]
+    words = ", ".join(["x"] * 1_001)
+    errors = errors_of(
+        f"name: w\nchannel: a\nrules:\n  - {{name: r, text: {{words: [{words}]}}}}\n"
+    )
+    assert [e["path"] for e in errors] == ["rules.0.text.words"]
+
+
 def by_path(errors: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {e["path"]: e for e in errors}
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bastion.parsing.bounded import at_most
 from bastion.policy import taxonomy
 
 Action = Literal["allow", "review", "block"]
@@ -81,19 +82,19 @@ class Lists(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    blocked_words: list[Word] = Field(
+    blocked_words: Annotated[list[Word], at_most(MAX_LIST_ENTRIES)] = Field(
         default_factory=list,
         max_length=MAX_LIST_ENTRIES,
         description="Words or phrases; matched case-insensitively after Unicode NFKC folding "
         f"(at most {MAX_LIST_ENTRIES}, each at most {MAX_WORD_CHARS} characters).",
     )
-    blocked_domains: list[DomainName] = Field(
+    blocked_domains: Annotated[list[DomainName], at_most(MAX_LIST_ENTRIES)] = Field(
         default_factory=list,
         max_length=MAX_LIST_ENTRIES,
         description="Domains; a URL on the domain or any of its subdomains is blocked "
         f"(at most {MAX_LIST_ENTRIES}).",
     )
-    allowed_domains: list[DomainName] = Field(
+    allowed_domains: Annotated[list[DomainName], at_most(MAX_LIST_ENTRIES)] = Field(
         default_factory=list,
         max_length=MAX_LIST_ENTRIES,
         description="Domains never reported as blocked (wins over blocked; at most "
@@ -151,7 +152,7 @@ class Policy(BaseModel):
         max_length=MAX_ANALYZERS,
         description="Analyzer instance names to run, e.g. nsfw, labels, ocr.",
     )
-    rules: list[Rule] = Field(
+    rules: Annotated[list[Rule], at_most(MAX_POLICY_RULES)] = Field(
         default_factory=list,
         max_length=MAX_POLICY_RULES,
         description=f"Thresholds → actions (at most {MAX_POLICY_RULES} rules).",

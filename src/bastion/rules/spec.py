@@ -27,6 +27,7 @@ import idna
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from bastion.parsing.bounded import at_most
 from bastion.policy import taxonomy
 from bastion.policy.model import POLICY_NAME
 from bastion.results import UrlSource
@@ -142,7 +143,9 @@ class TextCondition(BaseModel):
         f"{MAX_REGEXES} per condition) searched in each text line and in all lines joined "
         "by newlines; one string or a list.",
     )
-    words: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+    words: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=200)]], at_most(MAX_WORDS)
+    ] = Field(
         default_factory=list,
         max_length=MAX_WORDS,
         description="Words or phrases, matched as whole words after Unicode NFKC folding and "
@@ -165,7 +168,7 @@ class UrlCondition(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    domains: list[Domain] = Field(
+    domains: Annotated[list[Domain], at_most(MAX_WORDS)] = Field(
         default_factory=list,
         max_length=MAX_WORDS,
         description=f"Domains (at most {MAX_WORDS}); a URL on the domain or any subdomain of "
@@ -297,7 +300,7 @@ class RuleSetSpec(BaseModel):
         "interval by (trusted streamers sampled less often, new ones more); a tier not "
         f"listed gets 1 (at most {MAX_TIERS} tiers).",
     )
-    rules: list[RuleSpec] = Field(
+    rules: Annotated[list[RuleSpec], at_most(MAX_RULES)] = Field(
         min_length=1,
         max_length=MAX_RULES,
         description=f"The rules (at most {MAX_RULES}), evaluated on every frame.",
@@ -318,7 +321,7 @@ class RulesDocument(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rule_sets: list[RuleSetSpec] = Field(
+    rule_sets: Annotated[list[RuleSetSpec], at_most(MAX_RULE_SETS)] = Field(
         default_factory=list,
         max_length=MAX_RULE_SETS,
         description=f"The rule sets (at most {MAX_RULE_SETS}); names and channels unique.",
