@@ -21,6 +21,7 @@ from pydantic_settings import (
 from bastion.accounts.config import AccountsConfig
 from bastion.analyzers import BUILT_IN, Analyzer
 from bastion.analyzers.base import AnalyzerConfig
+from bastion.aws.config import AwsConfig
 from bastion.dedup.config import DedupConfig
 from bastion.delivery.config import DeliveryConfig
 from bastion.jobs.config import JobsConfig
@@ -281,6 +282,11 @@ class Settings(BaseSettings):
         default_factory=SearchConfig,
         description="Search over a tenant's media (`/v1/search`, the portal's search page): "
         "what is indexed as media is analysed, and how queries are ranked.",
+    )
+    aws: AwsConfig = Field(
+        default_factory=AwsConfig,
+        description="The Amazon Rekognition-compatible endpoint (`POST /`, AWS JSON 1.1, "
+        "Signature Version 4): limits and where `S3Object` inputs are read from.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
     preload: bool = Field(
