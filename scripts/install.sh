@@ -17,6 +17,8 @@ TEST_DEBS=(opencv-doc fonts-noto-cjk fonts-thai-tlwg fonts-noto-core nginx libng
 
 debs=("${RUNTIME_DEBS[@]}")
 [[ $WITH_TEST == 1 ]] && debs+=("${TEST_DEBS[@]}")
+# Node.js runs the AWS SDK for JavaScript in the Rekognition-compatibility tests
+[[ $WITH_TEST == 1 ]] && ! command -v npm >/dev/null && debs+=(nodejs npm)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   debs+=(python3-venv)
 fi
@@ -48,3 +50,7 @@ else
 fi
 # build derived model files (the EfficientNet ONNX export) once, into the cache
 .venv/bin/bastion prepare >&2
+# the AWS SDK for JavaScript (from the npm registry, pinned by tests/js/package-lock.json)
+if [[ $WITH_TEST == 1 && -f tests/js/package-lock.json ]]; then
+  npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >&2
+fi
