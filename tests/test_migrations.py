@@ -15,6 +15,7 @@ from tests.support.databases import pg_available, pg_schema, unavailable
 def _diffs(url: str) -> list[object]:
     # the migration environment imports every model module: load them the same way
     import bastion.accounts.tables
+    import bastion.aws.tables
     import bastion.dedup.tables
     import bastion.delivery.tables
     import bastion.jobs.embedded

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bastion.aws.commands import aws_keys_app
 from bastion.config import Settings, load_settings
 from bastion.errors import BastionError
 from bastion.evaluation.commands import eval_command
@@ -44,6 +45,7 @@ users_app = typer.Typer(
 )
 policy_app = typer.Typer(help="Work with policy files.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(aws_keys_app, name="aws-keys")
 app.add_typer(users_app, name="users")
 app.add_typer(policy_app, name="policy")
 app.add_typer(samples_app, name="samples")

@@ -128,6 +128,7 @@ async def serving(
     headers: dict[str, str] | None = None,
     timeout: float = 30,
     start_timeout: float = 120,
+    app: FastAPI | None = None,
     **uvicorn_options: Any,
 ) -> AsyncIterator[ServedApi]:
     """The app on ``settings`` on a real uvicorn server on a free loopback port.
@@ -135,8 +136,10 @@ async def serving(
     The server gets the socket already bound, so no other process can take the port
     between choosing and binding it. ``uvicorn_options`` go to ``uvicorn.Config``
     (e.g. ``log_config=None, log_level="info"`` to see its log records in ``caplog``).
+    ``app`` serves an app the test built itself (``create_app`` with other arguments).
     """
-    app = create_app(settings, engine=engine, on_bootstrap=on_bootstrap)
+    if app is None:
+        app = create_app(settings, engine=engine, on_bootstrap=on_bootstrap)
     options: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "ws": "auto"}
     options.update(uvicorn_options)
     sock = socket.socket()

@@ -8,7 +8,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -18,6 +18,7 @@ from bastion import __version__
 from bastion.api import (
     admin,
     alerts,
+    aws_keys,
     corrections,
     errors,
     jobs,
@@ -36,6 +37,8 @@ from bastion.api import stats as stats_api
 from bastion.api.inputs import single_valued_query
 from bastion.api.limits import BodyGuardMiddleware
 from bastion.api.services import Services
+from bastion.aws.call import Handler
+from bastion.aws.protocol import build_router, guard_error, operations
 from bastion.bootstrap import Bootstrap
 from bastion.config import Settings
 from bastion.pipeline.engine import Engine
@@ -51,8 +54,10 @@ def create_app(
     *,
     engine: Engine | None = None,
     on_bootstrap: Callable[[Bootstrap], None] | None = None,
+    aws_operations: Mapping[str, Handler] | None = None,
 ) -> FastAPI:
-    """Build the app. ``engine`` lets tests and benchmarks share loaded models."""
+    """Build the app. ``engine`` lets tests and benchmarks share loaded models;
+    ``aws_operations`` replaces the Rekognition operations served on ``POST /``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,8 +88,14 @@ def create_app(
     errors.install(app, page_error=portal_errors.page_error)
     openapi.install(app)
     app.add_middleware(
-        BodyGuardMiddleware, max_bytes=settings.max_request_bytes, intake=settings.intake
+        BodyGuardMiddleware,
+        max_bytes=settings.max_request_bytes,
+        intake=settings.intake,
+        shape=guard_error if settings.aws.enabled else None,
     )
+    if settings.aws.enabled:
+        app.include_router(build_router(operations() if aws_operations is None else aws_operations))
+    app.include_router(aws_keys.router)
     app.include_router(system.router)
     app.include_router(moderate.router)
     app.include_router(admin.router)

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.api.errors import error_response, is_client_disconnect
@@ -145,10 +146,18 @@ class BodyGuardMiddleware:
     """Size limit, read deadline and minimum rate for every request body; quiet
     handling of clients that go away (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, intake: IntakeConfig | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        intake: IntakeConfig | None = None,
+        shape: Callable[[Scope, BastionError], Response | None] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.intake = intake or IntakeConfig()
+        self.shape = shape
+        """Answers an error in another shape for some routes (None: the usual one)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -156,7 +165,7 @@ class BodyGuardMiddleware:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _send_error(scope, receive, send, self._too_large())
+                await _send_error(scope, receive, send, self._too_large(), self.shape)
                 return
         await _BodyGuard(self, scope, receive, send).run()
 
@@ -290,11 +299,21 @@ class _BodyGuard:
 
     async def _replace(self, error: BastionError) -> None:
         self.started = self.replaced = True
-        await _send_error(self.scope, self._receive, self._send, error)
+        await _send_error(self.scope, self._receive, self._send, error, self.mw.shape)
 
 
-async def _send_error(scope: Scope, receive: Receive, send: Send, error: BastionError) -> None:
-    response = error_response(error.status, error.code, error.message, error.details or None)
+async def _send_error(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    error: BastionError,
+    shape: Callable[[Scope, BastionError], Response | None] | None = None,
+) -> None:
+    shaped = shape(scope, error) if shape is not None else None
+    if shaped is not None:
+        response = shaped
+    else:
+        response = error_response(error.status, error.code, error.message, error.details or None)
     if error.status in (408, 413):  # the rest of the body is not read: close
         response.headers["connection"] = "close"
     await response(scope, receive, send)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.accounts.service import AccountService
 from bastion.api.limits import Admission
+from bastion.aws.credentials import AwsKeys
 from bastion.config import Settings
 from bastion.dedup.service import Dedup
 from bastion.jobs.service import JobService
@@ -72,6 +73,8 @@ class Services:
     """Promotion, rollback and challengers of tenants' heads, checked and audited."""
     search: SearchIndexer | None = None
     """Search over the tenant's media (None: ``search.enabled`` is off)."""
+    aws_keys: AwsKeys | None = None
+    """Access keys of the Rekognition-compatible endpoint (Signature Version 4)."""
     started_at: float = field(default_factory=time.time)
     _auth_cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 
@@ -107,6 +110,7 @@ class Services:
             training_runs=parts.training_runs,
             promotions=parts.promotions,
             search=parts.search,
+            aws_keys=parts.aws_keys,
         )
 
     def authenticate(self, presented: str) -> Principal | None:

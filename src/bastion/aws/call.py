@@ -6,7 +6,7 @@ the typed exception (``client.exceptions.InvalidImageFormatException`` ...)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,6 +32,9 @@ class AwsCall:
     principal: Principal
     svc: Services
     request_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+    """Response headers an operation adds beside its response object (Bastion's own: the
+    decision, the policy, the image's sha256); the protocol writes them into the answer."""
 
 
 Params = Mapping[str, Any]

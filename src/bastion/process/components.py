@@ -34,6 +34,7 @@ from sqlalchemy import Engine as DbEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.accounts.service import AccountService
+from bastion.aws.credentials import AwsKeys
 from bastion.bootstrap import Bootstrap, bootstrap
 from bastion.config import Settings
 from bastion.dedup.service import Dedup
@@ -202,6 +203,8 @@ class Components:
     """Training runs of tenants' heads: requests, progress and outcomes."""
     promotions: Promotions
     """Promotion, rollback and challengers of tenants' heads, checked and audited."""
+    aws_keys: AwsKeys | None = None
+    """Access keys of the Rekognition-compatible endpoint (built where the API runs)."""
     search: SearchIndexer | None = None
     """Search over tenants' media: indexed as it is analysed, asked by `/v1/search`
     (None: ``search.enabled`` is off)."""
@@ -346,7 +349,11 @@ async def build_components(
         worker = Worker(
             core.moderation, jobs, core.policies, settings.jobs, review=review, search=feed
         )
+    aws_keys = None
+    if roles.api:
+        aws_keys = await asyncio.to_thread(AwsKeys.from_settings, settings, sessions)
     return Components(
+        aws_keys=aws_keys,
         core=core,
         roles=roles,
         boot=boot,

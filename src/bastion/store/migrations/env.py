@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import bastion.accounts.tables
+import bastion.aws.tables
 import bastion.dedup.tables
 import bastion.delivery.tables
 import bastion.jobs.embedded
