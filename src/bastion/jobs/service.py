@@ -35,7 +35,12 @@ TOPIC = "jobs"
 
 
 def event_payload(job: Job) -> dict[str, Any]:
-    """What a job's webhook carries: its id, status, metadata and result or error."""
+    """What a job's webhook carries: its id, status, metadata and result or error (a job
+    started through the Rekognition endpoint: the completion message SNS would carry)."""
+    if (job.options or {}).get("rekognition"):
+        from bastion.aws.video import completion_message
+
+        return completion_message(job)
     body: dict[str, Any] = {
         "job_id": job.id,
         "status": job.status,

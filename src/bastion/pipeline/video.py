@@ -73,6 +73,7 @@ from bastion.results import (
 __all__ = [
     "FrameLabel",
     "FrameResult",
+    "FrameTag",
     "LabelSummary",
     "Segment",
     "VideoMedia",
@@ -93,6 +94,15 @@ class FrameLabel(BaseModel):
     analyzer: str
 
 
+class FrameTag(BaseModel):
+    """A descriptive tag of one frame (what it shows, not a moderation label)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    confidence: float
+
+
 class FrameResult(BaseModel):
     """One analysed frame, compact."""
 
@@ -103,6 +113,9 @@ class FrameResult(BaseModel):
     decision: Decision
     reasons: list[Reason] = Field(default_factory=list)
     labels: list[FrameLabel] = Field(default_factory=list)
+    tags: list[FrameTag] = Field(
+        default_factory=list, description="Descriptive tags of the frame (e.g. ImageNet classes)."
+    )
     text: list[str] = Field(default_factory=list, description="OCR lines.")
     codes: list[str] = Field(default_factory=list, description="QR/barcode payloads.")
     urls: list[str] = Field(default_factory=list)
@@ -313,6 +326,7 @@ def _frame_result(done: _Done) -> FrameResult:
             )
             for lab in res.labels
         ],
+        tags=[FrameTag(name=tag.name, confidence=tag.confidence) for tag in res.tags],
         text=[line.text for line in res.text],
         codes=[code.text for code in res.codes],
         urls=res.urls,
