@@ -22,6 +22,7 @@ from bastion.config import Settings, load_settings
 from bastion.errors import BastionError
 from bastion.evaluation.commands import eval_command
 from bastion.registry.commands import models_app
+from bastion.runtime.ray_commands import serve_models
 from bastion.samples.commands import samples_app
 from bastion.search.commands import search_app
 from bastion.training.commands import train
@@ -51,6 +52,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(samples_app, name="samples")
 app.add_typer(search_app, name="search")
 app.command("train")(train)
+models_app.command("serve")(serve_models)
 app.add_typer(models_app, name="models")
 app.command("eval")(eval_command)
 

@@ -121,3 +121,11 @@ class Forbidden(BastionError):
 class Overloaded(BastionError):
     code = "overloaded"
     status = 503
+
+
+class ModelUnavailable(BastionError):
+    """A model served elsewhere (a Ray Serve deployment) did not answer: its replicas died
+    or are unreachable, or it took longer than the configured timeout. Retry later."""
+
+    code = "model_unavailable"
+    status = 503

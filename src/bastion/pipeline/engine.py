@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from bastion.analyzers.base import AnalyzerConfig, AnalyzerInfo, ContentKind
 from bastion.analyzers.hashes import HashesAnalyzer
 from bastion.analyzers.speech import TRANSCRIPT_KEY
 from bastion.config import Settings
-from bastion.errors import AnalyzerUnavailable, BastionError
+from bastion.errors import AnalyzerUnavailable, BastionError, ModelUnavailable
 from bastion.media.hashing import PerceptualHashes
 from bastion.media.types import AudioWindow, DecodedImage, Frame
 from bastion.pipeline.merge import Merged, merge_outputs
@@ -47,7 +47,11 @@ from bastion.results import (
 )
 from bastion.runtime.batcher import BatchPolicy, DynamicBatcher
 from bastion.runtime.metrics import Metrics
+from bastion.runtime.runner import ModelRunner
 from bastion.text.url_origins import distinct_urls, url_origins
+
+if TYPE_CHECKING:
+    from bastion.runtime.ray_serve import RayModels
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,7 @@ def build_analyzers(
 @dataclass
 class _Loaded:
     analyzer: Analyzer[Any, Any]
-    batcher: DynamicBatcher[Any, AnalyzerOutput]
+    batcher: ModelRunner[Any, AnalyzerOutput]
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ready: bool = False
 
@@ -115,6 +119,11 @@ class Engine:
         }
         self._lists: dict[str, CompiledLists] = {}
         self._load_errors: dict[str, str] = {}
+        self._ray: RayModels | None = None
+        if settings.runtime.backend == "ray":  # models in Ray Serve replicas, not here
+            from bastion.runtime.ray_serve import RayModels
+
+            self._ray = RayModels(settings.runtime)
 
     # ---- lifecycle -------------------------------------------------------
     def load_all(self, names: Sequence[str] | None = None) -> dict[str, str]:
@@ -124,7 +133,10 @@ class Engine:
             if entry.ready:
                 continue
             try:
-                entry.analyzer.load()
+                if self._ray is not None and self._ray.serves(name):
+                    entry.batcher = self._ray.runner(name, entry.analyzer.config)
+                else:
+                    entry.analyzer.load()
                 entry.ready = True
                 self._load_errors.pop(name, None)
             except Exception as exc:  # one broken analyzer must not stop the others
@@ -141,7 +153,9 @@ class Engine:
                 loop = asyncio.get_running_loop()
                 errors = await loop.run_in_executor(self._pool, self.load_all, [name])
                 if name in errors:
-                    raise AnalyzerUnavailable(f"analyzer {name!r} failed to load: {errors[name]}")
+                    served = self._ray is not None and self._ray.serves(name)
+                    error = ModelUnavailable if served else AnalyzerUnavailable
+                    raise error(f"analyzer {name!r} failed to load: {errors[name]}")
         return entry
 
     @property
@@ -152,7 +166,7 @@ class Engine:
     def load_errors(self) -> dict[str, str]:
         return dict(self._load_errors)
 
-    def batchers(self) -> dict[str, DynamicBatcher[Any, AnalyzerOutput]]:
+    def batchers(self) -> dict[str, ModelRunner[Any, AnalyzerOutput]]:
         return {name: e.batcher for name, e in self._loaded.items()}
 
     def infos(self) -> list[AnalyzerInfo]:
@@ -188,6 +202,8 @@ class Engine:
     async def close(self) -> None:
         for e in self._loaded.values():
             await e.batcher.close()
+        if self._ray is not None:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._ray.close)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._model_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -274,6 +290,8 @@ class Engine:
 
             outs = list(await asyncio.gather(*(one(i) for i in items)))
             return name, outs, (time.perf_counter() - started) * 1000, None
+        except ModelUnavailable:  # a served model that did not answer: 503, try again
+            raise
         except BastionError as exc:
             return name, [], (time.perf_counter() - started) * 1000, exc.message
         except Exception as exc:

@@ -28,12 +28,20 @@ def select_providers(config: RuntimeConfig) -> list[str | tuple[str, dict[str, A
         if name not in available or key == "cpu":
             continue
         opts: dict[str, Any] = {"device_id": config.device_id}
+        if key == "cuda" and config.gpu_mem_limit_mb is not None:
+            # a hard cap on this session's CUDA arena, growing only as far as it needs
+            opts.update(
+                gpu_mem_limit=config.gpu_mem_limit_mb * 1024 * 1024,
+                arena_extend_strategy="kSameAsRequested",
+            )
         if key == "tensorrt":
             opts.update(
                 trt_engine_cache_enable=True,
                 trt_engine_cache_path=str(config.cache_dir / "trt"),
                 trt_fp16_enable=True,
             )
+            if config.gpu_mem_limit_mb is not None:
+                opts["trt_max_workspace_size"] = config.gpu_mem_limit_mb * 1024 * 1024
         chosen.append((name, opts))
     chosen.append("CPUExecutionProvider")
     return chosen
