@@ -45,7 +45,7 @@ from bastion.aws.credentials import (
 )
 from bastion.aws.protocol import max_body_bytes, operations
 from bastion.config import Settings
-from bastion.errors import CorruptMedia, ImageTooLarge, Overloaded
+from bastion.errors import CorruptMedia, ImageTooLarge, ModelUnavailable, Overloaded
 from bastion.pipeline.engine import Engine
 from bastion.store.repo import Principal
 from tests.support.app import ServedApi, serving
@@ -75,6 +75,8 @@ async def _delete_collection(call: AwsCall, params: Params) -> dict[str, Any]:
         raise ImageTooLarge("the image has too many pixels")
     if kind == "busy":
         raise Overloaded("too many requests in progress")
+    if kind == "replica":
+        raise ModelUnavailable("the nsfw deployment did not answer within 30 s")
     if kind == "aws":
         raise AwsError("InvalidParameterException", "CollectionId is not valid")
     if kind == "crash":
@@ -238,6 +240,7 @@ async def test_an_operation_not_served_is_unknown(served: ServedApi, key: AwsKey
         ("corrupt", "InvalidImageFormatException", 400),
         ("large", "ImageTooLargeException", 400),
         ("busy", "ThrottlingException", 500),
+        ("replica", "ThrottlingException", 500),
         ("aws", "InvalidParameterException", 400),
         ("crash", "InternalServerError", 500),
     ],

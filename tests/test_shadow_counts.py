@@ -122,8 +122,10 @@ def test_counts_added_while_writing_are_neither_lost_nor_counted_twice(
     writer = threading.Thread(target=write)
     for t in (*workers, writer):
         t.start()
-    while any(w.is_alive() for w in workers):  # the API reading meanwhile
+    while True:  # the API reading meanwhile (at least once, however quick the threads)
         readings.append(store.totals("t-a").get(A, ShadowTally()).scored)
+        if not any(w.is_alive() for w in workers):
+            break
     for w in workers:
         w.join()
     scored.set()
