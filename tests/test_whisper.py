@@ -323,11 +323,13 @@ def test_times_follow_the_speech(transcriber: WhisperTranscriber) -> None:
         pytest.param(
             code,
             marks=pytest.mark.xfail(
-                strict=True,
+                # Korean depends on the CPU: nothing heard on an AMD EPYC, within its bound
+                # on an Intel Xeon (int8 kernels differ); Thai and Mandarin fail on both
+                strict=code != "ko",
                 reason="Whisper base does not understand espeak-ng's Thai, Mandarin and "
                 "Korean voices: Thai decodes into repetitions it drops (an empty "
                 "transcript), Mandarin into hallucinated text, Korean (espeak-ng 1.51) "
-                "into nothing; RTF above 2 from temperature fallbacks",
+                "into nothing on some CPUs; RTF above 2 from temperature fallbacks",
             ),
         )
         if code in ("th", "zh", "ko")

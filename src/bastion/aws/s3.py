@@ -118,7 +118,8 @@ def _folder_path(config: FolderBucket, ref: S3Ref) -> Path:
     except (FileNotFoundError, NotADirectoryError):
         raise invalid_object(f"object {name!r} does not exist in bucket {ref.bucket!r}") from None
     except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
-        raise invalid_object(f"object {name!r} cannot be read: {exc}") from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "a symlink loop"
+        raise invalid_object(f"object {name!r} cannot be read: {why}") from None
     if not target.is_relative_to(root):
         raise invalid_object(f"object {name!r} leads out of bucket {ref.bucket!r}")
     return target
