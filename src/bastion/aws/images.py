@@ -68,7 +68,7 @@ from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
-from bastion.aws import taxonomy
+from bastion.aws import s3, taxonomy
 from bastion.aws.call import AwsCall, AwsError, Handler, Params
 from bastion.errors import BastionError, ImageTooLarge, MediaTooLarge
 from bastion.media.types import DecodedImage
@@ -211,8 +211,6 @@ async def _image_bytes(call: AwsCall, image: Any) -> bytes:
         if isinstance(text, str) and len(text) > 64 * 1024:
             return await run_in_threadpool(_b64_bytes, text, limit)
         return _b64_bytes(text, limit)
-    from bastion.aws import s3
-
     return await s3.read_s3_image(
         call, fields["S3Object"], max_bytes=call.svc.settings.aws.max_s3_image_bytes
     )

@@ -29,7 +29,6 @@ see :class:`bastion.api.limits.BodyGuardMiddleware`) are answered in the same sh
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import uuid
@@ -44,7 +43,7 @@ from starlette.types import Scope
 
 from bastion.api.inputs import declared_length, read_body
 from bastion.api.services import Services
-from bastion.aws import sigv4
+from bastion.aws import images, sigv4, video
 from bastion.aws.call import AwsCall, AwsError, Handler
 from bastion.config import Settings
 from bastion.errors import (
@@ -69,8 +68,6 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_PREFIX = "RekognitionService."
 REQUEST_ID_HEADER = "x-amzn-RequestId"
-OPERATION_MODULES = ("bastion.aws.images", "bastion.aws.video")
-"""Modules whose ``OPERATIONS`` (a ``Mapping[str, Handler]``) the endpoint serves."""
 BODY_OVERHEAD = 64 * 1024
 """Bytes allowed in a body beyond the base64 of the largest image (other fields)."""
 REQUIRED_SCOPE = "moderate"
@@ -152,21 +149,12 @@ def guard_error(scope: Scope, error: BastionError) -> Response | None:
 
 
 def operations() -> dict[str, Handler]:
-    """The operations of :data:`OPERATION_MODULES` (those that are installed)."""
-    found: dict[str, Handler] = {}
-    for name in OPERATION_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        table: Mapping[str, Handler] = module.OPERATIONS
-        clash = set(found) & set(table)
-        if clash:
-            raise RuntimeError(f"operations defined twice: {sorted(clash)}")
-        found.update(table)
-    return found
+    """The operations the endpoint serves: those of :mod:`bastion.aws.images` and
+    :mod:`bastion.aws.video`."""
+    clash = set(images.OPERATIONS) & set(video.OPERATIONS)
+    if clash:
+        raise RuntimeError(f"operations defined twice: {sorted(clash)}")
+    return {**images.OPERATIONS, **video.OPERATIONS}
 
 
 def _operation(request: Request, table: Mapping[str, Handler]) -> tuple[str, Handler]:
