@@ -269,3 +269,18 @@ async def test_video_options_are_validated_and_stored(engine: Engine, tmp_path: 
         again = await client.post("/v1/jobs", content=b"", headers=key)
         assert first.status_code == 202 and again.status_code == 200
         assert again.json()["id"] == first.json()["id"]
+        # ... but a repeated form is checked as a first one would be: its media is not wanted
+        for form, code in (
+            ({"url": (None, "https://example.com/" + "a" * 5000)}, "invalid_multipart"),
+            ({"file": ("a.jpg", photo), "url": (None, "https://example.com/a")}, "invalid_request"),
+            ({"file": ("a.jpg", photo), "bogus": (None, "1")}, "unknown_field"),
+            ({"file": ("a.jpg", photo), "max_frames": (None, "0")}, "invalid_video_options"),
+        ):
+            r = await client.post(
+                "/v1/jobs", files=form, headers={**AUTH, "Idempotency-Key": "k-1"}
+            )
+            assert r.status_code in (400, 422) and r.json()["error"]["code"] == code, r.text
+        r = await client.post(
+            "/v1/jobs", files={"file": ("a.jpg", photo)}, headers={**AUTH, "Idempotency-Key": "k-1"}
+        )
+        assert r.status_code == 200 and r.json()["id"] == first.json()["id"]

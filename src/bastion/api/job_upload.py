@@ -63,7 +63,13 @@ from bastion.media.fetch import fetch_url
 from bastion.media.image import sniff
 from bastion.media.video import is_video
 
-__all__ = ["IncomingMedia", "media_kind", "receive_job_media", "stored_kind"]
+__all__ = [
+    "IncomingMedia",
+    "media_kind",
+    "receive_job_media",
+    "replayed_form_fields",
+    "stored_kind",
+]
 
 _FLUSH_BYTES = 1 << 20
 _FORM_OVERHEAD = 256 * 1024
@@ -113,7 +119,7 @@ class _Chunked:
     ``held``."""
 
     def __init__(
-        self, consume: Callable[[bytes], None], max_bytes: int, held: Held, door: _Door
+        self, consume: Callable[[bytes], None], max_bytes: int, held: Held, door: _Door | None
     ) -> None:
         self._consume = consume
         self._max = max_bytes
@@ -135,7 +141,8 @@ class _Chunked:
         self._held.add(len(chunk))
         self._parts.append(chunk)
         self._pending += len(chunk)
-        if self._pending >= (HEAD_BYTES if self._door.kind is None else _FLUSH_BYTES):
+        sniffing = self._door is not None and self._door.kind is None
+        if self._pending >= (HEAD_BYTES if sniffing else _FLUSH_BYTES):
             await self.flush()
 
     async def flush(self) -> None:
@@ -252,7 +259,11 @@ def _too_large(declared: int, limit: int) -> MediaTooLarge:
 
 
 async def _stream_body(
-    request: Request, consume: Callable[[bytes], None], limit: int, held: Held, door: _Door
+    request: Request,
+    consume: Callable[[bytes], None],
+    limit: int,
+    held: Held,
+    door: _Door | None,
 ) -> None:
     declared = declared_length(request)
     if declared is not None and declared > limit:
@@ -314,6 +325,50 @@ class _Door:
         return self.kind
 
 
+def _boundary(ctype_header: str) -> bytes:
+    _, params = parse_options_header(ctype_header)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise InputError("multipart body without a boundary", code="invalid_multipart")
+    return boundary
+
+
+def _form_source(form: _Form) -> tuple[dict[str, str], str | None]:
+    """The form's fields without ``url``, and the url; a form must carry one of a file
+    and a url."""
+    if not form.ended:
+        raise InputError("the multipart body is truncated", code="invalid_multipart")
+    fields = dict(form.fields)
+    url = fields.pop("url", None) or None
+    if form.has_file and url:
+        raise InputError("send a file or a url, not both", code="invalid_request")
+    if not form.has_file and not url:
+        raise EmptyInput("multipart body has no file part (send it as 'file')")
+    return fields, url
+
+
+async def replayed_form_fields(
+    request: Request,
+    settings: Settings,
+    admission: Admission,
+    *,
+    form_fields: Mapping[str, int],
+) -> dict[str, str] | None:
+    """The text fields of a multipart body whose media is not wanted (a request repeated
+    under the same Idempotency-Key), checked exactly as on a first request; the file part
+    is read and dropped, a url is not fetched. None when the body is not a form."""
+    ctype_header = request.headers.get("content-type") or ""
+    if ctype_header.split(";")[0].strip().lower() != "multipart/form-data":
+        return None
+    form = _Form(_boundary(ctype_header), lambda _: None, {**form_fields, "url": FIELD_MAX_BYTES})
+    admission.spool.check(declared_length(request))
+    async with admission.spool.hold() as spooled:
+        limit = settings.jobs_max_bytes + _FORM_OVERHEAD
+        await _stream_body(request, form.write, limit, spooled, None)
+    fields, _ = _form_source(form)
+    return fields
+
+
 def _decode_into(text: str, door: _Door, max_bytes: int) -> None:
     door.write(decode_b64(text, max_bytes))
 
@@ -332,22 +387,11 @@ async def _receive(
     fields: dict[str, str] = {}
     content_type, source = ctype or None, "body"
     if ctype == "multipart/form-data":
-        _, params = parse_options_header(ctype_header)
-        boundary = params.get(b"boundary")
-        if not boundary:
-            raise InputError("multipart body without a boundary", code="invalid_multipart")
-        form = _Form(boundary, door.write, {**form_fields, "url": FIELD_MAX_BYTES})
+        form = _Form(_boundary(ctype_header), door.write, {**form_fields, "url": FIELD_MAX_BYTES})
         await _stream_body(request, form.write, limit + _FORM_OVERHEAD, spooled, door)
-        if not form.ended:
-            raise InputError("the multipart body is truncated", code="invalid_multipart")
-        fields = dict(form.fields)
-        url = fields.pop("url", None)
+        fields, url = _form_source(form)
         content_type, source = form.content_type, "upload"
-        if form.has_file and url:
-            raise InputError("send a file or a url, not both", code="invalid_request")
-        if not form.has_file:
-            if not url:
-                raise EmptyInput("multipart body has no file part (send it as 'file')")
+        if url is not None:
             content_type, source = await _fetch_into(url, settings, door, spooled), "url"
     elif is_json(ctype):
         inline_max = settings.limits.max_bytes

@@ -37,7 +37,7 @@ from bastion.api.inputs import (
     parse_ref,
     read_body,
 )
-from bastion.api.job_upload import receive_job_media
+from bastion.api.job_upload import receive_job_media, replayed_form_fields
 from bastion.api.params import DbIdList, IdPath, IsoDatetime, SinceQuery
 from bastion.api.services import Services, services
 from bastion.delivery import outbox, signing
@@ -233,7 +233,8 @@ _FORM_FIELDS = {
 
 async def _check_json_body(request: Request, svc: Services) -> None:
     """A JSON body is small: even a repeated request's must be one Bastion takes (a
-    replay of an upload or a form is answered without reading its media)."""
+    replayed form is checked by :func:`replayed_form_fields`; a raw upload's media is not
+    read again)."""
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if not is_json(ctype):
         return
@@ -427,6 +428,11 @@ async def create_job(
         found = await run_in_threadpool(svc.jobs.find_by_key, who.tenant_id, idempotency_key)
         if found is not None:
             await _check_json_body(request, svc)
+            fields = await replayed_form_fields(
+                request, svc.settings, svc.admission, form_fields=_FORM_FIELDS
+            )
+            if fields:
+                await _prepare(_merge(options, _form_options(fields)), svc)
             response.status_code = 200
             response.headers["Location"] = str(request.url_for("get_job", job_id=found.id))
             return JobOut.of(found, request)
