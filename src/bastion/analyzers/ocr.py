@@ -98,7 +98,12 @@ class OcrConfig(AnalyzerConfig):
         "value (e.g. 'kor', 'tha', 'chi_tra', 'eng+ind'); entries run side by side and the "
         "most confident reading wins. Missing packs are reported, not fatal.",
     )
-    tesseract_binary: str = Field("tesseract", description="Tesseract executable name or path.")
+    tesseract_binary: str = Field(
+        "tesseract",
+        description="Tesseract command whose language packs are used (its --list-langs "
+        "folder), unless TESSDATA_PREFIX names the folder. Lines are read in process through "
+        "Tesseract's API (tesserocr), not by running the command.",
+    )
     tesseract_timeout_s: float = Field(
         10.0, gt=0, le=300, description="Time limit for one Tesseract call, in seconds."
     )
