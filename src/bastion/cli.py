@@ -281,6 +281,7 @@ async def _scan(
                     progress=lambda done: progress.update(bar, completed=round(done * 100)),
                     limits=video_config.limits,
                     concurrency=video_config.concurrency,
+                    reuse=video_config.reuse,
                 )
             finally:
                 progress.remove_task(bar)

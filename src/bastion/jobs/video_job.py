@@ -44,6 +44,7 @@ async def moderate_video_job(
         thumbnails_dir=thumbs,
         limits=config.limits,
         concurrency=config.concurrency,
+        reuse=config.reuse,
         language=listening.language,
         languages=listening.languages,
     )

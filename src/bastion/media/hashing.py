@@ -2,8 +2,9 @@
 
 Several parts of Bastion compare pictures by hash: the ``hashes`` analyzer reports them
 in every result, stored results find near-duplicate images by PDQ distance, and live
-streams skip frames that look like the last analysed one. They all hash here, so a hash
-one of them computes compares with the others'.
+streams skip frames that look like the last analysed one, and videos reuse the analysis
+of a frame for the unchanged frames after it. They all hash here, so a hash one of them
+computes compares with the others'.
 
 PDQ (Meta's 256-bit perceptual hash) is written as 64 hex digits in the reference
 implementation's order (the same string other PDQ tools and shared hash lists use); its
@@ -24,9 +25,11 @@ from bastion.media.types import Frame
 
 __all__ = [
     "DEFAULT_MAX_SIDE",
+    "SIMILARITY_SIDE",
     "PerceptualHashes",
     "bits_to_hex",
     "dhash",
+    "grey_grid",
     "hamming",
     "pdq_hash",
     "scaled_down",
@@ -34,6 +37,11 @@ __all__ = [
 
 DEFAULT_MAX_SIDE = 1024
 """Longest side frames are scaled down to before hashing, unless told otherwise."""
+
+SIMILARITY_SIDE = 256
+"""Longest side frames are area-averaged to before they are compared with the last
+analysed frame (live similarity skip, video frame reuse): dHash looks at 9×8 pixels and
+PDQ at 64×64, so more detail only costs time."""
 
 
 def hamming(a_hex: str, b_hex: str) -> int:
@@ -54,6 +62,21 @@ def dhash(gray: np.ndarray) -> str:
 
     small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
     return bits_to_hex(small[:, 1:] > small[:, :-1])
+
+
+def grey_grid(gray: np.ndarray, side: int) -> np.ndarray:
+    """``gray`` area-averaged to ``side``×``side`` cells, float32 grey levels (0-255).
+
+    A coarse picture of the frame: a line of text, a QR code or a logo that appears moves
+    the cells it covers by many grey levels, where a 64-bit hash of the whole frame may
+    not change at all; compression noise, averaged over a cell, moves them by about one.
+    """
+    import cv2
+
+    grid: np.ndarray = cv2.resize(
+        np.asarray(gray, dtype=np.float32), (side, side), interpolation=cv2.INTER_AREA
+    )
+    return grid
 
 
 def pdq_hash(rgb: np.ndarray) -> tuple[str, int]:

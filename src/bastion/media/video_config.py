@@ -11,7 +11,56 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from bastion.errors import InputError
 from bastion.media.video import VideoLimits, VideoSampling
 
-__all__ = ["VideoConfig", "VideoOptions"]
+__all__ = ["FrameReuse", "VideoConfig", "VideoOptions"]
+
+
+class FrameReuse(BaseModel):
+    """When a sampled frame reuses the analysis of the last analysed frame.
+
+    A frame is compared with the last frame that was analysed (not with the previous
+    reused one, so a slow drift adds up until it is analysed): it reuses that frame's
+    analysis only when its 64-bit difference hash is within ``max_hash_distance`` bits
+    and no cell of a coarse grey picture (``grid``×``grid`` cells) moved by more than
+    ``max_cell_difference`` grey levels, so that a line of text or a code appearing on
+    an unchanged scene is analysed. A frame ``max_reuse_s`` after the last analysed one
+    is analysed whatever it looks like.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        True,
+        description="Reuse the last analysed frame's analysis for a sampled frame that did "
+        "not change (false: every sampled frame is analysed).",
+    )
+    max_hash_distance: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="Most bits the frame's 64-bit difference hash (dHash) may differ in from "
+        "the analysed frame's.",
+    )
+    grid: int = Field(
+        48,
+        ge=8,
+        le=256,
+        description="Cells per side of the coarse grey picture compared cell by cell "
+        "(the frame area-averaged to grid×grid); more cells notice smaller changes.",
+    )
+    max_cell_difference: float = Field(
+        6.0,
+        ge=0,
+        le=255,
+        description="Most grey levels (0-255) any cell of the coarse picture may move by; "
+        "a line of small text moves the cells it covers by tens of levels.",
+    )
+    max_reuse_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Longest time after the last analysed frame that its analysis is "
+        "reused: a later frame is analysed even when it looks the same.",
+    )
 
 
 class VideoConfig(BaseModel):
@@ -34,6 +83,11 @@ class VideoConfig(BaseModel):
         "(a job may override it with stop_on_block).",
     )
     concurrency: int = Field(8, ge=1, le=256, description="Frames of one video analysed at once.")
+    reuse: FrameReuse = Field(
+        default_factory=FrameReuse,
+        description="Sampled frames that did not change from the last analysed one reuse "
+        "its analysis instead of running every model again (frames' `reused_from`).",
+    )
     thumbnails: bool = Field(
         True,
         description="Keep a small JPEG of each flagged frame of a video job, linked from its "

@@ -9,6 +9,13 @@ frames are analysed once; frames never evict image results) and the policy. Deco
 runs in a thread of its own while up to ``concurrency`` frames are being moderated; a
 bounded queue between the two keeps memory flat whatever the length of the video.
 
+With ``reuse`` on, a sampled frame that did not change from the last analysed frame
+(:mod:`bastion.pipeline.frame_reuse`, judged in the decoding thread) is not moderated
+again: its :class:`FrameResult` carries that frame's analysis with its own index and
+time, and says which frame it copies (``reused_from``). Reused frames count in the
+segments and label summaries like analysed ones, so a still blocked scene is one
+segment spanning it; they have no embedding of their own.
+
 The per-frame decisions are then merged: the video's decision is the strictest
 frame decision, flagged frames (decision other than allow) close together in time
 form violation segments, and every label is summarised with where it was seen.
@@ -57,7 +64,9 @@ from bastion.media.video import (
     VideoSource,
     sample_frames,
 )
+from bastion.media.video_config import FrameReuse
 from bastion.pipeline.audio import AudioResult, has_audio_analyzer, moderate_audio
+from bastion.pipeline.frame_reuse import UnchangedFrames
 from bastion.pipeline.merge import distinct_errors
 from bastion.pipeline.moderation import Moderation, VideoFrameImage
 from bastion.policy.decide import by_severity, strictest, strongest_reasons
@@ -104,7 +113,8 @@ class FrameTag(BaseModel):
 
 
 class FrameResult(BaseModel):
-    """One analysed frame, compact."""
+    """One sampled frame, compact: analysed, or carrying the analysis of an unchanged
+    earlier frame (``reused_from``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -126,6 +136,12 @@ class FrameResult(BaseModel):
     )
     thumbnail: str | None = Field(None, description="JPEG of a flagged frame, when requested.")
     cached: bool = Field(False, description="The same pixels had been analysed before.")
+    reused_from: int | None = Field(
+        None,
+        description="Index of the analysed frame whose analysis this frame carries: it "
+        "looked unchanged from that frame, so the models were not run on it again "
+        "(video reuse settings). None: the frame was analysed.",
+    )
 
 
 class Segment(BaseModel):
@@ -176,7 +192,14 @@ class VideoMedia(BaseModel):
     bytes: int
     frames_decoded: int
     frames_sampled: int
-    frames_analyzed: int
+    frames_analyzed: int = Field(
+        description="Sampled frames run through the analyzers (or found in the result cache)."
+    )
+    frames_reused: int = Field(
+        0,
+        description="Sampled frames that reused the analysis of an unchanged earlier frame "
+        "instead (`reused_from`).",
+    )
     seeks: int = Field(description="Skips past groups of pictures left undecoded.")
     discontinuity_count: int = Field(
         0, description="Points where the timestamps went backwards or jumped far ahead."
@@ -191,6 +214,11 @@ class VideoTimings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decode_ms: float = Field(description="Time spent decoding and converting frames.")
+    compare_ms: float = Field(
+        0.0,
+        description="Time spent in the decoding thread comparing frames with the last "
+        "analysed one, to reuse its analysis.",
+    )
     total_ms: float = Field(description="Wall time of the whole moderation.")
     frames_per_s: float = Field(description="Frames analysed per second of wall time.")
     realtime_factor: float | None = Field(
@@ -261,14 +289,24 @@ class VideoResult(BaseModel):
 @dataclass(slots=True)
 class _Item:
     frame: Frame
-    decoded: DecodedImage
+    decoded: DecodedImage | None  # None when the frame reuses an earlier analysis
+    reused_from: int | None = None
 
 
 @dataclass(slots=True)
 class _Done:
-    frame: Frame
+    index: int
+    timestamp_ms: int
     result: ModerationResult
     thumbnail: str | None
+    reused_from: int | None = None
+
+
+@dataclass(slots=True)
+class _Reused:
+    index: int
+    timestamp_ms: int
+    reused_from: int
 
 
 def frame_image(frame: Frame, codec: str | None) -> DecodedImage:
@@ -287,10 +325,13 @@ def frame_image(frame: Frame, codec: str | None) -> DecodedImage:
     )
 
 
-def _next_item(sampler: FrameSampler) -> _Item | None:
+def _next_item(sampler: FrameSampler, unchanged: UnchangedFrames | None) -> _Item | None:
     frame = next(sampler, None)
     if frame is None:
         return None
+    reused = unchanged.check(frame) if unchanged is not None else None
+    if reused is not None:
+        return _Item(frame, None, reused)
     return _Item(frame, frame_image(frame, sampler.info.codec))
 
 
@@ -311,10 +352,10 @@ def _write_thumbnail(rgb: np.ndarray, directory: Path) -> str:
 
 
 def _frame_result(done: _Done) -> FrameResult:
-    res, frame = done.result, done.frame
+    res = done.result
     return FrameResult(
-        index=frame.index,
-        timestamp_ms=frame.timestamp_ms or 0,
+        index=done.index,
+        timestamp_ms=done.timestamp_ms,
         decision=res.decision,
         reasons=res.reasons,
         labels=[
@@ -332,7 +373,8 @@ def _frame_result(done: _Done) -> FrameResult:
         urls=res.urls,
         url_origins=res.url_origins,
         thumbnail=done.thumbnail,
-        cached=res.cached,
+        cached=res.cached and done.reused_from is None,
+        reused_from=done.reused_from,
     )
 
 
@@ -505,6 +547,7 @@ async def moderate_video(
     tag_min_confidence: float = 25.0,
     language: str | None = None,
     languages: Sequence[str] | None = None,
+    reuse: FrameReuse | None = None,
 ) -> VideoResult:
     """Moderate a video (file path or bytes) frame by frame under ``policy``.
 
@@ -516,6 +559,9 @@ async def moderate_video(
     of each flagged frame is written there under a content-addressed name.
     ``segment_gap_ms`` is the largest gap between flagged frames of one segment
     (default: twice the usual spacing of analysed frames, at least 2 s).
+    With ``reuse`` (enabled), a sampled frame unchanged from the last analysed one
+    reuses its analysis (see :mod:`bastion.pipeline.frame_reuse`); None or disabled:
+    every sampled frame is analysed.
 
     When ``policy`` names an analyzer of audio and the video has sound, the sound is
     moderated too and the result carries it in ``audio``; ``language`` forces its spoken
@@ -556,14 +602,21 @@ async def moderate_video(
         queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency)
         stop = asyncio.Event()
         done: list[_Done] = []
+        reused: list[_Reused] = []
         skipped = 0
         active = sampler
+        unchanged = UnchangedFrames(reuse) if reuse is not None and reuse.enabled else None
 
         async def produce() -> None:
             while not stop.is_set():
-                item = await loop.run_in_executor(decoder, _next_item, active)
+                item = await loop.run_in_executor(decoder, _next_item, active, unchanged)
                 if item is None:
                     break
+                if item.reused_from is not None:
+                    stamp = item.frame.timestamp_ms or 0
+                    reused.append(_Reused(item.frame.index, stamp, item.reused_from))
+                    reporter.frame_done(stamp)
+                    continue
                 await queue.put(item)
             for _ in range(concurrency):
                 await queue.put(None)
@@ -574,14 +627,17 @@ async def moderate_video(
                 if stop.is_set():
                     skipped += 1
                     continue
+                if item.decoded is None:  # reused frames never reach the queue
+                    continue
                 res = await moderation.moderate_decoded(
                     item.decoded, policy, tenant=tenant, extra_lists=extra_lists
                 )
                 thumb = None
                 if thumbs is not None and res.decision != "allow":
                     thumb = await asyncio.to_thread(_write_thumbnail, item.frame.rgb, thumbs)
-                done.append(_Done(item.frame, res, thumb))
-                reporter.frame_done(item.frame.timestamp_ms or 0)
+                stamp = item.frame.timestamp_ms or 0
+                done.append(_Done(item.frame.index, stamp, res, thumb))
+                reporter.frame_done(stamp)
                 if early_stop_on_block and res.decision == "block":
                     stop.set()
 
@@ -599,6 +655,7 @@ async def moderate_video(
         result = _assemble(
             sampler,
             done,
+            reused,
             policy,
             sampling,
             stopped_early=stop.is_set() and (skipped > 0 or not sampler.complete),
@@ -606,6 +663,7 @@ async def moderate_video(
             segment_gap_ms=segment_gap_ms,
             tag_min_confidence=tag_min_confidence,
             wall_s=time.perf_counter() - started,
+            compare_s=unchanged.seconds if unchanged is not None else 0.0,
         )
         result = _with_sound(result, heard) if heard is not None else result
         return result
@@ -640,9 +698,25 @@ def _with_sound(result: VideoResult, heard: AudioResult | dict[str, str]) -> Vid
     )
 
 
+def _with_reused(done: list[_Done], reused: list[_Reused]) -> list[_Done]:
+    """The analysed frames and the reused ones, each carrying the analysis it copies, in
+    time order. A reused frame whose analysed frame was left out (early stop) is too."""
+    analysed = {d.index: d for d in done}
+    out = list(done)
+    for r in reused:
+        source = analysed.get(r.reused_from)
+        if source is not None:
+            out.append(
+                _Done(r.index, r.timestamp_ms, source.result, source.thumbnail, source.index)
+            )
+    out.sort(key=lambda d: (d.timestamp_ms, d.index))
+    return out
+
+
 def _assemble(
     sampler: FrameSampler,
     done: list[_Done],
+    reused: list[_Reused],
     policy: Policy,
     sampling: VideoSampling,
     *,
@@ -651,10 +725,13 @@ def _assemble(
     segment_gap_ms: int | None,
     tag_min_confidence: float,
     wall_s: float,
+    compare_s: float = 0.0,
 ) -> VideoResult:
-    done.sort(key=lambda d: (d.frame.timestamp_ms or 0, d.frame.index))
-    frames = [_frame_result(d) for d in done]
+    done.sort(key=lambda d: (d.timestamp_ms, d.index))
+    every = _with_reused(done, reused)
+    frames = [_frame_result(d) for d in every]
     results = [d.result for d in done]
+    analysed = len(done)
     info = sampler.info
     gap = segment_gap_ms if segment_gap_ms is not None else default_segment_gap_ms(frames)
     duration_ms = round(sampler.duration_s * 1000)
@@ -694,7 +771,8 @@ def _assemble(
             bytes=info.byte_size,
             frames_decoded=sampler.frames_decoded,
             frames_sampled=sampler.frames_sampled,
-            frames_analyzed=len(frames),
+            frames_analyzed=analysed,
+            frames_reused=len(frames) - analysed,
             seeks=sampler.seeks,
             discontinuity_count=sampler.discontinuity_count,
             discontinuities=list(sampler.discontinuities),
@@ -709,8 +787,9 @@ def _assemble(
         errors=errors,
         timings=VideoTimings(
             decode_ms=round(sampler.decode_seconds * 1000, 2),
+            compare_ms=round(compare_s * 1000, 2),
             total_ms=round(wall_s * 1000, 2),
-            frames_per_s=round(len(frames) / wall_s, 2) if wall_s > 0 else 0.0,
+            frames_per_s=round(analysed / wall_s, 2) if wall_s > 0 else 0.0,
             realtime_factor=(
                 round(covered_ms / 1000 / wall_s, 2)
                 if covered_ms is not None and wall_s > 0 and math.isfinite(wall_s)
@@ -718,5 +797,5 @@ def _assemble(
             ),
         ),
     )
-    result.keep_frame_embeddings({d.frame.index: d.result.embeddings for d in done})
+    result.keep_frame_embeddings({d.index: d.result.embeddings for d in done})
     return result

@@ -15,14 +15,14 @@ from typing import Literal
 
 import numpy as np
 
-from bastion.media.hashing import PerceptualHashes, hamming
+from bastion.media.hashing import SIMILARITY_SIDE, PerceptualHashes, hamming
 from bastion.media.types import Frame
 
 __all__ = ["HASH_SIDE", "Fingerprinter", "SimilarityFilter"]
 
-# Frames are area-averaged to this longest side before hashing: dHash looks at 9×8
-# pixels and PDQ at 64×64, so more detail only costs time.
-HASH_SIDE = 256
+# Frames are area-averaged to this longest side before hashing (as videos do to reuse
+# the analysis of unchanged frames).
+HASH_SIDE = SIMILARITY_SIDE
 
 HashKind = Literal["dhash", "pdq"]
 
