@@ -41,7 +41,9 @@ PARITY_DOC = ("messi5", "HappyFish", "box", "chessboard", "notes")
 
 @cache
 def shared() -> NsfwAnalyzer:
-    analyzer = NsfwAnalyzer(NsfwConfig(), context())
+    # float models: the parity checks compare against the packages' own float runs
+    # (int8 against float is tests/test_quantised_models.py)
+    analyzer = NsfwAnalyzer(NsfwConfig(open_nsfw_precision="float32"), context())
     analyzer.load()
     return analyzer
 

@@ -4,14 +4,24 @@ Each frame gets its top ImageNet classes as tags, products often sold through sp
 ads as ``product:`` tags and a "Product Ad" label, moderation labels (firearms,
 blades, alcohol, ...) scored by the summed probability of the classes mapped to them,
 and the pooled 1280-d feature vector (L2-normalised) as its embedding.
+
+Precision. ``precision: int8`` runs a statically quantised copy of the model, built once
+into the runtime cache by :mod:`bastion.runtime.quantize`. On a 2-core x86 CPU with VNNI
+it takes about half the float model's time, but over the 99 offline benign photos its
+top-1 class differed from float on about one in eight (mostly charts and synthetic
+patterns where no class is likely), class probabilities moved by up to 0.3 and the
+embedding's cosine to float's fell to 0.78 on a gradient test card, so float stays the
+default. The version names the precision; embeddings of the two are not comparable.
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -23,11 +33,15 @@ from bastion.analyzers.base import AnalyzerConfig, FrameAnalyzer, RuntimeContext
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput, Label, Tag
+from bastion.runtime.quantize import QuantRecipe, calibration_frames, quantized_model
 
 MODEL_NAME = "efficientnet-lite0"
 NUM_CLASSES = 1000
 PRODUCT_LABEL = "Product Ad"
 PRODUCT_TAG_PREFIX = "product:"
+# How the model is quantised when precision is int8 (part of the cache key and version);
+# the classifier (Gemm) stays float: quantising the logits cost the most agreement.
+INT8_RECIPE = QuantRecipe(method="percentile", op_types=("Conv", "Clip", "Add"))
 
 # Taxonomy label -> the ImageNet classes whose summed probability scores it.
 DEFAULT_CLASS_LABELS: dict[str, tuple[str, ...]] = {
@@ -110,6 +124,13 @@ class LabelsConfig(AnalyzerConfig):
     embedding: bool = Field(
         True, description="Return the L2-normalised 1280-d pooled features as the embedding."
     )
+    precision: Literal["float32", "int8"] = Field(
+        "float32",
+        description="float32: the exported model; int8: a statically quantised copy built "
+        "into the runtime cache, about 2x faster on x86 CPUs with VNNI, but over 99 offline "
+        "benign photos its top-1 class differed on about 1 in 8 and probabilities moved by "
+        "up to 0.3 (embeddings differ too), so it is not the default.",
+    )
 
     @field_validator("class_labels")
     @classmethod
@@ -169,10 +190,15 @@ class LabelsAnalyzer(FrameAnalyzer[LabelsConfig, Preprocessed]):
             from bastion.models import efficientnet_export
 
             try:
-                self._version = file_version(efficientnet_export.weights_path())
+                self._version = self._precise(file_version(efficientnet_export.weights_path()))
             except (ModuleNotFoundError, FileNotFoundError):
                 return "unavailable"
         return self._version
+
+    def _precise(self, weights_version: str) -> str:
+        if self.config.precision == "int8":
+            return f"{weights_version}-{INT8_RECIPE.tag}"
+        return weights_version
 
     @property
     def provider(self) -> str | None:
@@ -201,13 +227,30 @@ class LabelsAnalyzer(FrameAnalyzer[LabelsConfig, Preprocessed]):
             }
             self._product_index = np.array([index[c] for c in self._products], dtype=np.intp)
             weights = efficientnet_export.weights_path()
-            self._version = file_version(weights)
+            self._version = self._precise(file_version(weights))
             try:
-                model: Any = efficientnet_export.export(self.context.cache_dir, weights)
+                model: Path | bytes = efficientnet_export.export(self.context.cache_dir, weights)
             except OSError:  # read-only cache: build in memory instead
                 state = efficientnet_export.load_state_dict(weights)
                 model = efficientnet_export.build_model(state).SerializeToString()
+            if self.config.precision == "int8":
+                model = self._quantized(model)
             self._session = create_session(model, self.context.runtime)
+
+    def _quantized(self, model: Path | bytes) -> Path | bytes:
+        """The int8 copy of the exported model (see :mod:`bastion.runtime.quantize`)."""
+        cache_dir = self.context.cache_dir
+        if isinstance(model, Path):
+            return quantized_model(model, cache_dir, MODEL_NAME, self._calibration, INT8_RECIPE)
+        with tempfile.TemporaryDirectory() as tmp:  # no cache: quantise from a private copy
+            source = Path(tmp) / f"{MODEL_NAME}.onnx"
+            source.write_bytes(model)
+            return quantized_model(source, cache_dir, MODEL_NAME, self._calibration, INT8_RECIPE)
+
+    def _calibration(self) -> list[Preprocessed]:
+        # the default input size whatever the settings: one model per recipe
+        reference = LabelsAnalyzer(LabelsConfig(), self.context)
+        return [reference.preprocess(Frame(rgb=f))[None] for f in calibration_frames()]
 
     def preprocess(self, frame: Frame) -> Preprocessed:
         size = self.config.input_size
