@@ -31,6 +31,13 @@ class LiveConfig(BaseModel):
     claim_interval_s: float = Field(
         1.0, gt=0, le=60, description="How often a worker looks for streams without a worker."
     )
+    db_threads: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Threads of the pool the stream sessions' and frames' database work runs "
+        "on (status writes, rule lookups, alerts), apart from the process's other work.",
+    )
     default_interval_s: float = Field(
         10.0,
         gt=0,

@@ -6,6 +6,13 @@ An alert of a ``review`` rule and its review item are written in one transaction
 the stream's auto-stop, when another rule asks for it), so neither exists without the
 other. The item is the alert's: a rule that fires again while its alert is open counts
 the alert again and queues nothing new.
+
+A frame takes as few trips to a worker thread as it can: none for its policy when the
+caller already has it (stream sessions get it from the process's
+:class:`~bastion.live.rules_cache.RulesCache`), and one for the thumbnail of a frame
+whose rules fired together with its alerts' transaction. Those trips run on the
+processor's ``executor``, a small pool of the live path's own, so they do not queue
+behind other users of the event loop's default pool.
 """
 
 from __future__ import annotations
@@ -13,7 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
+
+import numpy as np
 
 from bastion.live.alerts.service import AlertService
 from bastion.live.streams import StreamService
@@ -22,12 +35,15 @@ from bastion.live.thumbnails import LiveThumbnails
 from bastion.media.types import DecodedImage
 from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.policies import PolicyBook
+from bastion.policy.model import Lists, Policy
 from bastion.results import ModerationResult
 from bastion.review.service import ReviewService
 from bastion.rules import ResolvedRules, RuleBook, RuleMatch, evaluate
 from bastion.search.feed import SearchFeed
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -72,6 +88,7 @@ class FrameProcessor:
         review: ReviewService | None = None,
         *,
         search: SearchFeed | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.moderation = moderation
         self.policies = policies
@@ -84,9 +101,17 @@ class FrameProcessor:
         self.search = search
         """Indexes analysed frames for search, in the background, when they changed
         (None: not indexed)."""
+        self.executor = executor
+        """Where the live path's database work runs (None: the event loop's default
+        thread pool). Owned by whoever built the processor, who shuts it down."""
+
+    async def in_executor(self, call: Callable[..., T], *args: object) -> T:
+        """``call(*args)`` on :attr:`executor`, awaited."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(call, *args))
 
     async def resolve(self, stream: StreamRef) -> ResolvedRules | None:
-        return await asyncio.to_thread(
+        return await self.in_executor(
             self.rules.resolve, stream.tenant_id, stream.channel, stream.tier
         )
 
@@ -98,14 +123,17 @@ class FrameProcessor:
         *,
         frame_ms: int | None,
         sampled_at: float | None = None,
+        policy: tuple[Policy, Lists] | None = None,
     ) -> FrameOutcome:
-        """Moderate ``decoded`` under the rule set's policy and act on the rules that fire."""
-        policy_name = resolved.policy if resolved is not None else None
-        policy, lists = await asyncio.to_thread(
-            self.policies.resolve, stream.tenant_id, policy_name
-        )
+        """Moderate ``decoded`` under the rule set's policy and act on the rules that fire.
+        ``policy``: that policy and the tenant's lists, when the caller has them (None:
+        resolved here)."""
+        if policy is None:
+            policy_name = resolved.policy if resolved is not None else None
+            policy = await self.in_executor(self.policies.resolve, stream.tenant_id, policy_name)
+        applied, lists = policy
         result = await self.moderation.moderate_decoded(
-            decoded, policy, tenant=stream.tenant_id, extra_lists=lists, source="live"
+            decoded, applied, tenant=stream.tenant_id, extra_lists=lists, source="live"
         )
         matches = evaluate(resolved, result, lists) if resolved is not None else []
         outcome = FrameOutcome(result=result, matches=matches)
@@ -116,9 +144,9 @@ class FrameProcessor:
         if not matches:
             return outcome
         rgb = decoded.frames[0].rgb
-        if self.thumbnails is not None and outcome.thumbnail is None:
-            outcome.thumbnail = await asyncio.to_thread(self.thumbnails.save, stream.pk, rgb)
-        await asyncio.to_thread(self._act, stream, resolved, outcome, frame_ms, sampled_at)
+        await self.in_executor(
+            self._keep_and_act, stream, resolved, outcome, rgb, frame_ms, sampled_at
+        )
         for match in matches:
             metrics.live_alerts.labels(match.action).inc()
         if sampled_at is not None and outcome.alert_ids:
@@ -154,6 +182,21 @@ class FrameProcessor:
             self.search.frame(stream.tenant_id, stream.stream_id, result, at, thumbnail),
             "stream",
         )
+
+    def _keep_and_act(
+        self,
+        stream: StreamRef,
+        resolved: ResolvedRules | None,
+        outcome: FrameOutcome,
+        rgb: np.ndarray,
+        frame_ms: int | None,
+        sampled_at: float | None,
+    ) -> None:
+        """The frame's thumbnail (unless one was kept already), then :meth:`_act`: one
+        trip to a worker thread for both."""
+        if self.thumbnails is not None and outcome.thumbnail is None:
+            outcome.thumbnail = self.thumbnails.save(stream.pk, rgb)
+        self._act(stream, resolved, outcome, frame_ms, sampled_at)
 
     def _act(
         self,

@@ -1,10 +1,14 @@
 """A stream session: reads one stream in a worker, samples it as its rules say, sends the
 sampled frames down the image path and acts on the rules that fire.
 
-The rule set is looked up again every ``RULES_REFRESH_S``: a changed interval or
-similarity threshold applies to the running reader within seconds. Status and counters
-go back to the stream's row at least every ``REPORT_S`` and at every status change;
-a row that is no longer ours (stopped, deleted, taken over) ends the session.
+The rule set and its policy come from the process's
+:class:`~bastion.live.rules_cache.RulesCache`, which looks them up for every session once
+a tick: a changed interval or similarity threshold applies to the running reader within
+seconds. Status and counters stay in memory; the process's
+:class:`~bastion.live.status_writer.StatusWriter` writes them back to the stream's row,
+with every other session's, once a tick and soon after a status change;
+a row that is no longer ours (stopped, deleted, taken over) ends the session. The
+final status is written as the session ends.
 """
 
 from __future__ import annotations
@@ -21,15 +25,14 @@ from bastion.live.reading.config import LiveSampling
 from bastion.live.reading.reader import StreamReader
 from bastion.live.reading.sampler import StreamSampler
 from bastion.live.reading.status import LiveFrame, StreamState, StreamStatus
+from bastion.live.rules_cache import RulesCache, RulesKey, StreamRules
+from bastion.live.status_writer import StatusWriter
 from bastion.live.streams import StreamReport, StreamService
 from bastion.live.tables import Stream
 from bastion.pipeline.video import frame_image
 from bastion.rules import ResolvedRules
 
 log = logging.getLogger(__name__)
-
-RULES_REFRESH_S = 2.0
-REPORT_S = 1.0
 
 # reader states → what the stream shows; ``ended`` (a finite source ran out) is offline
 _SHOWN: dict[StreamState, str] = {
@@ -62,6 +65,8 @@ class StreamSession:
         processor: FrameProcessor,
         streams: StreamService,
         config: LiveConfig,
+        status: StatusWriter,
+        rules: RulesCache,
     ) -> None:
         self.ref = StreamRef.of(stream)
         self.source = stream.source_url or ""
@@ -69,6 +74,8 @@ class StreamSession:
         self.processor = processor
         self.streams = streams
         self.config = config
+        self.writer = status
+        self.rules_cache = rules
         self.counters: dict[str, int] = {
             "frames_decoded": 0,
             "frames_sampled": 0,
@@ -81,19 +88,29 @@ class StreamSession:
         }
         self.status = StreamStatus(state=StreamState.STARTING, at=datetime.now(UTC).timestamp())
         self.last_frame: tuple[datetime, int, str | None] | None = None
-        self._changed = asyncio.Event()
         self._ended = asyncio.Event()
         self._reader: StreamReader | None = None
-        self.resolved: ResolvedRules | None = None
+        self._sampler: StreamSampler | None = None
+        self.rules: StreamRules | None = None
         self._latest: str | None = None
         self._kept: set[str] = set()  # thumbnails alerts point at: never deleted here
 
     # ---- status ---------------------------------------------------------------
+    @property
+    def resolved(self) -> ResolvedRules | None:
+        """The rule set that applies to the stream now (None: none does)."""
+        return self.rules.resolved if self.rules is not None else None
+
+    @property
+    def rules_key(self) -> RulesKey:
+        return (self.ref.tenant_id, self.ref.channel, self.ref.tier)
+
     def _on_status(self, status: StreamStatus) -> None:
         self.status = status
-        self._changed.set()
+        self.writer.changed()
 
-    def _report(self) -> StreamReport:
+    def report(self) -> StreamReport:
+        """The stream's status and counters now, as its row should show them."""
         reader = self._reader
         if reader is not None:
             stats = reader.stats
@@ -118,35 +135,11 @@ class StreamSession:
             last_thumbnail=last[2] if last else None,
         )
 
-    async def _reporter(self) -> None:
-        while not self._ended.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), REPORT_S)
-            self._changed.clear()
-            try:
-                ours = await asyncio.to_thread(
-                    self.streams.report, self.ref.pk, self.owner, self._report()
-                )
-            except Exception:  # e.g. the database is busy: try again at the next tick
-                log.warning("status of stream %s not written", self.ref.stream_id, exc_info=True)
-                self._changed.set()
-                await asyncio.sleep(REPORT_S)
-                continue
-            if not ours:  # stopped, ended or taken over: let go
-                log.info("stream %s is no longer ours; closing", self.ref.stream_id)
-                await self.close()
-                return
-
-    async def _rules_refresher(self, sampler: StreamSampler) -> None:
-        while not self._ended.is_set():
-            await asyncio.sleep(RULES_REFRESH_S)
-            try:
-                resolved = await self.processor.resolve(self.ref)
-            except Exception:
-                log.exception("rules of stream %s could not be read", self.ref.stream_id)
-                continue
-            self.resolved = resolved
-            wanted = sampling_for(resolved, self.config)
+    def _on_rules(self, rules: StreamRules) -> None:
+        self.rules = rules
+        sampler = self._sampler
+        if sampler is not None:
+            wanted = sampling_for(rules.resolved, self.config)
             if wanted != sampler.sampling:
                 sampler.update(wanted)
 
@@ -158,7 +151,7 @@ class StreamSession:
 
     async def run(self) -> None:
         """Read until the stream stops, is taken from us, or its reader gives up."""
-        self.resolved = await self.processor.resolve(self.ref)
+        self.rules = await self.rules_cache.get(self.rules_key)
         sampler = StreamSampler(sampling_for(self.resolved, self.config))
         reader = StreamReader(
             self.source,
@@ -167,9 +160,9 @@ class StreamSession:
             on_status=self._on_status,
             url_policy=self.streams.url_policy,
         )
-        self._reader = reader
-        reporter = asyncio.create_task(self._reporter())
-        refresher = asyncio.create_task(self._rules_refresher(sampler))
+        self._reader, self._sampler = reader, sampler
+        self.rules_cache.watch(self.ref.pk, self.rules_key, self._on_rules)
+        self.writer.add(self.ref.pk, self.owner, self.report, self.close)
         try:
             async with reader:
                 async for live in reader:
@@ -179,18 +172,12 @@ class StreamSession:
                         break  # auto-stopped
         finally:
             self._ended.set()
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
-            await reader.close()
-            reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporter
-            with contextlib.suppress(Exception):
+            self.rules_cache.forget(self.ref.pk)
+            try:
+                await reader.close()
+            finally:
                 # final counters, and the final state (offline, error) unless we closed it
-                await asyncio.to_thread(
-                    self.streams.report, self.ref.pk, self.owner, self._report()
-                )
+                await self.writer.finish(self.ref.pk, self.owner, self.report())
 
     async def _latest_thumbnail(self, live: LiveFrame, alert_thumbnail: str | None) -> str | None:
         """A JPEG of the last analysed frame; the one before goes unless an alert shows it."""
@@ -211,13 +198,15 @@ class StreamSession:
     async def _analyze(self, live: LiveFrame) -> bool:
         """One sampled frame; True when the stream was stopped by a rule."""
         frame_ms = live.frame.timestamp_ms
+        rules = self.rules
         try:
             outcome = await self.processor.process(
                 self.ref,
-                self.resolved,
+                rules.resolved if rules is not None else None,
                 frame_image(live.frame, None),
                 frame_ms=frame_ms,
                 sampled_at=live.received_at,
+                policy=rules.policy if rules is not None else None,
             )
         except Exception:
             self.counters["analysis_errors"] += 1
@@ -231,5 +220,5 @@ class StreamSession:
             await self._latest_thumbnail(live, outcome.thumbnail),
         )
         if outcome.alert_ids:
-            self._changed.set()
+            self.writer.changed()
         return outcome.stopped

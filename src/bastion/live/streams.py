@@ -271,25 +271,54 @@ class StreamService:
 
     def report(self, pk: str, owner: str | None, report: StreamReport) -> bool:
         """Write a session's status back; False when the stream is no longer ours."""
+        return pk not in self.report_many([(pk, owner, report)])
+
+    def report_many(self, reports: Sequence[tuple[str, str | None, StreamReport]]) -> set[str]:
+        """Write the status of many sessions back in one transaction (``(stream pk,
+        owner, report)`` each); returns the streams among them that are no longer their
+        session's (stopped, deleted or taken over). The rows are locked in key order, so
+        two writers never wait on each other in a circle."""
+        if not reports:
+            return set()
+        lost: set[str] = set()
         with self.sessions.begin() as s:
-            row = s.get(Stream, pk, with_for_update=True)
-            if row is None or (owner is not None and row.owner != owner):
-                return False
-            # counters and the last frame are kept even once the stream was stopped
-            if report.counters is not None:
-                row.counters = dict(report.counters)
-            if report.last_frame_at is not None:
-                row.last_frame_at = report.last_frame_at
-                row.last_frame_ms = report.last_frame_ms
-            if report.last_thumbnail is not None:
-                row.last_thumbnail = report.last_thumbnail
-            if row.desired != "running":
-                return False
-            if report.status is not None:
-                row.status = report.status
-                row.status_reason, row.status_code = report.reason, report.code
-            row.updated_at = _now()
-            return True
+            rows = {
+                row.id: row
+                for row in s.scalars(
+                    select(Stream)
+                    .where(Stream.id.in_(sorted({pk for pk, _, _ in reports})))
+                    .order_by(Stream.id)
+                    .with_for_update()
+                )
+            }
+            now = _now()
+            for pk, owner, report in reports:
+                if not _apply_report(rows.get(pk), owner, report, now):
+                    lost.add(pk)
+        return lost
+
+
+def _apply_report(
+    row: Stream | None, owner: str | None, report: StreamReport, now: datetime
+) -> bool:
+    """One session's report onto its row; False when the row is no longer the session's."""
+    if row is None or (owner is not None and row.owner != owner):
+        return False
+    # counters and the last frame are kept even once the stream was stopped
+    if report.counters is not None:
+        row.counters = dict(report.counters)
+    if report.last_frame_at is not None:
+        row.last_frame_at = report.last_frame_at
+        row.last_frame_ms = report.last_frame_ms
+    if report.last_thumbnail is not None:
+        row.last_thumbnail = report.last_thumbnail
+    if row.desired != "running":
+        return False
+    if report.status is not None:
+        row.status = report.status
+        row.status_reason, row.status_code = report.reason, report.code
+    row.updated_at = now
+    return True
 
 
 def stream_not_running(stream: Stream) -> BastionError:

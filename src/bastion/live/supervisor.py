@@ -3,6 +3,12 @@ claims of its own, ends sessions whose stream was stopped or taken over, and han
 streams back when the process stops. Streams spread over every process running one
 (``bastion up`` and each ``bastion worker``), and a dead worker's streams move to the
 others once its claims lapse (``live.lease_s``).
+
+The supervisor also runs what its sessions share: one
+:class:`~bastion.live.status_writer.StatusWriter` that writes every session's status in
+one transaction a tick, and one :class:`~bastion.live.rules_cache.RulesCache` that looks
+up every session's rules and policy once a tick. Its own database work (claims,
+renewals, releases) runs, like theirs, on the frame processor's executor.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import uuid
 
 from bastion.live.config import LiveConfig
 from bastion.live.processor import FrameProcessor
+from bastion.live.rules_cache import RulesCache
 from bastion.live.session import StreamSession
+from bastion.live.status_writer import StatusWriter
 from bastion.live.streams import StreamService
 
 log = logging.getLogger(__name__)
@@ -40,6 +48,10 @@ class StreamSupervisor:
         self.config = config
         self.owner = owner or worker_name()
         self.sessions: dict[str, tuple[StreamSession, asyncio.Task[None]]] = {}
+        self.status = StatusWriter(streams, processor.executor)
+        """Writes the sessions' status, all in one transaction a tick."""
+        self.rules = RulesCache(processor.rules, processor.policies, processor.executor)
+        """The sessions' rules and policies, looked up once a tick."""
 
     def _start(self, session: StreamSession) -> None:
         pk = session.ref.pk
@@ -52,7 +64,7 @@ class StreamSupervisor:
             finally:
                 self.sessions.pop(pk, None)
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.streams.release, self.owner, pk)
+                    await self.processor.in_executor(self.streams.release, self.owner, pk)
 
         task = asyncio.create_task(run(), name=f"stream {session.ref.stream_id}")
         self.sessions[pk] = (session, task)
@@ -61,13 +73,13 @@ class StreamSupervisor:
         """Renew our claims, drop sessions that are no longer ours, claim new streams."""
         held = list(self.sessions)
         if held:
-            ours = await asyncio.to_thread(self.streams.renew, self.owner, held)
+            ours = await self.processor.in_executor(self.streams.renew, self.owner, held)
             for pk in held:
                 if pk not in ours and pk in self.sessions:
                     session, _ = self.sessions[pk]
                     await session.close()
         room = self.config.max_streams - len(self.sessions)
-        for row in await asyncio.to_thread(self.streams.claim, self.owner, room):
+        for row in await self.processor.in_executor(self.streams.claim, self.owner, room):
             log.info("stream %s (%s) taken by %s", row.stream_id, row.channel, self.owner)
             self._start(
                 StreamSession(
@@ -76,10 +88,19 @@ class StreamSupervisor:
                     processor=self.processor,
                     streams=self.streams,
                     config=self.config,
+                    status=self.status,
+                    rules=self.rules,
                 )
             )
 
     async def run_forever(self, stop: asyncio.Event) -> None:
+        """Run sessions until ``stop`` is set, then end them (their final status is
+        written before the status writer stops)."""
+        shared = asyncio.Event()
+        loops = [
+            asyncio.create_task(self.status.run_forever(shared), name="stream-status"),
+            asyncio.create_task(self.rules.run_forever(shared), name="stream-rules"),
+        ]
         try:
             while not stop.is_set():
                 try:
@@ -89,7 +110,11 @@ class StreamSupervisor:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.config.claim_interval_s)
         finally:
-            await self.close()
+            try:
+                await self.close()
+            finally:
+                shared.set()
+                await asyncio.gather(*loops, return_exceptions=True)
 
     async def close(self) -> None:
         """End every session and give its stream back for another worker to take now."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,6 +173,10 @@ class Live:
     feed: AlertFeed
     stream_feed: StreamFeed
     """Stream tiles as they change, for the portal's live view."""
+    executor: ThreadPoolExecutor
+    """The live path's own threads for its database work (``live.db_threads``), so it
+    does not queue behind other users of the default pool; shut down by
+    :meth:`Components.aclose`."""
 
 
 @dataclass
@@ -289,6 +294,7 @@ class Components:
             await self.feed.drain()
         if self.search is not None:  # vector indexes changed since their last save
             await asyncio.to_thread(self.search.flush)
+        await asyncio.to_thread(self.live.executor.shutdown)
         await self.dispatcher.aclose()
         await self.queue.close()
         self.heads.close()
@@ -406,6 +412,7 @@ def _build_live(
         keep=review.kept_thumbnails,
     )
     alerts = AlertService(sessions, settings.live, streams)
+    executor = ThreadPoolExecutor(settings.live.db_threads, thread_name_prefix="live-db")
     processor = FrameProcessor(
         core.moderation,
         core.policies,
@@ -415,6 +422,7 @@ def _build_live(
         thumbnails if settings.live.thumbnails else None,
         review,
         search=feed,
+        executor=executor,
     )
     return Live(
         streams=streams,
@@ -425,4 +433,5 @@ def _build_live(
         supervisor=StreamSupervisor(streams, processor, settings.live),
         feed=AlertFeed(sessions),
         stream_feed=StreamFeed(sessions),
+        executor=executor,
     )
