@@ -281,6 +281,26 @@ def test_gate_stops_textless_images_and_is_much_cheaper_than_ocr() -> None:
     assert statistics.median(stopped_ms.values()) * 3 < full_median
 
 
+@pytest.mark.models
+def test_large_text_can_skip_the_upscaled_detection() -> None:
+    analyzer = shared()
+    image = rendered("en", "banner")
+    item = analyzer.preprocess(Frame(rgb=image))
+    assert analyzer._gate is not None
+    presence = analyzer._gate(item.bgr)
+    # the banner's line is about a ninth of the photo's height; the gate measures it
+    assert presence.line_px is not None
+    assert 0.5 * image.shape[0] / 11 < presence.line_px < 2.0 * image.shape[0] / 11
+    h, w = item.bgr.shape[:2]
+    assert analyzer._det_scale(h, w, presence.line_px) > 1.0  # off: up to det_side
+    quick = OcrAnalyzer(OcrConfig(det_line_px=32), context())
+    quick.load()
+    assert quick._det_scale(h, w, presence.line_px) == 1.0
+    assert quick._det_scale(h, w, 8.0) == analyzer._det_scale(h, w)  # small text: as before
+    line = best_line(run(quick, image)[0], ti.SENTENCES["en"])
+    assert similarity(ti.SENTENCES["en"], line.text) >= 0.9
+
+
 def _available_langs() -> list[tuple[str, str]]:
     return [
         (lang, "banner")

@@ -144,6 +144,18 @@ class OcrConfig(AnalyzerConfig):
         0.5, ge=0, le=1, description="Lowest mean text probability of a detected line."
     )
     gate: bool = Field(True, description="Run the cheap text-presence check before full OCR.")
+    det_line_px: float = Field(
+        0.0,
+        ge=0,
+        le=512,
+        description="When the text-presence check saw only lines at least this tall (pixels), "
+        "detection scales the image up only as far as needed to bring its smallest line to "
+        "this height, instead of up to det_side: large text needs no upscaling. 0 (the "
+        "default): always scale to det_side. Measured at 32 on the 112 rendered lines and 91 "
+        "opencv-doc photos: 30 % less OCR CPU, but small print next to large text (a URL "
+        "under a logo) that only the upscaled detection sees is lost, and 25 of the 112 "
+        "lines read differently (mostly Korean word spacing).",
+    )
     gate_side: int = Field(
         480, ge=64, le=2048, description="Longer side of the copy the text-presence check sees."
     )
@@ -372,9 +384,11 @@ class OcrAnalyzer(FrameAnalyzer[OcrConfig, OcrInput]):
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         return OcrInput(bgr, 1.0 / scale, w, h, frame.index)
 
-    def _det_scale(self, h: int, w: int) -> float:
+    def _det_scale(self, h: int, w: int, line_px: float | None = None) -> float:
         short, long = max(1, min(h, w)), max(1, h, w)
         scale = max(1.0, self.config.det_side / short)
+        if line_px is not None and self.config.det_line_px:
+            scale = min(scale, max(1.0, self.config.det_line_px / max(line_px, 1.0)))
         return min(scale, _MAX_UPSCALE, max(1.0, self.config.max_side / long))
 
     def analyze(self, batch: Sequence[OcrInput]) -> list[AnalyzerOutput]:
@@ -391,13 +405,15 @@ class OcrAnalyzer(FrameAnalyzer[OcrConfig, OcrInput]):
             h, w = item.bgr.shape[:2]
             if min(h, w) < _MIN_TEXT_SIDE:
                 continue
+            smallest: float | None = None  # the gate's smallest line, work-image pixels
             if self.config.gate:
                 presence = self._gate(item.bgr)
+                smallest = presence.line_px
                 timings[i]["gate"] = round(presence.ms, 2)
                 extra["gate_score"] = round(presence.score, 4)
                 if not presence.present:
                     continue
-            det = self._detector.detect(item.bgr, self._det_scale(h, w))
+            det = self._detector.detect(item.bgr, self._det_scale(h, w, smallest))
             timings[i]["detect"] = round(det.ms, 2)
             extra["regions"] = len(det)
             regions.extend(self._regions(i, item, det))

@@ -174,6 +174,8 @@ class TextPresence:
     present: bool
     score: float
     ms: float
+    line_px: float | None = None
+    """Height of the smallest text-like line that made it pass, in the input's pixels."""
 
 
 class TextPresenceGate:
@@ -213,9 +215,18 @@ class TextPresenceGate:
         prob, _ = self.detector.probability(bgr, self.scale(h, w), self.max_kernel_fraction)
         det = self.detector.boxes(prob, prob.shape[:2], box_threshold=self.threshold)
         score = 0.0
+        line: float | None = None
         for quad, box_score in zip(det.boxes, det.scores, strict=True):
             (x0, y0), (x1, y1) = np.floor(quad.min(axis=0)), np.ceil(quad.max(axis=0))
             peak = float(prob[max(0, int(y0)) : int(y1) + 1, max(0, int(x0)) : int(x1) + 1].max())
             if peak >= self.min_peak:
                 score = max(score, box_score)
-        return TextPresence(score > 0.0, score, (time.perf_counter() - t0) * 1000)
+                height = _line_height(quad) / self.scale(h, w)
+                line = height if line is None else min(line, height)
+        return TextPresence(score > 0.0, score, (time.perf_counter() - t0) * 1000, line)
+
+
+def _line_height(quad: np.ndarray) -> float:
+    """The thickness of a text-line quadrilateral (its shorter side), in its pixels."""
+    sides = np.linalg.norm(np.roll(quad, -1, axis=0) - quad, axis=1)
+    return float(min(sides))
