@@ -74,7 +74,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
             lab["name"] for lab in result["labels"] if lab["confidence"] >= _LABEL_FLOOR
         ),
         "text": sorted(line["text"] for line in result["text"]),
-        "codes": sorted(code["payload"] for code in result["codes"]),
+        "codes": sorted(code["text"] for code in result["codes"]),
         "faces": result["face_count"],
     }
 
