@@ -68,7 +68,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -243,6 +243,7 @@ class Step:
     decoding: str  # a key of WAYS
     database: str = "sqlite"
     processes: int = 1  # `bastion up` and processes - 1 `bastion worker`
+    code: str = "this tree"  # or "baseline": the code of --baseline-tree
 
 
 @dataclass
@@ -305,7 +306,10 @@ class Result:
 
     def line(self) -> str:
         n, lags, cpu = self.step.streams, self.lags, self.cpu_pct
-        what = f"| {self.step.database} × {self.step.processes} | {self.step.decoding} | {n} |"
+        where = "" if self.step.code == "this tree" else f" ({self.step.code})"
+        what = (
+            f"| {self.step.database} × {self.step.processes}{where} | {self.step.decoding} | {n} |"
+        )
         if self.error:
             return f"{what} error: {self.error} |"
         misses = self.misses()
@@ -491,6 +495,10 @@ async def _measure(step: Step, clip: Path, args: argparse.Namespace, root: Path)
         }
         if step.database == "postgres":  # a schema of its own, dropped afterwards
             env["BASTION_DATABASE_URL"] = stack.enter_context(pg_schema())
+        if step.code == "baseline":  # the baseline tree's code, this tree's benchmark
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(args.baseline_tree.resolve() / "src"), os.environ.get("PYTHONPATH", "")]
+            )
         if step.processes > 1:  # the streams split evenly between the processes
             env["BASTION_LIVE__MAX_STREAMS"] = str(-(-n // step.processes))
         base, proc = stack.enter_context(server_process(root / "data", env, root / "server.log"))
@@ -558,15 +566,17 @@ def _plan(args: argparse.Namespace) -> list[Step]:
                 steps.append(Step(n, "all", db))
         steps += [Step(n, "all", db) for n in args.full if n not in args.ladder]
         steps += [Step(n, "keyframes", db, args.processes) for n in args.split]
+    if args.baseline_tree is not None:  # each step first on the baseline's code, then on ours
+        steps = [s for step in steps for s in (replace(step, code="baseline"), step)]
     return steps
 
 
 async def run(args: argparse.Namespace) -> list[Result]:
     clip = make_clip()
     results: list[Result] = []
-    failed: set[tuple[str, str, int]] = set()
+    failed: set[tuple[str, str, int, str]] = set()
     for step in _plan(args):
-        if (step.database, step.decoding, step.processes) in failed:
+        if (step.database, step.decoding, step.processes, step.code) in failed:
             continue
         began = time.monotonic()
         try:
@@ -576,7 +586,7 @@ async def run(args: argparse.Namespace) -> list[Result]:
         results.append(result)
         print(f"  {time.monotonic() - began:.0f} s: {result.line()}", flush=True)
         if result.clearly_fails():
-            failed.add((step.database, step.decoding, step.processes))
+            failed.add((step.database, step.decoding, step.processes, step.code))
     return results
 
 
@@ -615,6 +625,13 @@ def main() -> None:
         help="sqlite (embedded, the default of `bastion up`) and/or postgres (the local "
         "server, a fresh schema per step)",
     )
+    ap.add_argument(
+        "--baseline-tree",
+        type=Path,
+        default=None,
+        help="a checkout of the code to compare with (git worktree add DIR REV): every step "
+        "runs on it first, then on this tree",
+    )
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, _terminate)
     load = os.getloadavg()
@@ -625,6 +642,7 @@ def main() -> None:
         f"--full {','.join(map(str, args.full))} --seconds {args.seconds:g} "
         f"--warmup {args.warmup:g} --publishers {args.publishers} --spread {args.spread:g} "
         f"--database {','.join(args.database)}"
+        + (f" --baseline-tree {args.baseline_tree}" if args.baseline_tree else "")
         + (f" --split {','.join(map(str, args.split))} --processes {args.processes}"
            if args.split else "")
     )  # fmt: skip
@@ -637,14 +655,16 @@ def main() -> None:
     for result in results:
         print(result.line())
     print()
-    for kind in sorted({(r.step.database, r.step.processes, r.step.decoding) for r in results}):
+    kinds = {(r.step.database, r.step.processes, r.step.decoding, r.step.code) for r in results}
+    for kind in sorted(kinds):
         held = [
             r.step.streams
             for r in results
-            if (r.step.database, r.step.processes, r.step.decoding) == kind and not r.misses()
+            if (r.step.database, r.step.processes, r.step.decoding, r.step.code) == kind
+            and not r.misses()
         ]
-        print(f"{kind[0]} × {kind[1]}, decoding {kind[2]}: most streams meeting the target "
-              f"{max(held, default=0)}")  # fmt: skip
+        print(f"{kind[0]} × {kind[1]}, decoding {kind[2]}, {kind[3]}: most streams meeting "
+              f"the target {max(held, default=0)}")  # fmt: skip
     sys.stdout.flush()
 
 
