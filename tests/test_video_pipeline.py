@@ -21,10 +21,17 @@ from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.video import FrameResult, default_segment_gap_ms, moderate_video
 from bastion.policy.loader import default_policy, parse_policy
 from bastion.policy.model import Lists, Policy
-from bastion.results import Decision, MediaInfo, ModerationResult, Reason
+from bastion.results import Decision, ModerationResult, Reason
 from tests.support.jobs import CODES_POLICY
 from tests.support.media import OPENCV_DOC, benign_photos, encode
-from tests.support.video import QR_URL, audio_only_mp4, bigbuckbunny, qr_frames, write_video
+from tests.support.video import (
+    QR_URL,
+    audio_only_mp4,
+    bigbuckbunny,
+    frame_result,
+    qr_frames,
+    write_video,
+)
 
 BLOCK_EVIL = Lists(blocked_domains=["evil.example"])
 
@@ -277,32 +284,7 @@ class _SlowModeration:
         await asyncio.sleep(0.01)
         self.ahead.append(self.sampled[0].frames_sampled - self.finished)
         self.finished += 1
-        return ModerationResult(
-            decision="allow",
-            reasons=[],
-            labels=[],
-            tags=[],
-            text=[],
-            codes=[],
-            urls=[],
-            faces=[],
-            face_count=0,
-            hashes={"sha256": decoded.sha256},
-            media=MediaInfo(
-                format=decoded.format,
-                mode="RGB",
-                width=decoded.width,
-                height=decoded.height,
-                bytes=decoded.byte_size,
-                frames=1,
-                frames_analyzed=1,
-            ),
-            policy=policy.name,
-            policy_version=policy.version,
-            timings=[],
-            total_ms=10,
-            versions={},
-        )
+        return frame_result(decoded, policy, total_ms=10)
 
 
 async def test_decoding_runs_ahead_of_moderation_by_a_bounded_amount(

@@ -27,9 +27,9 @@ from bastion.pipeline.moderation import Moderation
 from bastion.pipeline.video import moderate_video
 from bastion.policy.loader import parse_policy
 from bastion.policy.model import Lists, Policy
-from bastion.results import Label, MediaInfo, ModerationResult, Reason
+from bastion.results import Label, ModerationResult, Reason
 from tests.support.jobs import CODES_POLICY
-from tests.support.video import QR_URL, fitted, qr_frames, with_qr, write_video
+from tests.support.video import QR_URL, fitted, frame_result, qr_frames, with_qr, write_video
 
 SIZE = (640, 360)
 
@@ -110,8 +110,9 @@ class _Blocking:
     ) -> ModerationResult:
         self.calls += 1
         await asyncio.sleep(0)
-        res = ModerationResult(
-            decision="block",
+        res = frame_result(
+            decoded,
+            policy,
             reasons=[
                 Reason(
                     rule="r",
@@ -127,27 +128,6 @@ class _Blocking:
                     name="Weapons", confidence=90, level=1, analyzer="fake", model="m", version="1"
                 )
             ],
-            tags=[],
-            text=[],
-            codes=[],
-            urls=[],
-            faces=[],
-            face_count=0,
-            hashes={"sha256": decoded.sha256},
-            media=MediaInfo(
-                format=decoded.format,
-                mode="RGB",
-                width=decoded.width,
-                height=decoded.height,
-                bytes=decoded.byte_size,
-                frames=1,
-                frames_analyzed=1,
-            ),
-            policy=policy.name,
-            policy_version=policy.version,
-            timings=[],
-            total_ms=1,
-            versions={"fake": "1"},
         )
         res.keep_embeddings({"fake": np.ones(4, dtype=np.float32) * self.calls})
         return res

@@ -20,6 +20,9 @@ from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 from PIL import Image
 
+from bastion.media.types import DecodedImage
+from bastion.policy.model import Policy
+from bastion.results import Label, MediaInfo, ModerationResult, Reason
 from tests.support.media import benign_photos
 
 FPS = 10
@@ -143,3 +146,41 @@ def qr_video(path: Path, seconds: int = 10, qr_from: float = 3, qr_to: float = 6
     if not path.exists():
         write_video(path, qr_frames(seconds, qr_from, qr_to), fps=5)
     return path
+
+
+def frame_result(
+    decoded: DecodedImage,
+    policy: Policy,
+    *,
+    labels: list[Label] | None = None,
+    reasons: list[Reason] | None = None,
+    total_ms: float = 1.0,
+) -> ModerationResult:
+    """What a stand-in for moderation answers for one video frame: blocked when given
+    ``reasons``, allowed otherwise."""
+    return ModerationResult(
+        decision="block" if reasons else "allow",
+        reasons=reasons or [],
+        labels=labels or [],
+        tags=[],
+        text=[],
+        codes=[],
+        urls=[],
+        faces=[],
+        face_count=0,
+        hashes={"sha256": decoded.sha256},
+        media=MediaInfo(
+            format=decoded.format,
+            mode="RGB",
+            width=decoded.width,
+            height=decoded.height,
+            bytes=decoded.byte_size,
+            frames=1,
+            frames_analyzed=1,
+        ),
+        policy=policy.name,
+        policy_version=policy.version,
+        timings=[],
+        total_ms=total_ms,
+        versions={"fake": "1"} if labels else {},
+    )
