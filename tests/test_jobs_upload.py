@@ -270,12 +270,13 @@ async def test_video_options_are_validated_and_stored(engine: Engine, tmp_path: 
         assert first.status_code == 202 and again.status_code == 200
         assert again.json()["id"] == first.json()["id"]
         # ... but a repeated form is checked as a first one would be: its media is not wanted
-        for form, code in (
+        replays: list[tuple[dict[str, tuple[str | None, bytes | str]], str]] = [
             ({"url": (None, "https://example.com/" + "a" * 5000)}, "invalid_multipart"),
             ({"file": ("a.jpg", photo), "url": (None, "https://example.com/a")}, "invalid_request"),
             ({"file": ("a.jpg", photo), "bogus": (None, "1")}, "unknown_field"),
             ({"file": ("a.jpg", photo), "max_frames": (None, "0")}, "invalid_video_options"),
-        ):
+        ]
+        for form, code in replays:
             r = await client.post(
                 "/v1/jobs", files=form, headers={**AUTH, "Idempotency-Key": "k-1"}
             )
