@@ -168,7 +168,7 @@ def test_detector_reads_class_names_and_size_from_metadata() -> None:
 
 @pytest.mark.models
 def test_classifier_reproduces_open_nsfw_score() -> None:
-    nsfw = NsfwAnalyzer(NsfwConfig(jpeg_reencode=False), context())
+    nsfw = NsfwAnalyzer(NsfwConfig(jpeg_reencode=False, open_nsfw_precision="float32"), context())
     c = shared_classifier()
     photos = benign_photos()
     doc = OPENCV_DOC / "box.png"  # open_nsfw's highest offline score (0.33; 0.2 without JPEG)
