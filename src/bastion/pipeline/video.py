@@ -289,8 +289,7 @@ class VideoResult(BaseModel):
 @dataclass(slots=True)
 class _Item:
     frame: Frame
-    decoded: DecodedImage | None  # None when the frame reuses an earlier analysis
-    reused_from: int | None = None
+    decoded: DecodedImage
 
 
 @dataclass(slots=True)
@@ -325,13 +324,14 @@ def frame_image(frame: Frame, codec: str | None) -> DecodedImage:
     )
 
 
-def _next_item(sampler: FrameSampler, unchanged: UnchangedFrames | None) -> _Item | None:
+def _next_item(sampler: FrameSampler, unchanged: UnchangedFrames | None) -> _Item | _Reused | None:
+    """The next sampled frame: to analyse, or reusing an earlier one's analysis."""
     frame = next(sampler, None)
     if frame is None:
         return None
     reused = unchanged.check(frame) if unchanged is not None else None
     if reused is not None:
-        return _Item(frame, None, reused)
+        return _Reused(frame.index, frame.timestamp_ms or 0, reused)
     return _Item(frame, frame_image(frame, sampler.info.codec))
 
 
@@ -612,10 +612,9 @@ async def moderate_video(
                 item = await loop.run_in_executor(decoder, _next_item, active, unchanged)
                 if item is None:
                     break
-                if item.reused_from is not None:
-                    stamp = item.frame.timestamp_ms or 0
-                    reused.append(_Reused(item.frame.index, stamp, item.reused_from))
-                    reporter.frame_done(stamp)
+                if isinstance(item, _Reused):
+                    reused.append(item)
+                    reporter.frame_done(item.timestamp_ms)
                     continue
                 await queue.put(item)
             for _ in range(concurrency):
@@ -626,8 +625,6 @@ async def moderate_video(
             while (item := await queue.get()) is not None:
                 if stop.is_set():
                     skipped += 1
-                    continue
-                if item.decoded is None:  # reused frames never reach the queue
                     continue
                 res = await moderation.moderate_decoded(
                     item.decoded, policy, tenant=tenant, extra_lists=extra_lists
@@ -700,7 +697,8 @@ def _with_sound(result: VideoResult, heard: AudioResult | dict[str, str]) -> Vid
 
 def _with_reused(done: list[_Done], reused: list[_Reused]) -> list[_Done]:
     """The analysed frames and the reused ones, each carrying the analysis it copies, in
-    time order. A reused frame whose analysed frame was left out (early stop) is too."""
+    time order. A reused frame whose analysed frame was left out (early stop) is left out
+    too."""
     analysed = {d.index: d for d in done}
     out = list(done)
     for r in reused:
