@@ -27,7 +27,6 @@ engine's business (:mod:`bastion.pipeline.stages`); the analyzer only sees its i
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origi
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.media.digest import source_sha256
 from bastion.media.types import AudioWindow, EmbeddingInput, Frame, TextInput
 from bastion.models.shared import SharedModels
 from bastion.results import AnalyzerOutput
@@ -272,8 +272,4 @@ def registry() -> dict[str, type[Analyzer[Any, Any]]]:
 
 def file_version(path: Path, length: int = 12) -> str:
     """A model version from the weights' sha256 (first ``length`` hex digits)."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
+    return source_sha256(path)[:length]

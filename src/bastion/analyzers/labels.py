@@ -33,7 +33,7 @@ from bastion.analyzers.base import AnalyzerConfig, FrameAnalyzer, RuntimeContext
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput, Label, Tag
-from bastion.runtime.quantize import QuantRecipe, calibration_frames, quantized_model
+from bastion.runtime.quantize import QuantRecipe, calibration_frames, quantized_model, versioned
 
 MODEL_NAME = "efficientnet-lite0"
 NUM_CLASSES = 1000
@@ -196,9 +196,7 @@ class LabelsAnalyzer(FrameAnalyzer[LabelsConfig, Preprocessed]):
         return self._version
 
     def _precise(self, weights_version: str) -> str:
-        if self.config.precision == "int8":
-            return f"{weights_version}-{INT8_RECIPE.tag}"
-        return weights_version
+        return versioned(weights_version, INT8_RECIPE if self.config.precision == "int8" else None)
 
     @property
     def provider(self) -> str | None:

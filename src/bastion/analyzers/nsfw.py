@@ -80,7 +80,7 @@ from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput, Label
-from bastion.runtime.quantize import QuantRecipe, calibration_frames, quantized_model
+from bastion.runtime.quantize import QuantRecipe, calibration_frames, quantized_model, versioned
 
 FloatArray = npt.NDArray[np.float32]
 Anchors = list[tuple[float, float]]
@@ -300,10 +300,6 @@ def safety_input(rgb: np.ndarray, *, mode: Literal["blurpad", "warp"] = "blurpad
     return np.ascontiguousarray(chw)
 
 
-def _precise(version: str, recipe: QuantRecipe | None) -> str:
-    return version if recipe is None else f"{version}-{recipe.tag}"
-
-
 def _open_nsfw_calibration() -> list[FloatArray]:
     # the reference preprocessing whatever the analyzer's settings: one model per recipe
     return [open_nsfw_input(f)[None] for f in calibration_frames()]
@@ -342,7 +338,7 @@ class NsfwAnalyzer(FrameAnalyzer[NsfwConfig, NsfwInput]):
                 return {}
             self._sources = {OPEN_NSFW: file_version(open_path), SAFETY: file_version(safety)}
             self._versions = {
-                model: _precise(version, self._recipe(model))
+                model: versioned(version, self._recipe(model))
                 for model, version in self._sources.items()
             }
         return self._versions

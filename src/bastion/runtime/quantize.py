@@ -37,6 +37,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from bastion.errors import AnalyzerUnavailable
+from bastion.media.digest import source_sha256
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,9 @@ class QuantRecipe:
         return f"int8-{self.key}"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def versioned(version: str, recipe: QuantRecipe | None) -> str:
+    """A model's version with the int8 recipe it runs with (None: it runs in float)."""
+    return version if recipe is None else f"{version}-{recipe.tag}"
 
 
 def quantized_path(cache_dir: Path, name: str, source_version: str, recipe: QuantRecipe) -> Path:
@@ -99,7 +97,7 @@ def is_valid(model: Path) -> bool:
     """Whether ``model`` exists and still has the sha256 its record says it was built with."""
     try:
         record = json.loads(_record_path(model).read_text(encoding="utf-8"))
-        return isinstance(record, dict) and record.get("sha256") == sha256_file(model)
+        return isinstance(record, dict) and record.get("sha256") == source_sha256(model)
     except (OSError, ValueError):
         return False
 
@@ -121,7 +119,7 @@ def quantized_model(
     Raises :class:`~bastion.errors.AnalyzerUnavailable` when the model cannot be
     quantised (the float model stays available through the analyzer's precision setting).
     """
-    digest = source_version or sha256_file(source)
+    digest = source_version or source_sha256(source)
     target = quantized_path(cache_dir, name, digest, recipe)
     if is_valid(target):
         return target
@@ -143,7 +141,7 @@ def quantized_model(
             "source": source.name,
             "source_version": digest,
             "recipe": {"version": RECIPE_VERSION, **asdict(recipe)},
-            "sha256": sha256_file(out),
+            "sha256": source_sha256(out),
         }
         rec = _record_path(out)
         rec.write_text(json.dumps(record, indent=1), encoding="utf-8")
