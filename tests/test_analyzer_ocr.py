@@ -11,17 +11,20 @@ import difflib
 import statistics
 import time
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from bastion.analyzers.base import Analyzer, registry
 from bastion.analyzers.ocr import OcrAnalyzer, OcrConfig
 from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput, TextLine
 from bastion.text import langid
+from bastion.text.presence import TextDetector, TextPresenceGate, suppress_blobs
 from bastion.text.tesseract import Tesseract, join_words, parse_tsv, space_ratio
 from tests.support import textimages as ti
 from tests.support.analyzer_contract import AnalyzerContract, context
@@ -187,6 +190,63 @@ def test_missing_tesseract_is_reported_not_fatal() -> None:
     assert OcrAnalyzer(OcrConfig(engines=["rapidocr"]), context()).missing_packs() == []
 
 
+def _suppressed_by_labelling_all(prob: np.ndarray, fraction: float) -> np.ndarray:
+    """Blob suppression done the long way: every region labelled and measured."""
+    h, w = prob.shape
+    limit = max(fraction * min(h, w), fraction * 2 / 3 * max(h, w))
+    count, labels = cv2.connectedComponents((prob > 0.3).astype(np.uint8), connectivity=8)
+    out = prob.copy()
+    for i in range(1, count):
+        ys, xs = np.nonzero(labels == i)
+        (_, _), size, _ = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
+        if min(size) > limit:
+            out[labels == i] = 0.0
+    return out
+
+
+def test_blob_suppression_drops_only_thick_regions() -> None:
+    prob = np.zeros((120, 180), np.float32)
+    prob[10:16, 5:60] = 0.9  # a text line
+    prob[20:100, 8:14] = 0.8  # a thin vertical line
+    cv2.line(prob, (0, 119), (179, 0), 0.7, 2)  # a thin diagonal across every row and column
+    lines_only = prob.copy()
+    assert suppress_blobs(lines_only, 0.3, 0.45) is lines_only  # nothing thick: untouched
+    cv2.circle(prob, (110, 70), 40, 0.95, -1)  # a blob, as smooth skin or sky gives
+    prob[100:104, 150:170] = 0.6  # a short line beside it
+    out = suppress_blobs(prob, 0.3, 0.45)
+    assert np.array_equal(out, _suppressed_by_labelling_all(prob, 0.45))
+    assert out[70, 110] == 0.0 and out[12, 30] == np.float32(0.9) and out[102, 160] > 0.5
+    assert prob[70, 110] > 0.9  # the input map is left as it was
+
+
+class _FixedMapSession:
+    """Stands in for the detection model: answers every input with one probability map."""
+
+    def __init__(self, prob: np.ndarray) -> None:
+        self.prob = prob
+
+    def get_inputs(self) -> list[SimpleNamespace]:
+        return [SimpleNamespace(name="x")]
+
+    def run(self, _names: object, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        out = np.zeros((1, 1, *feeds["x"].shape[2:]), np.float32)
+        out[0, 0, : self.prob.shape[0], : self.prob.shape[1]] = self.prob
+        return [out]
+
+
+@pytest.mark.parametrize(("peak", "present"), [(0.45, False), (0.55, True), (0.95, True)])
+def test_gate_needs_a_text_like_region_peaking_at_min_peak(peak: float, present: bool) -> None:
+    prob = np.zeros((320, 480), np.float32)
+    prob[200:210, 40:300] = 0.4  # a faint line: mean above the gate threshold
+    prob[204:206, 100:120] = peak
+    gate = TextPresenceGate(TextDetector(_FixedMapSession(prob)), side=480, min_peak=0.5)
+    result = gate(np.zeros((320, 480, 3), np.uint8))
+    assert result.present is present
+    assert (result.line_px is not None) is present and (result.score > 0.3) is present
+    if result.line_px is not None:
+        assert 8 < result.line_px < 30  # the line's height, unclipped as DB does
+
+
 # ------------------------------------------------------------------------------ models
 
 
@@ -299,6 +359,42 @@ def test_large_text_can_skip_the_upscaled_detection() -> None:
     assert quick._det_scale(h, w, 8.0) == analyzer._det_scale(h, w)  # small text: as before
     line = best_line(run(quick, image)[0], ti.SENTENCES["en"])
     assert similarity(ti.SENTENCES["en"], line.text) >= 0.9
+
+
+def _small_print_beside_and_far_from_a_logo() -> np.ndarray:
+    """A big logo line with an 11 px URL under it and 11 px small print in the far corner."""
+    img = Image.fromarray(benign_photos()["skimage-rocket"]).convert("RGB")
+    w, h = img.size
+    draw = ImageDraw.Draw(img)
+    logo = ti._fit("en", "BASTION COFFEE", int(w * 0.7), h // 7)
+    left, top, right, bottom = logo.getbbox("BASTION COFFEE")
+    x, y = (w - (right - left)) // 2, int(h * 0.15)
+    draw.text((x - left, y - top), "BASTION COFFEE", font=logo, fill=(245, 245, 245))
+    small = ti._font("en", 11)
+    s_left, s_top, _, _ = small.getbbox(_URL)
+    draw.text((x - s_left, y + bottom - top + 6 - s_top), _URL, font=small, fill=(245, 245, 245))
+    f_left, f_top, f_right, f_bottom = small.getbbox(_FINE_PRINT)
+    corner = (w - (f_right - f_left) - 8 - f_left, h - (f_bottom - f_top) - 8 - f_top)
+    draw.text(corner, _FINE_PRINT, font=small, fill=(245, 245, 245))
+    return np.asarray(img)
+
+
+_URL = "www.bastion-coffee.com"
+_FINE_PRINT = "Terms apply see store"
+
+
+@pytest.mark.models
+def test_small_print_beside_and_far_from_large_text_is_read() -> None:
+    image = _small_print_beside_and_far_from_a_logo()
+    out = run(shared(), image)[0]
+    h, w = image.shape[:2]
+    for expected, where in ((_URL, "under the logo"), (_FINE_PRINT, "bottom right")):
+        line = best_line(out, expected)
+        assert similarity(expected, line.text) >= 0.9, (where, out.text)
+        assert line.box is not None
+        assert line.box.height < 0.06 * h, line  # read as its own small line
+        if where == "bottom right":
+            assert line.box.y > 0.85 * h and line.box.x > 0.4 * w, line
 
 
 def _available_langs() -> list[tuple[str, str]]:

@@ -109,11 +109,14 @@ class TextDetector:
         from rapidocr.ch_ppocr_det.utils import DBPostProcess
 
         empty = Detection(np.zeros((0, 4, 2), np.float32), (), ms)
-        if prob.size == 0 or float(prob.max()) <= self.binary_threshold:
+        box_thresh = self.box_threshold if box_threshold is None else box_threshold
+        # a box's score is a mean of the map: none can reach box_thresh above the map's peak
+        peak = float(prob.max()) if prob.size else 0.0
+        if peak <= self.binary_threshold or peak < box_thresh:
             return empty
         post = DBPostProcess(  # cheap to build; one per call keeps concurrent calls apart
             thresh=self.binary_threshold,
-            box_thresh=self.box_threshold if box_threshold is None else box_threshold,
+            box_thresh=box_thresh,
             max_candidates=self.max_candidates,
             unclip_ratio=self.unclip_ratio,
             use_dilation=True,
@@ -143,18 +146,33 @@ def suppress_blobs(prob: np.ndarray, threshold: float, fraction: float) -> np.nd
     h, w = prob.shape
     limit = max(fraction * min(h, w), fraction * 2 / 3 * max(h, w))
     mask = (prob > threshold).astype(np.uint8)
+    # A region spans as many consecutive rows (columns) as its box is high (wide), each
+    # holding some of its pixels: without runs of occupied rows and columns longer than
+    # the limit, no region can be too thick and labelling them is not needed.
+    if _longest_run(mask, axis=1) <= limit or _longest_run(mask, axis=0) <= limit:
+        return prob
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     out = prob
     for i in range(1, count):
-        if min(stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]) <= limit:
+        x, y, bw, bh = (int(v) for v in stats[i, :4])
+        if min(bw, bh) <= limit:
             continue
-        ys, xs = np.nonzero(labels == i)
-        (_, _), (rw, rh), _ = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
+        inside = labels[y : y + bh, x : x + bw] == i
+        ys, xs = np.nonzero(inside)
+        points = np.column_stack([xs + x, ys + y]).astype(np.float32)
+        (_, _), (rw, rh), _ = cv2.minAreaRect(points)
         if min(rw, rh) > limit:
             if out is prob:
                 out = prob.copy()
-            out[labels == i] = 0.0
+            out[y : y + bh, x : x + bw][inside] = 0.0
     return out
+
+
+def _longest_run(mask: np.ndarray, axis: int) -> int:
+    """The most consecutive rows (``axis=1``) or columns (``axis=0``) holding a set pixel."""
+    occupied = np.asarray(mask.any(axis=axis), dtype=np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], occupied, [0]))))
+    return int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
 
 
 def _reading_order(boxes: np.ndarray) -> list[int]:
@@ -213,6 +231,8 @@ class TextPresenceGate:
         h, w = bgr.shape[:2]
         t0 = time.perf_counter()
         prob, _ = self.detector.probability(bgr, self.scale(h, w), self.max_kernel_fraction)
+        if prob.size == 0 or float(prob.max()) < self.min_peak:  # no region can peak high enough
+            return TextPresence(False, 0.0, (time.perf_counter() - t0) * 1000)
         det = self.detector.boxes(prob, prob.shape[:2], box_threshold=self.threshold)
         score = 0.0
         line: float | None = None
