@@ -10,9 +10,12 @@ the alert again and queues nothing new.
 A frame takes as few trips to a worker thread as it can: none for its policy when the
 caller already has it (stream sessions get it from the process's
 :class:`~bastion.live.rules_cache.RulesCache`), and one for the thumbnail of a frame
-whose rules fired together with its alerts' transaction. Those trips run on the
-processor's ``executor``, a small pool of the live path's own, so they do not queue
-behind other users of the event loop's default pool.
+whose rules fired or that search indexes, together with its alerts' transaction.
+Those trips run on the processor's ``executor``, a small pool of the live path's own,
+so they do not queue behind other users of the event loop's default pool (search
+indexing among them). A stream session saves every analysed frame's thumbnail anyway
+(its latest frame): it starts saving it while the frame is analysed and hands it in,
+so an alert's trip is its transaction alone.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
@@ -124,10 +127,13 @@ class FrameProcessor:
         frame_ms: int | None,
         sampled_at: float | None = None,
         policy: tuple[Policy, Lists] | None = None,
+        thumbnail: Awaitable[str] | None = None,
     ) -> FrameOutcome:
         """Moderate ``decoded`` under the rule set's policy and act on the rules that fire.
         ``policy``: that policy and the tenant's lists, when the caller has them (None:
-        resolved here)."""
+        resolved here). ``thumbnail``: the frame's thumbnail being saved by the caller
+        while the frame is analysed (a task: awaited, when an alert or search wants the
+        frame kept, instead of saving it then); None: saved here when wanted."""
         if policy is None:
             policy_name = resolved.policy if resolved is not None else None
             policy = await self.in_executor(self.policies.resolve, stream.tenant_id, policy_name)
@@ -139,47 +145,59 @@ class FrameProcessor:
         outcome = FrameOutcome(result=result, matches=matches)
         metrics = self.moderation.metrics
         metrics.live_frames.inc()
-        if self.search is not None:
-            await self._index(stream, decoded, outcome, sampled_at)
+        at = sampled_at if sampled_at is not None else time.time()
+        search = self.search
+        indexed = search is not None and search.wants_frame(
+            stream.tenant_id, stream.stream_id, result, at
+        )
+        try:
+            if thumbnail is not None and (matches or indexed):
+                await self._await_thumbnail(stream, outcome, thumbnail)
+            if matches or (indexed and self.thumbnails is not None and thumbnail is None):
+                await self.in_executor(
+                    self._keep_and_act,
+                    stream,
+                    resolved,
+                    outcome,
+                    decoded.frames[0].rgb,
+                    frame_ms,
+                    sampled_at,
+                )
+        finally:
+            if indexed:
+                self._index(stream, outcome, at)
         if not matches:
             return outcome
-        rgb = decoded.frames[0].rgb
-        await self.in_executor(
-            self._keep_and_act, stream, resolved, outcome, rgb, frame_ms, sampled_at
-        )
         for match in matches:
             metrics.live_alerts.labels(match.action).inc()
         if sampled_at is not None and outcome.alert_ids:
             metrics.alert_lag.observe(max(0.0, time.time() - sampled_at))
         return outcome
 
-    async def _index(
-        self,
-        stream: StreamRef,
-        decoded: DecodedImage,
-        outcome: FrameOutcome,
-        sampled_at: float | None,
+    async def _await_thumbnail(
+        self, stream: StreamRef, outcome: FrameOutcome, thumbnail: Awaitable[str]
     ) -> None:
-        """Index the frame for search in the background when the feed wants it (it
-        changed). Its thumbnail is saved here, as ``outcome.thumbnail``: the stream's
-        latest-frame logic then keeps it as an alert's frame is kept (a search result
-        shows it until the thumbnails' retention) instead of saving another."""
+        """``outcome.thumbnail`` from the caller's saving; as when it is saved here, a
+        failure fails a frame whose rules fired, and is only logged for search."""
+        try:
+            outcome.thumbnail = await thumbnail
+        except Exception:
+            if outcome.matches:
+                raise
+            log.exception("saving a thumbnail of stream %s for search failed", stream.pk)
+
+    def _index(self, stream: StreamRef, outcome: FrameOutcome, at: float) -> None:
+        """Index the frame for search in the background (the feed wanted it: it
+        changed), with the thumbnail kept of it (the caller's, or :meth:`_keep_and_act`'s):
+        the stream's latest-frame logic then keeps it as an alert's frame is kept (a
+        search result shows it until the thumbnails' retention) instead of saving
+        another."""
         assert self.search is not None
-        at = sampled_at if sampled_at is not None else time.time()
-        result = outcome.result
-        if not self.search.wants_frame(stream.tenant_id, stream.stream_id, result, at):
-            return
         thumbnail = None
-        if self.thumbnails is not None:
-            try:
-                outcome.thumbnail = await asyncio.to_thread(
-                    self.thumbnails.save, stream.pk, decoded.frames[0].rgb
-                )
-                thumbnail = f"/v1/streams/{stream.stream_id}/thumbnails/{outcome.thumbnail}"
-            except Exception:
-                log.exception("saving a thumbnail of stream %s for search failed", stream.pk)
+        if outcome.thumbnail is not None:
+            thumbnail = f"/v1/streams/{stream.stream_id}/thumbnails/{outcome.thumbnail}"
         self.search.submit(
-            self.search.frame(stream.tenant_id, stream.stream_id, result, at, thumbnail),
+            self.search.frame(stream.tenant_id, stream.stream_id, outcome.result, at, thumbnail),
             "stream",
         )
 
@@ -192,11 +210,18 @@ class FrameProcessor:
         frame_ms: int | None,
         sampled_at: float | None,
     ) -> None:
-        """The frame's thumbnail (unless one was kept already), then :meth:`_act`: one
-        trip to a worker thread for both."""
+        """The frame's thumbnail, then, when rules fired, :meth:`_act`: one trip to a
+        worker thread for both. A thumbnail only search wanted is not worth failing the
+        frame for: its failure is logged and the frame is indexed without one."""
         if self.thumbnails is not None and outcome.thumbnail is None:
-            outcome.thumbnail = self.thumbnails.save(stream.pk, rgb)
-        self._act(stream, resolved, outcome, frame_ms, sampled_at)
+            try:
+                outcome.thumbnail = self.thumbnails.save(stream.pk, rgb)
+            except Exception:
+                if outcome.matches:
+                    raise
+                log.exception("saving a thumbnail of stream %s for search failed", stream.pk)
+        if outcome.matches:
+            self._act(stream, resolved, outcome, frame_ms, sampled_at)
 
     def _act(
         self,

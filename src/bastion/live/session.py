@@ -179,45 +179,72 @@ class StreamSession:
                 # final counters, and the final state (offline, error) unless we closed it
                 await self.writer.finish(self.ref.pk, self.owner, self.report())
 
-    async def _latest_thumbnail(self, live: LiveFrame, alert_thumbnail: str | None) -> str | None:
-        """A JPEG of the last analysed frame; the one before goes unless an alert shows it."""
+    def _save_thumbnail(self, live: LiveFrame) -> asyncio.Task[str] | None:
+        """Start saving a JPEG of ``live``'s frame in a worker thread, while the frame is
+        analysed (None: no thumbnails). Every analysed frame is kept as the stream's
+        latest, and an alert or search keeps the same file."""
         thumbs = self.processor.thumbnails
         if thumbs is None:
             return None
-        if alert_thumbnail is not None:
-            self._kept.add(alert_thumbnail)
-            name: str = alert_thumbnail
-        else:
-            name = await asyncio.to_thread(thumbs.save, self.ref.pk, live.frame.rgb)
+        return asyncio.ensure_future(asyncio.to_thread(thumbs.save, self.ref.pk, live.frame.rgb))
+
+    async def _latest_thumbnail(
+        self, saving: asyncio.Task[str] | None, kept: str | None
+    ) -> str | None:
+        """The JPEG of the last analysed frame; the one before goes unless an alert or
+        search shows it (``kept``: the frame's thumbnail when they do)."""
+        thumbs = self.processor.thumbnails
+        if thumbs is None or saving is None:
+            return None
+        if kept is not None:
+            self._kept.add(kept)
+        name = kept if kept is not None else await saving
         previous, self._latest = self._latest, name
         if previous is not None and previous != name and previous not in self._kept:
             with contextlib.suppress(OSError):
                 thumbs.path(self.ref.pk, previous).unlink(missing_ok=True)
         return name
 
+    async def _drop_thumbnail(self, saving: asyncio.Task[str] | None) -> None:
+        """The thumbnail of a frame that could not be analysed: not kept."""
+        thumbs = self.processor.thumbnails
+        if thumbs is None or saving is None:
+            return
+        try:
+            name = await saving
+        except Exception:
+            log.exception("saving a thumbnail of stream %s failed", self.ref.stream_id)
+            return
+        if name != self._latest and name not in self._kept:
+            with contextlib.suppress(OSError):
+                thumbs.path(self.ref.pk, name).unlink(missing_ok=True)
+
     async def _analyze(self, live: LiveFrame) -> bool:
         """One sampled frame; True when the stream was stopped by a rule."""
         frame_ms = live.frame.timestamp_ms
         rules = self.rules
+        saving = self._save_thumbnail(live)
         try:
             outcome = await self.processor.process(
                 self.ref,
                 rules.resolved if rules is not None else None,
-                frame_image(live.frame, None),
+                frame_image(live.frame, None, live.sha256),
                 frame_ms=frame_ms,
                 sampled_at=live.received_at,
                 policy=rules.policy if rules is not None else None,
+                thumbnail=saving,
             )
         except Exception:
             self.counters["analysis_errors"] += 1
             log.exception("a frame of stream %s could not be analysed", self.ref.stream_id)
+            await self._drop_thumbnail(saving)
             return False
         self.counters[FRAMES_ANALYZED] += 1
         self.counters["alerts"] += len(outcome.alert_ids)
         self.last_frame = (
             datetime.fromtimestamp(live.received_at, UTC),
             int(frame_ms or 0),
-            await self._latest_thumbnail(live, outcome.thumbnail),
+            await self._latest_thumbnail(saving, outcome.thumbnail),
         )
         if outcome.alert_ids:
             self.writer.changed()

@@ -54,7 +54,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from bastion.errors import BastionError
-from bastion.media.digest import source_sha256
+from bastion.media.digest import frame_sha256, source_sha256
 from bastion.media.types import DecodedImage, Frame
 from bastion.media.video import (
     FrameSampler,
@@ -308,18 +308,18 @@ class _Reused:
     reused_from: int
 
 
-def frame_image(frame: Frame, codec: str | None) -> DecodedImage:
-    """A decoded video (or live) frame as moderation takes it, cached apart from images."""
+def frame_image(frame: Frame, codec: str | None, sha256: str | None = None) -> DecodedImage:
+    """A decoded video (or live) frame as moderation takes it, cached apart from images.
+    ``sha256``: the frame's :func:`frame_sha256`, when the caller computed it already
+    (hashing a frame takes milliseconds: a caller on an event loop hands it in)."""
     rgb = frame.rgb
-    digest = hashlib.sha256(f"rgb24:{rgb.shape[1]}x{rgb.shape[0]}:".encode())
-    digest.update(np.ascontiguousarray(rgb).data)
     return VideoFrameImage(
         frames=(frame,),
         format=f"video frame ({codec or 'unknown codec'})",
         mode="RGB",
         width=frame.width,
         height=frame.height,
-        sha256=digest.hexdigest(),
+        sha256=sha256 if sha256 is not None else frame_sha256(rgb),
         byte_size=int(rgb.nbytes),
     )
 

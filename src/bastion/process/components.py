@@ -292,6 +292,7 @@ class Components:
         await self.heads.shadow.flush_now()  # the same for the challengers' shadow counts
         if self.feed is not None:  # media analysed before the loops stopped
             await self.feed.drain()
+            self.feed.close()
         if self.search is not None:  # vector indexes changed since their last save
             await asyncio.to_thread(self.search.flush)
         await asyncio.to_thread(self.live.executor.shutdown)

@@ -92,6 +92,14 @@ class SearchConfig(BaseModel):
         "same as the stream's last indexed frame is indexed only when this long has passed "
         "since then (a changed frame is indexed at once, within `stream_min_gap_s`).",
     )
+    index_threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Threads that index analysed media in the background, apart from the "
+        "process's other work: indexing never delays an analysis or a live alert, and its "
+        "database writes do not compete with one another (SQLite has one writer at a time).",
+    )
     max_pending: int = Field(
         256,
         ge=1,

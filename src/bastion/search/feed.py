@@ -6,7 +6,10 @@ the live frame processor after a frame is moderated (:meth:`SearchFeed.wants_fra
 then :meth:`SearchFeed.frame`), ``bastion scan --index`` and ``bastion search
 reindex``. Each call indexes in a thread and never raises: a failure is logged and
 counted (``bastion_search_index_total{source, outcome}``), and the media's result is
-never delayed or changed by it. :meth:`SearchFeed.submit` runs the indexing as a
+never delayed or changed by it. Indexing runs on the feed's own threads
+(:attr:`~bastion.search.config.SearchConfig.index_threads`), not the event loop's
+default pool, so that it neither queues the process's other work behind it nor writes
+to the database from many threads at once. :meth:`SearchFeed.submit` runs the indexing as a
 background task, at most :attr:`~bastion.search.config.SearchConfig.max_pending` at
 once (more are dropped and counted); :meth:`SearchFeed.drain` waits for them.
 
@@ -37,6 +40,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -157,6 +161,9 @@ class SearchFeed:
         self.indexed = (metrics or Metrics()).search_indexed
         self._tasks: set[asyncio.Task[bool]] = set()
         self._streams: dict[tuple[str, str], tuple[float, Signature]] = {}
+        self._executor = ThreadPoolExecutor(
+            self.config.index_threads, thread_name_prefix="search-index"
+        )
 
     # --- running in the background ----------------------------------------------------
 
@@ -192,9 +199,14 @@ class SearchFeed:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    def close(self) -> None:
+        """Let the indexing threads go (after :meth:`drain`; indexing submitted later
+        fails and is counted)."""
+        self._executor.shutdown(wait=False)
+
     async def _run(self, source: str, what: str, call: Callable[[], object]) -> bool:
         try:
-            await asyncio.to_thread(call)
+            await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except Exception:
             log.exception("indexing %s for search failed", what)
             self.indexed.labels(source, "failed").inc()

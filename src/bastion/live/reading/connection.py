@@ -43,6 +43,7 @@ from bastion.live.reading.failures import StreamFailure
 from bastion.live.reading.sampler import StreamSampler
 from bastion.live.reading.source import StreamSource
 from bastion.live.reading.status import LiveFrame, ReaderStats
+from bastion.media.digest import frame_sha256
 from bastion.media.frames import to_rgb
 from bastion.media.types import Frame
 
@@ -141,6 +142,8 @@ class Connection:
         config = self.config
         options = self.source.container_options(config)
         attempts = self.guard.attempts()
+        # reads that FFmpeg's protocol times out itself need no interrupt timeout
+        read_timeout = None if self.source.times_out_reads else config.read_timeout_s
         for number, attempt in enumerate(attempts, 1):
             try:
                 return av.open(
@@ -148,7 +151,7 @@ class Connection:
                     mode="r",
                     format=attempt.format,
                     container_options={**options, **attempt.options},
-                    timeout=(config.open_timeout_s, config.read_timeout_s),
+                    timeout=(config.open_timeout_s, read_timeout),
                     metadata_errors="replace",
                     io_open=attempt.io_open,
                 )
@@ -327,18 +330,20 @@ class Connection:
         rgb = to_rgb(vf, config.max_side, self._sample_aspect)
         fingerprint = sampler.fingerprint(rgb) if sampler is not None else None
         counters.frames_sampled += 1
+        received_at = time.time()
         return LiveFrame(
             frame=Frame(
                 rgb=rgb, index=counters.frames_decoded - 1, timestamp_ms=round(stream_time * 1000)
             ),
             stream_time_s=stream_time,
             pts_s=pts_s,
-            received_at=time.time(),
+            received_at=received_at,
             keyframe=vf.key_frame,
             connection=self.number,
             fingerprint=fingerprint,
             source_width=vf.width,
             source_height=vf.height,
+            sha256=frame_sha256(rgb),
         )
 
     def _wait_until(self, stream_time: float) -> None:

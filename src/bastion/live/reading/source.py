@@ -13,11 +13,12 @@ SRT sources are opened at an address checked just before (:meth:`StreamSource.pi
 
 Every source is opened with a protocol whitelist and a demuxer whitelist of video
 containers (HLS only for HTTP(S) and files, RTSP's own demuxers only for RTSP).
-Timeouts are given twice: as PyAV's interrupt timeouts (open and read, any protocol)
-and as the protocols' own options — ``rw_timeout`` for every FFmpeg network protocol,
-``timeout`` for RTSP and SRT (socket I/O, µs) and ``connect_timeout`` for SRT. RTMP
-takes no ``timeout``: there it means "listen for a publisher". The guarded HTTP client
-has its own (connect: ``open_timeout_s``, each read: ``read_timeout_s``).
+Timeouts are given twice: as PyAV's interrupt timeouts (opening, any protocol; reading,
+HTTP(S) and files only, see :attr:`StreamSource.times_out_reads`) and as the protocols'
+own options — ``rw_timeout`` for every FFmpeg network protocol, ``timeout`` for RTSP
+and SRT (socket I/O, µs) and ``connect_timeout`` for SRT. RTMP takes no ``timeout``:
+there it means "listen for a publisher". The guarded HTTP client has its own (connect:
+``open_timeout_s``, each read: ``read_timeout_s``).
 """
 
 from __future__ import annotations
@@ -139,6 +140,15 @@ class StreamSource:
     def is_http(self) -> bool:
         """Read through Bastion's guarded HTTP client rather than FFmpeg's protocols."""
         return self.protocol in ("http", "https")
+
+    @property
+    def times_out_reads(self) -> bool:
+        """FFmpeg's own protocol times out every read (``rw_timeout``): PyAV's interrupt
+        timeout is not needed for reading, only for opening. (That timeout takes the GIL
+        at each of FFmpeg's frequent interrupt checks, which, over many streams read at
+        once, costs more CPU than the reading.) HTTP(S) sources are read through Python
+        I/O and files have no network: they keep it."""
+        return not self.is_file and not self.is_http
 
     def endpoint(self) -> tuple[str, int]:
         """The host (without brackets) and port a network source connects to."""

@@ -103,3 +103,7 @@ class LiveFrame:
     fingerprint: str | None  # perceptual hash, when the sampler's similarity skip is on
     source_width: int
     source_height: int
+    sha256: str | None = None
+    """The sha256 of ``frame``'s pixels (:func:`~bastion.media.digest.frame_sha256`),
+    computed on the reader's thread so that its consumer does not hash on the event
+    loop; None when the reader did not compute it."""
