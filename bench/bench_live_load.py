@@ -21,6 +21,9 @@ keep running): Explicit Nudity, and URLs to the blocked domain.
 The clip: 40 s at 30 fps with a keyframe every 2 s (x264 veryfast, 2.5 Mbit/s), a
 slow pan over a strip of benign photos, so that every sampled frame differs from the
 last one and is analysed (the worst case for CPU: the similarity skip saves nothing).
+Moderation's cache of frames is off (``dedup.frame_cache_size: 0``): the streams carry
+the same clip, so without that a frame equal to another stream's would be answered
+from the cache instead of analysed.
 During the second half of each loop a QR code to the blocked domain sits in a corner;
 its URL carries the clip's frame number (``?f=NNNN``), so each alert's frame can be
 placed in publishing time. Half the analysed frames raise an alert (the first raise of
@@ -492,6 +495,9 @@ async def _measure(step: Step, clip: Path, args: argparse.Namespace, root: Path)
             "BASTION_ALLOW_PRIVATE_URLS": "1",
             "BASTION_POLICIES_DIR": str(root / "policies"),
             "BASTION_LIVE__READER__DECODE": WAYS[step.decoding],
+            # every sampled frame analysed: the streams carry the same clip, and frames
+            # equal to pixel across streams would otherwise come from moderation's cache
+            "BASTION_DEDUP__FRAME_CACHE_SIZE": "0",
         }
         if step.database == "postgres":  # a schema of its own, dropped afterwards
             env["BASTION_DATABASE_URL"] = stack.enter_context(pg_schema())
