@@ -16,10 +16,10 @@ from bastion.live.thumbnails import encode_thumbnail
 from bastion.media.digest import frame_sha256
 from bastion.media.types import Frame
 from bastion.pipeline.video import frame_image
-from bastion.results import ModerationResult
 from bastion.search.config import SearchConfig
 from bastion.search.feed import SearchFeed
 from tests.support.media import benign_photos
+from tests.support.video import tagged_frame_result
 
 
 def _frame_720p() -> np.ndarray:
@@ -53,37 +53,6 @@ def test_a_thumbnail_is_the_frame_made_small() -> None:
         assert image.mode == "RGB" and image.size == (480, 270)
 
 
-def _result() -> ModerationResult:
-    return ModerationResult.model_validate(
-        {
-            "decision": "allow",
-            "reasons": [],
-            "labels": [],
-            "tags": [],
-            "text": [],
-            "codes": [],
-            "urls": [],
-            "faces": [],
-            "face_count": 0,
-            "hashes": {},
-            "media": {
-                "format": "video frame",
-                "mode": "RGB",
-                "width": 1,
-                "height": 1,
-                "bytes": 1,
-                "frames": 1,
-                "frames_analyzed": 1,
-            },
-            "policy": "p",
-            "policy_version": "1",
-            "timings": [],
-            "total_ms": 0.0,
-            "versions": {},
-        }
-    )
-
-
 async def test_live_frames_are_indexed_on_the_feeds_own_thread() -> None:
     threads: list[str] = []
 
@@ -97,7 +66,7 @@ async def test_live_frames_are_indexed_on_the_feeds_own_thread() -> None:
     feed = SearchFeed(_Indexer())  # type: ignore[arg-type]
     try:
         for at in (1.0, 2.0):
-            assert await feed.frame("t", "cam-1", _result(), at) is True
+            assert await feed.frame("t", "cam-1", tagged_frame_result(), at) is True
     finally:
         feed.close()
     assert len(threads) == 2

@@ -31,7 +31,6 @@ from bastion.jobs.retention import MediaRetention
 from bastion.jobs.tables import Job
 from bastion.pipeline.engine import Engine
 from bastion.policy.model import Policy
-from bastion.results import ModerationResult
 from bastion.runtime.metrics import Metrics
 from bastion.search.config import SearchConfig
 from bastion.search.feed import SearchFeed, frame_signature, transcript_segments
@@ -45,7 +44,7 @@ from tests.support.settings import make_settings, write_config
 from tests.support.speech import encode as encode_audio
 from tests.support.speech import speech_wav
 from tests.support.textimages import banner
-from tests.support.video import QR_URL, fitted, qr_video, with_qr
+from tests.support.video import QR_URL, fitted, qr_video, tagged_frame_result, with_qr
 
 SIGN = "HARBOUR FERRY"
 PAYLOAD = "https://ferry.example/tickets"
@@ -388,45 +387,12 @@ def test_scan_indexes_a_file_under_a_tenant(tmp_path: Path) -> None:
 # --- without models: the bounds and the transcript's labels -------------------------------
 
 
-def _frame(tags: list[str]) -> ModerationResult:
-    return ModerationResult.model_validate(
-        {
-            "decision": "allow",
-            "reasons": [],
-            "labels": [],
-            "tags": [
-                {"name": t, "confidence": 90.0, "analyzer": "labels", "version": "1"} for t in tags
-            ],
-            "text": [],
-            "codes": [],
-            "urls": [],
-            "faces": [],
-            "face_count": 0,
-            "hashes": {},
-            "media": {
-                "format": "JPEG",
-                "mode": "RGB",
-                "width": 1,
-                "height": 1,
-                "bytes": 1,
-                "frames": 1,
-                "frames_analyzed": 1,
-            },
-            "policy": "p",
-            "policy_version": "1",
-            "timings": [],
-            "total_ms": 0.0,
-            "versions": {},
-        }
-    )
-
-
 def test_a_stream_is_indexed_when_it_changes_and_at_most_so_often() -> None:
     class _Indexer:
         config = SearchConfig(stream_min_gap_s=2.0, stream_every_s=60.0)
 
     feed = SearchFeed(_Indexer())  # type: ignore[arg-type]
-    cat, dog = _frame(["cat"]), _frame(["dog"])
+    cat, dog = tagged_frame_result(["cat"]), tagged_frame_result(["dog"])
     assert frame_signature(cat) != frame_signature(dog)
     assert feed.wants_frame("t", "s", cat, 100.0)  # the first frame
     assert not feed.wants_frame("t", "s", cat, 110.0)  # the same picture
@@ -469,15 +435,15 @@ async def test_a_failure_to_index_is_logged_and_counted_never_raised(
 
     metrics = Metrics()
     feed = SearchFeed(_Broken(), metrics=metrics)  # type: ignore[arg-type]
-    assert await feed.image("t", "job_x", _frame(["cat"])) is False
+    assert await feed.image("t", "job_x", tagged_frame_result(["cat"])) is False
     assert "indexing image job_x for search failed" in caplog.text
     failed = metrics.registry.get_sample_value(
         "bastion_search_index_total", {"source": "job", "outcome": "failed"}
     )
     assert failed == 1.0
     # bounded: with one indexing waiting, the next is dropped (and counted)
-    assert feed.submit(feed.image("t", "a", _frame(["cat"])), "job") is True
-    assert feed.submit(feed.image("t", "b", _frame(["cat"])), "job") is False
+    assert feed.submit(feed.image("t", "a", tagged_frame_result(["cat"])), "job") is True
+    assert feed.submit(feed.image("t", "b", tagged_frame_result(["cat"])), "job") is False
     await feed.drain()
     assert feed.pending == 0
     dropped = metrics.registry.get_sample_value(

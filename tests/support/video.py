@@ -184,3 +184,38 @@ def frame_result(
         total_ms=total_ms,
         versions={"fake": "1"} if labels else {},
     )
+
+
+def tagged_frame_result(tags: Iterable[str] = ()) -> ModerationResult:
+    """An allowed 1×1 video frame's result carrying ``tags`` (from ``labels``), for the
+    parts that only read a result (search's feed, the live frame processor)."""
+    return ModerationResult.model_validate(
+        {
+            "decision": "allow",
+            "reasons": [],
+            "labels": [],
+            "tags": [
+                {"name": t, "confidence": 90.0, "analyzer": "labels", "version": "1"} for t in tags
+            ],
+            "text": [],
+            "codes": [],
+            "urls": [],
+            "faces": [],
+            "face_count": 0,
+            "hashes": {},
+            "media": {
+                "format": "video frame",
+                "mode": "RGB",
+                "width": 1,
+                "height": 1,
+                "bytes": 1,
+                "frames": 1,
+                "frames_analyzed": 1,
+            },
+            "policy": "p",
+            "policy_version": "1",
+            "timings": [],
+            "total_ms": 0.0,
+            "versions": {},
+        }
+    )
