@@ -12,6 +12,7 @@ probabilities move by up to 0.29 and the embedding's median cosine to float is 0
 from __future__ import annotations
 
 import os
+import platform
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -24,12 +25,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from bastion.analyzers.base import RuntimeContext
 from bastion.analyzers.labels import INT8_RECIPE, LabelsAnalyzer, LabelsConfig, _softmax
 from bastion.analyzers.nsfw import OPEN_NSFW, NsfwAnalyzer, NsfwConfig, open_nsfw_path
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput
 from bastion.runtime import quantize
+from bastion.runtime.config import RuntimeConfig
 from bastion.runtime.quantize import QuantRecipe, calibration_frames, quantized_model
 from tests.support.analyzer_contract import context
 from tests.support.media import benign_photos, opencv_doc_photos
@@ -133,6 +136,57 @@ def test_new_source_or_recipe_gets_its_own_file(tmp_path: Path) -> None:
     assert RECIPE.key != other.key and RECIPE.tag.startswith("int8-")
 
 
+def _weight_range(model: Path | bytes) -> int:
+    """The largest absolute int8 weight in a quantised model."""
+    proto = onnx.load(str(model)) if isinstance(model, Path) else onnx.load_from_string(model)
+    weights = [
+        numpy_helper.to_array(t)
+        for t in proto.graph.initializer
+        if t.data_type == TensorProto.INT8 and t.dims
+    ]
+    assert weights
+    return max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
+
+
+def test_seven_bit_weights_are_their_own_file_within_seven_bits(tmp_path: Path) -> None:
+    source = _tiny_model(tmp_path / "tiny.onnx")
+    seven = QuantRecipe(method="minmax", weight_bits=7)
+    eight = quantized_model(source, tmp_path, "tiny", _Calibration(), RECIPE)
+    narrow = quantized_model(source, tmp_path, "tiny", _Calibration(), seven)
+    assert eight != narrow and seven.key != RECIPE.key
+    assert _weight_range(eight) > 64  # per-channel weights use the whole int8 range
+    assert _weight_range(narrow) <= 64
+    _runs(narrow)
+
+
+def test_weight_width_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    def cpu(machine: str, *flags: str) -> None:
+        monkeypatch.setattr(platform, "machine", lambda: machine)
+        monkeypatch.setattr(quantize, "_cpu_flags", lambda: frozenset(flags))
+
+    cpu("x86_64", "avx2", "fma")  # int8 products summed in 16 bits: saturates
+    assert quantize.weight_bits() == 7 and RECIPE.for_cpu().weight_bits == 7
+    assert quantize.weight_bits("8bit") == 8
+    for vnni in ("avx512_vnni", "avx_vnni", "amx_int8"):
+        cpu("x86_64", "avx2", vnni)
+        assert quantize.weight_bits() == 8
+        assert quantize.weight_bits("7bit") == 7
+    cpu("x86_64")  # flags unknown: the safe width
+    assert quantize.weight_bits() == 7
+    cpu("aarch64")
+    assert quantize.weight_bits() == 8
+    assert RECIPE.for_cpu("7bit") == QuantRecipe(method="minmax", weight_bits=7)
+
+
+def test_cpu_flags_are_read_where_linux_lists_them() -> None:
+    if not Path("/proc/cpuinfo").is_file():
+        pytest.skip("no /proc/cpuinfo on this system")
+    flags = quantize._cpu_flags()
+    assert flags and all(f == f.strip() and f for f in flags)
+    if platform.machine() == "x86_64":
+        assert {"sse2", "avx"} <= flags
+
+
 def test_unwritable_cache_builds_in_memory(tmp_path: Path) -> None:
     source = _tiny_model(tmp_path / "tiny.onnx")
     blocker = tmp_path / "file"
@@ -234,7 +288,13 @@ def test_versions_name_the_precision() -> None:
     assert "int8" in q8.model_versions()[OPEN_NSFW]
     assert "int8" not in fl.model_versions()[OPEN_NSFW]
     lf, lq = labels("float32"), labels("int8")
-    assert lq.version == f"{lf.version}-{INT8_RECIPE.tag}"
+    assert lq.recipe == INT8_RECIPE.for_cpu() and lf.recipe is None
+    assert lq.version == f"{lf.version}-{INT8_RECIPE.for_cpu().tag}"
+    int8 = LabelsConfig(precision="int8")
+    seven = LabelsAnalyzer(int8, RuntimeContext(RuntimeConfig(int8_weights="7bit")))
+    eight = LabelsAnalyzer(int8, RuntimeContext(RuntimeConfig(int8_weights="8bit")))
+    assert seven.version != eight.version
+    assert eight.version == f"{lf.version}-{INT8_RECIPE.tag}"  # 8 bits: the key it always had
 
 
 @pytest.mark.models

@@ -196,7 +196,14 @@ class LabelsAnalyzer(FrameAnalyzer[LabelsConfig, Preprocessed]):
         return self._version
 
     def _precise(self, weights_version: str) -> str:
-        return versioned(weights_version, INT8_RECIPE if self.config.precision == "int8" else None)
+        return versioned(weights_version, self.recipe)
+
+    @property
+    def recipe(self) -> QuantRecipe | None:
+        """The int8 recipe the model runs with on this CPU, or None when it runs in float."""
+        if self.config.precision != "int8":
+            return None
+        return INT8_RECIPE.for_cpu(self.context.runtime.int8_weights)
 
     @property
     def provider(self) -> str | None:
@@ -237,13 +244,15 @@ class LabelsAnalyzer(FrameAnalyzer[LabelsConfig, Preprocessed]):
 
     def _quantized(self, model: Path | bytes) -> Path | bytes:
         """The int8 copy of the exported model (see :mod:`bastion.runtime.quantize`)."""
-        cache_dir = self.context.cache_dir
+        cache_dir, recipe = self.context.cache_dir, self.recipe
+        if recipe is None:
+            return model
         if isinstance(model, Path):
-            return quantized_model(model, cache_dir, MODEL_NAME, self._calibration, INT8_RECIPE)
+            return quantized_model(model, cache_dir, MODEL_NAME, self._calibration, recipe)
         with tempfile.TemporaryDirectory() as tmp:  # no cache: quantise from a private copy
             source = Path(tmp) / f"{MODEL_NAME}.onnx"
             source.write_bytes(model)
-            return quantized_model(source, cache_dir, MODEL_NAME, self._calibration, INT8_RECIPE)
+            return quantized_model(source, cache_dir, MODEL_NAME, self._calibration, recipe)
 
     def _calibration(self) -> list[Preprocessed]:
         # the default input size whatever the settings: one model per recipe

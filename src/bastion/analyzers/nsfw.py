@@ -346,8 +346,10 @@ class NsfwAnalyzer(FrameAnalyzer[NsfwConfig, NsfwInput]):
     def _recipe(self, model: str) -> QuantRecipe | None:
         """The int8 recipe the model runs with, or None when it runs in float."""
         if model == OPEN_NSFW:
-            return OPEN_NSFW_RECIPE if self.config.open_nsfw_precision == "int8" else None
-        return SAFETY_RECIPE if self.config.safety_precision == "int8" else None
+            recipe = OPEN_NSFW_RECIPE if self.config.open_nsfw_precision == "int8" else None
+        else:
+            recipe = SAFETY_RECIPE if self.config.safety_precision == "int8" else None
+        return None if recipe is None else recipe.for_cpu(self.context.runtime.int8_weights)
 
     @property
     def version(self) -> str:

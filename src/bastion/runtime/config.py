@@ -223,6 +223,13 @@ class RuntimeConfig(BaseModel):
         description="Let onnxruntime worker threads spin while idle: a little lower latency for "
         "a lone request, but wasted CPU when several models run at once (the usual case).",
     )
+    int8_weights: Literal["auto", "8bit", "7bit"] = Field(
+        "auto",
+        description="Width of int8 models' weights. x86 CPUs without VNNI (AVX2 only) sum "
+        "int8 products in 16 bits, which saturates with full 8-bit weights and moves scores "
+        "far from the float model's: 7 bits there. auto: 8 bits where the CPU has VNNI "
+        "(or is not x86), 7 otherwise. Each width is its own cached model and version.",
+    )
     device_id: int = Field(0, ge=0, description="GPU index for the CUDA/TensorRT providers.")
     gpu_mem_limit_mb: int | None = Field(
         None,
