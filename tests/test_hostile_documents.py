@@ -28,6 +28,7 @@ from bastion.errors import BastionError
 from bastion.pipeline.engine import Engine
 from bastion.results import Code, TextLine, UrlOrigin
 from bastion.rules.compiled import compile_rule_set
+from bastion.rules.errors import RulesError
 from bastion.rules.evaluate import explain
 from bastion.rules.loader import parse_rule_set
 from tests.support.app import Api, running
@@ -309,6 +310,32 @@ async def test_documents_with_many_rules_are_refused_quickly(api: Api, n: int) -
             assert len(error.get("details", {}).get("errors", [])) <= 50
         r = await timed(c.post("/v1/rules/import", content=document, headers=json_headers(admin)))
         refused(r, "invalid_rules", "rules_too_large", statuses=(413, 422))
+
+
+def test_a_refused_document_leaves_no_young_garbage_to_walk() -> None:
+    """What a parse allocated while the collector was held off is not left in the young
+    generations, whose next collection would walk all of it at once while holding the
+    interpreter (50-75 ms for a document at the value limit)."""
+    walked: list[int] = []
+
+    def young_collections(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] < 2:
+            walked.append(sum(len(gc.get_objects(g)) for g in range(info["generation"] + 1)))
+
+    assert gc.isenabled()
+    gc.collect()
+    gc.callbacks.append(young_collections)
+    try:
+        with pytest.raises(RulesError) as refused_error:
+            parse_rule_set(many_rules(15_000))
+        assert refused_error.value.code == "rules_too_large"
+        del refused_error  # the error holds what was parsed so far
+        for _ in range(2_000):  # allocations that set off young collections
+            [object()]
+        gc.collect(1)
+    finally:
+        gc.callbacks.remove(young_collections)
+    assert walked and max(walked) < 20_000, walked  # the document made some 10^5 objects
 
 
 async def test_many_errors_are_listed_up_to_a_bound(api: Api) -> None:
