@@ -57,7 +57,7 @@ def test_failing_gpu_provider_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch)
     real = ort.InferenceSession
     calls: list[Any] = []
 
-    def session(model: Any, sess_options: Any = None, providers: Any = None) -> Any:
+    def session(model: Any, sess_options: Any = None, providers: Any = None, **kw: Any) -> Any:
         calls.append(providers)
         if providers != ["CPUExecutionProvider"]:
             raise RuntimeError("CUDA driver not found")
@@ -74,7 +74,69 @@ def test_failing_gpu_provider_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch)
     assert out.tolist() == [[0.0, 0.5, 2.0]]
 
 
+def test_failing_tensorrt_leaves_cuda_with_its_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    real = ort.InferenceSession
+    calls: list[Any] = []
+
+    def session(model: Any, sess_options: Any = None, providers: Any = None, **kw: Any) -> Any:
+        calls.append((providers, kw))
+        if providers[0][0] == "TensorrtExecutionProvider":
+            raise RuntimeError("libnvinfer.so.10: cannot open shared object file")
+        return real(model, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(
+        ort,
+        "get_available_providers",
+        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    config = RuntimeConfig(cache_dir=tmp_path, device_id=1, gpu_mem_limit_mb=512)
+    bort.create_session(tiny_model(), config)
+    assert len(calls) == 2
+    # onnxruntime's own fallback is off: it would retry on CUDA without these options
+    assert all(kw.get("enable_fallback") == 0 for _, kw in calls)
+    cuda, cpu = calls[1][0]
+    assert cuda[0] == "CUDAExecutionProvider" and cpu == "CPUExecutionProvider"
+    assert cuda[1]["device_id"] == 1 and cuda[1]["gpu_mem_limit"] == 512 * 1024 * 1024
+
+
 def test_session_threads_follow_config() -> None:
     sess = bort.create_session(tiny_model(), RuntimeConfig(intra_op_threads=1))
     assert sess.get_session_options().intra_op_num_threads == 1
     onnx.checker.check_model(onnx.load_from_string(tiny_model()))
+
+
+def test_gpu_libraries_are_preloaded_once_and_only_for_gpu_providers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    preloads: list[str] = []
+
+    def preload() -> None:
+        preloads.append("preload")
+        print("WARNING: cuDNN not found")  # what onnxruntime says goes to the log, not stdout
+
+    monkeypatch.setattr(ort, "preload_dlls", preload, raising=False)
+    bort._load_gpu_libraries.cache_clear()
+    try:
+        bort.create_session(tiny_model(), RuntimeConfig(providers=["cpu"]))
+        assert preloads == []
+        monkeypatch.setattr(
+            ort,
+            "get_available_providers",
+            lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        )
+        real = ort.InferenceSession
+        monkeypatch.setattr(
+            ort,
+            "InferenceSession",
+            lambda model, sess_options=None, providers=None, **kw: real(
+                model, sess_options=sess_options, providers=["CPUExecutionProvider"]
+            ),
+        )
+        for _ in range(3):
+            bort.create_session(tiny_model(), RuntimeConfig())
+        assert preloads == ["preload"]
+    finally:
+        bort._load_gpu_libraries.cache_clear()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +50,31 @@ def select_providers(config: RuntimeConfig) -> list[str | tuple[str, dict[str, A
     return chosen
 
 
+@cache
+def _load_gpu_libraries() -> None:
+    """Load the CUDA and cuDNN libraries of pip's ``nvidia-*`` packages, once, so that a
+    pip-installed onnxruntime-gpu finds them without ``LD_LIBRARY_PATH`` (onnxruntime's
+    own ``preload_dlls``; it does nothing for a CPU build, and libraries it cannot find
+    are left to the system's search path)."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(said):  # it prints its warnings
+            preload()
+    except Exception:  # a failed preload leaves the system's search path
+        log.info("onnxruntime could not preload the CUDA libraries", exc_info=True)
+    if said.getvalue().strip():
+        log.info("onnxruntime preloading CUDA libraries: %s", said.getvalue().strip())
+
+
 def create_session(model: Path | bytes, config: RuntimeConfig) -> ort.InferenceSession:
-    """An InferenceSession tuned for the cores available; falls back to CPU on provider errors."""
+    """An InferenceSession tuned for the cores available, on the first configured provider
+    that starts: one that fails (TensorRT without its libraries, CUDA without a driver)
+    is dropped and the next is tried with its own options, down to the CPU. (onnxruntime's
+    own fallback is off: it retries TensorRT's failure on CUDA without the CUDA options,
+    losing the device and the memory cap.)"""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = config.threads()
     opts.inter_op_num_threads = 1
@@ -59,13 +85,29 @@ def create_session(model: Path | bytes, config: RuntimeConfig) -> ort.InferenceS
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
     source = str(model) if isinstance(model, Path) else model
     providers = select_providers(config)
-    try:
-        return ort.InferenceSession(source, sess_options=opts, providers=providers)
-    except Exception:  # a GPU provider that fails to initialise must not take the service down
-        if providers == ["CPUExecutionProvider"]:
-            raise
-        log.warning("GPU execution providers failed; falling back to CPU", exc_info=True)
-        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+    if providers != ["CPUExecutionProvider"]:
+        _load_gpu_libraries()
+    failed: list[str] = []
+    for first in range(len(providers)):
+        attempt = providers[first:]
+        try:
+            session = ort.InferenceSession(
+                source, sess_options=opts, providers=attempt, enable_fallback=0
+            )
+        except Exception as exc:  # a GPU provider that fails must not take the service down
+            if attempt == ["CPUExecutionProvider"]:
+                raise
+            name = attempt[0][0] if isinstance(attempt[0], tuple) else attempt[0]
+            failed.append(f"{name}: {str(exc).strip()[:300]}")
+            continue
+        if failed:
+            log.warning(
+                "execution providers failed, running on %s: %s",
+                active_provider(session),
+                "; ".join(failed),
+            )
+        return session
+    raise AssertionError("unreachable: the CPU provider is always last")
 
 
 def active_provider(session: ort.InferenceSession) -> str:
