@@ -15,7 +15,7 @@ import os
 import platform
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,13 @@ from PIL import Image
 
 from bastion.analyzers.base import RuntimeContext
 from bastion.analyzers.labels import INT8_RECIPE, LabelsAnalyzer, LabelsConfig, _softmax
-from bastion.analyzers.nsfw import OPEN_NSFW, NsfwAnalyzer, NsfwConfig, open_nsfw_path
+from bastion.analyzers.nsfw import (
+    OPEN_NSFW,
+    OPEN_NSFW_RECIPE,
+    NsfwAnalyzer,
+    NsfwConfig,
+    open_nsfw_path,
+)
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput
@@ -295,6 +301,29 @@ def test_versions_name_the_precision() -> None:
     eight = LabelsAnalyzer(int8, RuntimeContext(RuntimeConfig(int8_weights="8bit")))
     assert seven.version != eight.version
     assert eight.version == f"{lf.version}-{INT8_RECIPE.tag}"  # 8 bits: the key it always had
+
+
+@pytest.mark.models
+def test_int8_settings_run_float_where_a_gpu_provider_is_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+
+    def analyzers(**runtime: Any) -> tuple[NsfwAnalyzer, LabelsAnalyzer]:
+        ctx = RuntimeContext(RuntimeConfig(cache_dir=tmp_path, **runtime))
+        return NsfwAnalyzer(NsfwConfig(), ctx), LabelsAnalyzer(LabelsConfig(precision="int8"), ctx)
+
+    on_gpu, labels_on_gpu = analyzers()
+    assert on_gpu._recipe(OPEN_NSFW) is None and labels_on_gpu.recipe is None
+    assert "int8" not in on_gpu.model_versions()[OPEN_NSFW]
+    assert on_gpu.version == nsfw("float32").version  # the float model's results and cache
+    kept, labels_kept = analyzers(int8_on_gpu=True)
+    assert kept._recipe(OPEN_NSFW) == OPEN_NSFW_RECIPE.for_cpu()
+    assert labels_kept.recipe == INT8_RECIPE.for_cpu()
+    cpu_only, labels_cpu = analyzers(providers=["cpu"])
+    assert "int8" in cpu_only.model_versions()[OPEN_NSFW] and labels_cpu.recipe is not None
 
 
 @pytest.mark.models

@@ -33,7 +33,13 @@ from bastion.analyzers.base import AnalyzerConfig, FrameAnalyzer, RuntimeContext
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput, Label, Tag
-from bastion.runtime.quantize import QuantRecipe, calibration_frames, quantized_model, versioned
+from bastion.runtime.quantize import (
+    QuantRecipe,
+    calibration_frames,
+    int8_recipe,
+    quantized_model,
+    versioned,
+)
 
 MODEL_NAME = "efficientnet-lite0"
 NUM_CLASSES = 1000
@@ -200,10 +206,11 @@ class LabelsAnalyzer(FrameAnalyzer[LabelsConfig, Preprocessed]):
 
     @property
     def recipe(self) -> QuantRecipe | None:
-        """The int8 recipe the model runs with on this CPU, or None when it runs in float."""
+        """The int8 recipe the model runs with under this runtime, or None when it runs in
+        float (precision float32, or a GPU provider without runtime.int8_on_gpu)."""
         if self.config.precision != "int8":
             return None
-        return INT8_RECIPE.for_cpu(self.context.runtime.int8_weights)
+        return int8_recipe(INT8_RECIPE, self.context.runtime)
 
     @property
     def provider(self) -> str | None:

@@ -52,8 +52,10 @@ at batch 1 and 2–4× at batch 8 (open_nsfw float 14–21 ms/image, int8 5–7)
 the 99 offline benign photos P(nsfw) moved by at most 0.03 (the combined score by
 0.015) with the same labels at policy thresholds. image-safety-classifier-s stays
 float by default (``safety_precision``): its attention blocks lose too much in int8
-(its raw NSFW probability moved by up to 0.24). The analyzer's version names the
-precision, so cached results of one are never served for the other.
+(its raw NSFW probability moved by up to 0.24). Where a GPU provider is configured,
+int8 settings run the float model (``runtime.int8_on_gpu`` to keep int8 there): on
+CUDA it was faster and closer to the CPU. The analyzer's version names the precision it
+really runs, so cached results of one are never served for the other.
 """
 
 from __future__ import annotations
@@ -80,7 +82,13 @@ from bastion.errors import AnalyzerUnavailable
 from bastion.media.types import Frame
 from bastion.policy import taxonomy
 from bastion.results import AnalyzerOutput, Label
-from bastion.runtime.quantize import QuantRecipe, calibration_frames, quantized_model, versioned
+from bastion.runtime.quantize import (
+    QuantRecipe,
+    calibration_frames,
+    int8_recipe,
+    quantized_model,
+    versioned,
+)
 
 FloatArray = npt.NDArray[np.float32]
 Anchors = list[tuple[float, float]]
@@ -349,7 +357,7 @@ class NsfwAnalyzer(FrameAnalyzer[NsfwConfig, NsfwInput]):
             recipe = OPEN_NSFW_RECIPE if self.config.open_nsfw_precision == "int8" else None
         else:
             recipe = SAFETY_RECIPE if self.config.safety_precision == "int8" else None
-        return None if recipe is None else recipe.for_cpu(self.context.runtime.int8_weights)
+        return None if recipe is None else int8_recipe(recipe, self.context.runtime)
 
     @property
     def version(self) -> str:

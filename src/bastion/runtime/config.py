@@ -230,6 +230,12 @@ class RuntimeConfig(BaseModel):
         "far from the float model's: 7 bits there. auto: 8 bits where the CPU has VNNI "
         "(or is not x86), 7 otherwise. Each width is its own cached model and version.",
     )
+    int8_on_gpu: bool = Field(
+        False,
+        description="Run analyzers set to int8 precision in int8 also where a GPU provider "
+        "(CUDA, TensorRT) is configured and available. Off: they run their float model there, "
+        "which on CUDA was both faster and closer to the CPU's outputs (bench/RESULTS.md).",
+    )
     device_id: int = Field(0, ge=0, description="GPU index for the CUDA/TensorRT providers.")
     gpu_mem_limit_mb: int | None = Field(
         None,

@@ -50,6 +50,12 @@ def select_providers(config: RuntimeConfig) -> list[str | tuple[str, dict[str, A
     return chosen
 
 
+def gpu_configured(config: RuntimeConfig) -> bool:
+    """Whether sessions will be offered a GPU provider first (configured and in this
+    onnxruntime build)."""
+    return select_providers(config)[0] != "CPUExecutionProvider"
+
+
 @cache
 def _load_gpu_libraries() -> None:
     """Load the CUDA and cuDNN libraries of pip's ``nvidia-*`` packages, once, so that a

@@ -48,6 +48,7 @@ from PIL import Image
 
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.digest import source_sha256
+from bastion.runtime.config import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,17 @@ class QuantRecipe:
     def tag(self) -> str:
         """What an analyzer adds to its version when it runs this recipe's model."""
         return f"int8-{self.key}"
+
+
+def int8_recipe(recipe: QuantRecipe, runtime: RuntimeConfig) -> QuantRecipe | None:
+    """The recipe an analyzer set to int8 runs with under ``runtime``: this CPU's weight
+    width, or None (its float model) where a GPU provider is configured, unless
+    ``runtime.int8_on_gpu``."""
+    from bastion.runtime.onnx import gpu_configured
+
+    if not runtime.int8_on_gpu and gpu_configured(runtime):
+        return None
+    return recipe.for_cpu(runtime.int8_weights)
 
 
 def versioned(version: str, recipe: QuantRecipe | None) -> str:
