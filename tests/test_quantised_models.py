@@ -7,12 +7,15 @@ moves by at most 0.03 (bound 0.05), the combined sexual-content score by 0.014 (
 up) are the same on every photo. EfficientNet-Lite0 in int8 (not the default) keeps the
 top-1 class on 87 of 99 photos and 45 of the 47 where float's top-1 is at least 0.3,
 probabilities move by up to 0.29 and the embedding's median cosine to float is 0.99.
+These hold where int8 runs by default: CPUs whose int8 kernels are exact (x86 with
+VNNI); on x86 without VNNI the float models run (see :mod:`bastion.runtime.quantize`).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +42,13 @@ from bastion.media.types import Frame
 from bastion.results import AnalyzerOutput
 from bastion.runtime import quantize
 from bastion.runtime.config import RuntimeConfig
-from bastion.runtime.quantize import QuantRecipe, calibration_frames, quantized_model
+from bastion.runtime.quantize import (
+    QuantRecipe,
+    calibration_frames,
+    int8_recipe,
+    quantized_model,
+    versioned,
+)
 from tests.support.analyzer_contract import context
 from tests.support.media import benign_photos, opencv_doc_photos
 
@@ -171,17 +180,19 @@ def test_weight_width_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(quantize, "_cpu_flags", lambda: frozenset(flags))
 
     cpu("x86_64", "avx2", "fma")  # int8 products summed in 16 bits: saturates
-    assert quantize.weight_bits() == 7 and RECIPE.for_cpu().weight_bits == 7
-    assert quantize.weight_bits("8bit") == 8
+    assert quantize.weight_bits() is None
+    assert int8_recipe(RECIPE, RuntimeConfig(providers=["cpu"])) is None  # float runs
+    assert quantize.weight_bits("8bit") == 8 and quantize.weight_bits("7bit") == 7
+    forced = int8_recipe(RECIPE, RuntimeConfig(providers=["cpu"], int8_weights="7bit"))
+    assert forced == QuantRecipe(method="minmax", weight_bits=7)
     for vnni in ("avx512_vnni", "avx_vnni", "amx_int8"):
         cpu("x86_64", "avx2", vnni)
         assert quantize.weight_bits() == 8
-        assert quantize.weight_bits("7bit") == 7
-    cpu("x86_64")  # flags unknown: the safe width
-    assert quantize.weight_bits() == 7
+        assert int8_recipe(RECIPE, RuntimeConfig(providers=["cpu"])) == RECIPE
+    cpu("x86_64")  # flags unknown: not known to be exact
+    assert quantize.weight_bits() is None
     cpu("aarch64")
     assert quantize.weight_bits() == 8
-    assert RECIPE.for_cpu("7bit") == QuantRecipe(method="minmax", weight_bits=7)
 
 
 def test_cpu_flags_are_read_where_linux_lists_them() -> None:
@@ -276,6 +287,9 @@ def _at_policy(out: AnalyzerOutput) -> list[str]:
 def test_open_nsfw_int8_is_the_default_and_agrees_on_camera_photos() -> None:
     assert NsfwConfig().open_nsfw_precision == "int8"
     assert NsfwConfig().safety_precision == "float32"
+    # int8 where this CPU's int8 kernels are exact; elsewhere the float model runs
+    exact = quantize.weight_bits() is not None
+    assert ("int8" in nsfw("default").model_versions()[OPEN_NSFW]) == exact
     _check_nsfw_agreement(list(benign_photos()))
 
 
@@ -289,13 +303,19 @@ def test_open_nsfw_int8_agrees_on_every_offline_photo() -> None:
 
 @pytest.mark.models
 def test_versions_name_the_precision() -> None:
-    fl, q8 = nsfw("float32"), nsfw("default")
+    forced = RuntimeContext(RuntimeConfig(int8_weights="8bit"))  # int8 on any CPU
+    fl = NsfwAnalyzer(NsfwConfig(open_nsfw_precision="float32"), forced)
+    q8 = NsfwAnalyzer(NsfwConfig(), forced)
     assert fl.version != q8.version
     assert "int8" in q8.model_versions()[OPEN_NSFW]
     assert "int8" not in fl.model_versions()[OPEN_NSFW]
+    assert fl.version == nsfw("float32").version
+    # the default settings run what this CPU does exactly, and say so
+    exact = quantize.weight_bits() is not None
+    assert nsfw("default").version == (q8.version if exact else fl.version)
     lf, lq = labels("float32"), labels("int8")
-    assert lq.recipe == INT8_RECIPE.for_cpu() and lf.recipe is None
-    assert lq.version == f"{lf.version}-{INT8_RECIPE.for_cpu().tag}"
+    assert lq.recipe == int8_recipe(INT8_RECIPE, RuntimeConfig()) and lf.recipe is None
+    assert lq.version == versioned(lf.version, lq.recipe)  # lf.version: the float weights'
     int8 = LabelsConfig(precision="int8")
     seven = LabelsAnalyzer(int8, RuntimeContext(RuntimeConfig(int8_weights="7bit")))
     eight = LabelsAnalyzer(int8, RuntimeContext(RuntimeConfig(int8_weights="8bit")))
@@ -319,10 +339,10 @@ def test_int8_settings_run_float_where_a_gpu_provider_is_configured(
     assert on_gpu._recipe(OPEN_NSFW) is None and labels_on_gpu.recipe is None
     assert "int8" not in on_gpu.model_versions()[OPEN_NSFW]
     assert on_gpu.version == nsfw("float32").version  # the float model's results and cache
-    kept, labels_kept = analyzers(int8_on_gpu=True)
-    assert kept._recipe(OPEN_NSFW) == OPEN_NSFW_RECIPE.for_cpu()
-    assert labels_kept.recipe == INT8_RECIPE.for_cpu()
-    cpu_only, labels_cpu = analyzers(providers=["cpu"])
+    kept, labels_kept = analyzers(int8_on_gpu=True, int8_weights="7bit")
+    assert kept._recipe(OPEN_NSFW) == replace(OPEN_NSFW_RECIPE, weight_bits=7)
+    assert labels_kept.recipe == replace(INT8_RECIPE, weight_bits=7)
+    cpu_only, labels_cpu = analyzers(providers=["cpu"], int8_weights="7bit")
     assert "int8" in cpu_only.model_versions()[OPEN_NSFW] and labels_cpu.recipe is not None
 
 
@@ -331,6 +351,7 @@ def test_int8_settings_run_float_where_a_gpu_provider_is_configured(
 def test_labels_int8_agrees_with_float_within_its_bounds() -> None:
     photos = offline_photos()
     lf, lq = labels("float32"), labels("int8")
+    assert (lq.recipe is not None) == (quantize.weight_bits() is not None)
     x = np.stack([lf.preprocess(Frame(rgb=photos[n])) for n in photos])
 
     def run(a: LabelsAnalyzer) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
@@ -357,7 +378,9 @@ def test_labels_int8_agrees_with_float_within_its_bounds() -> None:
 
 @pytest.mark.models
 def test_damaged_cached_int8_model_is_rebuilt_by_the_analyzer(tmp_path: Path) -> None:
-    first = NsfwAnalyzer(NsfwConfig(), context(tmp_path))
+    # int8 whatever this CPU (the default runs float on x86 CPUs without VNNI)
+    forced = RuntimeContext(RuntimeConfig(cache_dir=tmp_path, int8_weights="8bit"))
+    first = NsfwAnalyzer(NsfwConfig(), forced)
     first.load()
     (built,) = (tmp_path / "int8").glob("open-nsfw-*.onnx")
     source = open_nsfw_path()
@@ -365,10 +388,10 @@ def test_damaged_cached_int8_model_is_rebuilt_by_the_analyzer(tmp_path: Path) ->
     built.write_bytes(built.read_bytes()[: built.stat().st_size // 2])
     os.utime(built, (0, 0))
 
-    again = NsfwAnalyzer(NsfwConfig(), context(tmp_path))
+    again = NsfwAnalyzer(NsfwConfig(), forced)
     again.load()  # would raise on the truncated file if it were loaded as is
     assert quantize.is_valid(built) and built.stat().st_mtime > 0
     photo = Frame(rgb=benign_photos()["skimage-astronaut"])
     (out,) = again.analyze([again.preprocess(photo)])
-    (ref,) = nsfw("default").analyze([again.preprocess(photo)])
+    (ref,) = first.analyze([first.preprocess(photo)])
     assert out.extra["open_nsfw"] == pytest.approx(ref.extra["open_nsfw"], abs=1e-6)

@@ -225,10 +225,11 @@ class RuntimeConfig(BaseModel):
     )
     int8_weights: Literal["auto", "8bit", "7bit"] = Field(
         "auto",
-        description="Width of int8 models' weights. x86 CPUs without VNNI (AVX2 only) sum "
-        "int8 products in 16 bits, which saturates with full 8-bit weights and moves scores "
-        "far from the float model's: 7 bits there. auto: 8 bits where the CPU has VNNI "
-        "(or is not x86), 7 otherwise. Each width is its own cached model and version.",
+        description="Int8 on this CPU. auto: 8-bit weights where int8 dot products are exact "
+        "(x86 with VNNI or AMX, other architectures); on x86 CPUs without VNNI (AVX2 only), "
+        "whose kernels sum int8 products in 16 bits and saturate, analyzers set to int8 run "
+        "their float model. 7bit: int8 there anyway with 7-bit weights (exact, but scores "
+        "drift further from float); 8bit: full-range weights everywhere.",
     )
     int8_on_gpu: bool = Field(
         False,

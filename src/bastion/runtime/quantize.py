@@ -9,13 +9,16 @@ beside it holding the file's own sha256, so a new source model or a changed reci
 a new file, and a truncated or altered one is noticed and rebuilt rather than loaded.
 A read-only cache gets the model built in memory instead.
 
-Weights use 8 bits where the CPU's int8 dot products cannot overflow and 7 (the
-quantiser's ``reduce_range``) on x86 CPUs without VNNI (:func:`weight_bits`): their AVX2
-kernels add pairs of uint8 x int8 products in 16 bits, which saturates with full-range
-weights. Measured on such a CPU with 8 bits, open_nsfw's score moved by up to 0.075 on
-the offline photos and the labels model kept its top-1 class on 2/3 of them; on a CPU
-with VNNI, 7 bits cost precision for nothing (top-1 kept on 72% of the photos against
-88% with 8 bits), so each width is used only where it is the better one.
+Int8 runs where the CPU's int8 dot products are exact: x86 CPUs with VNNI (or AMX), and
+CPUs that are not x86 (:func:`weight_bits`). The AVX2 kernels of x86 CPUs without VNNI
+add pairs of uint8 x int8 products in 16 bits, which saturates with full-range weights:
+measured on such a CPU, open_nsfw's score moved by up to 0.075 on the offline photos
+(bound 0.05) and the labels model kept its top-1 class on 2/3 of them (bound 80 %).
+The quantiser's cure, 7-bit weights (``reduce_range``), is exact there but loses
+precision everywhere: open_nsfw moved by up to 0.0498 and the labels model kept its
+top-1 on 72 % of the photos. So on such CPUs analyzers set to int8 run their float
+model unless ``runtime.int8_weights`` forces ``7bit`` (or ``8bit``); each width is its
+own cached model and version, and 8-bit recipes keep the keys they always had.
 
 Calibration inputs are only made when a build is needed. :func:`calibration_frames`
 gives the photos the bundled analyzers calibrate on: the two sample photos that ship
@@ -78,14 +81,15 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def weight_bits(setting: WeightsSetting = "auto") -> Literal[7, 8]:
-    """Bits of int8 weights for this CPU: 7 on x86 without VNNI (or where the flags cannot
-    be read), 8 elsewhere; ``8bit``/``7bit`` force one."""
+def weight_bits(setting: WeightsSetting = "auto") -> Literal[7, 8] | None:
+    """Bits of int8 weights on this CPU: 8 where its int8 dot products are exact, None
+    (run the float model) on x86 without VNNI or where the flags cannot be read;
+    ``8bit``/``7bit`` force one."""
     if setting != "auto":
         return 8 if setting == "8bit" else 7
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
         return 8  # the 16-bit sums are x86's AVX2 kernels' alone
-    return 8 if _cpu_flags() & _VNNI_FLAGS else 7
+    return 8 if _cpu_flags() & _VNNI_FLAGS else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +100,13 @@ class QuantRecipe:
         calibration activations, robust to one outlying frame; slower to calibrate) or
         ``minmax``. ``op_types`` limits quantisation to these operator types (empty: all
         that onnxruntime's quantiser supports). ``calibration`` names the calibration set.
-    ``weight_bits`` is 8, or 7 for CPUs whose int8 kernels saturate (:meth:`for_cpu`).
+    ``weight_bits`` is 8, or 7 (the quantiser's ``reduce_range``; see the module notes).
     """
 
     method: Literal["percentile", "minmax"] = "percentile"
     op_types: tuple[str, ...] = ()
     calibration: str = CALIBRATION_SET
     weight_bits: Literal[7, 8] = 8
-
-    def for_cpu(self, setting: WeightsSetting = "auto") -> QuantRecipe:
-        """This recipe with the weight width the runtime setting picks (:func:`weight_bits`)."""
-        return replace(self, weight_bits=weight_bits(setting))
 
     @property
     def key(self) -> str:
@@ -125,14 +125,15 @@ class QuantRecipe:
 
 
 def int8_recipe(recipe: QuantRecipe, runtime: RuntimeConfig) -> QuantRecipe | None:
-    """The recipe an analyzer set to int8 runs with under ``runtime``: this CPU's weight
-    width, or None (its float model) where a GPU provider is configured, unless
-    ``runtime.int8_on_gpu``."""
+    """The recipe an analyzer set to int8 runs with under ``runtime`` (its weights as wide
+    as :func:`weight_bits` says), or None for its float model: on CPUs whose int8 kernels
+    are not exact, and where a GPU provider is configured unless ``runtime.int8_on_gpu``."""
     from bastion.runtime.onnx import gpu_configured
 
     if not runtime.int8_on_gpu and gpu_configured(runtime):
         return None
-    return recipe.for_cpu(runtime.int8_weights)
+    bits = weight_bits(runtime.int8_weights)
+    return None if bits is None else replace(recipe, weight_bits=bits)
 
 
 def versioned(version: str, recipe: QuantRecipe | None) -> str:
