@@ -10,6 +10,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Provider = Literal["tensorrt", "cuda", "cpu"]
+Int8Weights = Literal["auto", "8bit", "7bit"]
 _DEFAULT_PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
 
 
@@ -223,7 +224,7 @@ class RuntimeConfig(BaseModel):
         description="Let onnxruntime worker threads spin while idle: a little lower latency for "
         "a lone request, but wasted CPU when several models run at once (the usual case).",
     )
-    int8_weights: Literal["auto", "8bit", "7bit"] = Field(
+    int8_weights: Int8Weights = Field(
         "auto",
         description="Int8 on this CPU. auto: 8-bit weights where int8 dot products are exact "
         "(x86 with VNNI or AMX, other architectures); on x86 CPUs without VNNI (AVX2 only), "

@@ -51,7 +51,8 @@ from PIL import Image
 
 from bastion.errors import AnalyzerUnavailable
 from bastion.media.digest import source_sha256
-from bastion.runtime.config import RuntimeConfig
+from bastion.runtime.config import Int8Weights, RuntimeConfig
+from bastion.runtime.onnx import gpu_configured
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ _QDQ_MIN_OPSET = 13  # per-channel DequantizeLinear needs the ``axis`` attribute
 Calibration = Callable[[], Sequence[npt.NDArray[np.float32]]]
 """Makes the calibration inputs: one array per model call, batch dimension included."""
 
-WeightsSetting = Literal["auto", "8bit", "7bit"]
 _VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
@@ -81,7 +81,7 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def weight_bits(setting: WeightsSetting = "auto") -> Literal[7, 8] | None:
+def weight_bits(setting: Int8Weights = "auto") -> Literal[7, 8] | None:
     """Bits of int8 weights on this CPU: 8 where its int8 dot products are exact, None
     (run the float model) on x86 without VNNI or where the flags cannot be read;
     ``8bit``/``7bit`` force one."""
@@ -96,10 +96,10 @@ def weight_bits(setting: WeightsSetting = "auto") -> Literal[7, 8] | None:
 class QuantRecipe:
     """How one model is quantised; every field is part of its cache key.
 
-        ``method`` picks the activation ranges: ``percentile`` (99.999th percentile of the
-        calibration activations, robust to one outlying frame; slower to calibrate) or
-        ``minmax``. ``op_types`` limits quantisation to these operator types (empty: all
-        that onnxruntime's quantiser supports). ``calibration`` names the calibration set.
+    ``method`` picks the activation ranges: ``percentile`` (99.999th percentile of the
+    calibration activations, robust to one outlying frame; slower to calibrate) or
+    ``minmax``. ``op_types`` limits quantisation to these operator types (empty: all
+    that onnxruntime's quantiser supports). ``calibration`` names the calibration set.
     ``weight_bits`` is 8, or 7 (the quantiser's ``reduce_range``; see the module notes).
     """
 
@@ -128,8 +128,6 @@ def int8_recipe(recipe: QuantRecipe, runtime: RuntimeConfig) -> QuantRecipe | No
     """The recipe an analyzer set to int8 runs with under ``runtime`` (its weights as wide
     as :func:`weight_bits` says), or None for its float model: on CPUs whose int8 kernels
     are not exact, and where a GPU provider is configured unless ``runtime.int8_on_gpu``."""
-    from bastion.runtime.onnx import gpu_configured
-
     if not runtime.int8_on_gpu and gpu_configured(runtime):
         return None
     bits = weight_bits(runtime.int8_weights)
