@@ -444,7 +444,9 @@ def test_the_registry_never_reaches_the_network(tmp_path: Path) -> None:
     ours = _offline_run(_BASTION, tmp_path / "a")
     assert ours == {"attempts": [], "telemetry": False}
     plain = _offline_run(_PLAIN, tmp_path / "b")
-    assert plain["telemetry"] and plain["attempts"], plain
+    # the attempt is the proof; MLflow drops its telemetry client as soon as its config
+    # fetch fails, which on some machines happens before the script looks for the client
+    assert plain["attempts"], plain
 
 
 def test_mlflow_is_not_imported_unless_heads_run() -> None:
