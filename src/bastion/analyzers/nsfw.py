@@ -45,12 +45,13 @@ Labels under ``min_confidence`` are left out; raw and calibrated scores are alwa
 no labels: there is nothing to judge, yet the models score a black frame highly
 (image-safety-classifier-s NSFW 0.47, which would read as Suggestive 63).
 
-Precision. open_nsfw runs as an int8 copy by default (``open_nsfw_precision``), built
-once into the runtime cache by :mod:`bastion.runtime.quantize` and calibrated on its
-sample photos: on 2 threads of an x86 CPU with VNNI it ran 2.5–3× faster than float
-at batch 1 and 2–4× at batch 8 (open_nsfw float 14–21 ms/image, int8 5–7), and over
-the 99 offline benign photos P(nsfw) moved by at most 0.03 (the combined score by
-0.015) with the same labels at policy thresholds. image-safety-classifier-s stays
+Precision. open_nsfw runs as an int8 copy by default (``open_nsfw_precision``) on CPUs
+whose int8 kernels are exact (x86 with VNNI; on x86 CPUs without it the float model
+runs), built once into the runtime cache by :mod:`bastion.runtime.quantize` and
+calibrated on its sample photos: on 2 threads of an x86 CPU with VNNI it ran 2.5–3×
+faster than float at batch 1 and 2–4× at batch 8 (open_nsfw float 14–21 ms/image,
+int8 5–7), and over the 99 offline benign photos P(nsfw) moved by at most 0.03 (the
+combined score by 0.015) with the same labels at policy thresholds. image-safety-classifier-s stays
 float by default (``safety_precision``): its attention blocks lose too much in int8
 (its raw NSFW probability moved by up to 0.24). Where a GPU provider is configured,
 int8 settings run the float model (``runtime.int8_on_gpu`` to keep int8 there): on
@@ -209,7 +210,8 @@ class NsfwConfig(AnalyzerConfig):
         description="int8: open_nsfw runs as a statically quantised copy built into the "
         "runtime cache (2.5-4x faster at batch 1 and 8 on 2 threads of an x86 CPU with "
         "VNNI; over 99 offline benign photos P(nsfw) moved by at most 0.03 and labels at "
-        "policy thresholds stayed the same); "
+        "policy thresholds stayed the same), where runtime.int8_weights and "
+        "runtime.int8_on_gpu allow it (else the float model runs); "
         "float32: the original model.",
     )
     safety_precision: Precision = Field(
