@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from PIL import Image
 
 from bastion.runtime.config import RuntimeConfig
 from bastion.runtime.onnx import active_provider, create_session
+from bastion.runtime.quantize import calibration_frames
 
 Model = Path | bytes
 # the spatial size each model is fed at (its own input, or the analyzer's default)
@@ -96,25 +97,13 @@ def _installed_models(cache_dir: Path) -> dict[str, Callable[[], Model]]:
     }
 
 
-@cache
-def _photos() -> tuple[npt.NDArray[np.uint8], ...]:
-    """The two photos inside scikit-learn (present wherever Bastion runs), in quarters."""
-    from sklearn.datasets import load_sample_images
-
-    out = []
-    for img in load_sample_images().images:
-        h, w = img.shape[0] // 2, img.shape[1] // 2
-        out += [img, img[:h, :w], img[:h, w:], img[h:, :w], img[h:, w:]]
-    return tuple(np.ascontiguousarray(x, dtype=np.uint8) for x in out)
-
-
 def _inputs(session: ort.InferenceSession, name: str, batch: int) -> npt.NDArray[np.float32]:
     """A batch of real photos at the model's input size and layout, scaled to [0, 1]."""
     shape = session.get_inputs()[0].shape
     nchw = shape[1] == 3
     dims = shape[2:4] if nchw else shape[1:3]
     h, w = (d if isinstance(d, int) else side for d, side in zip(dims, SIDES[name], strict=True))
-    photos = _photos()
+    photos = calibration_frames()  # the scikit-learn photos, whole and in parts
     frames = []
     for k in range(batch):
         img = Image.fromarray(photos[k % len(photos)]).resize((w, h))
@@ -136,8 +125,6 @@ def _rate(session: ort.InferenceSession, x: npt.NDArray[np.float32], seconds: fl
 
 def _gpu_name() -> str:
     try:
-        import subprocess
-
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
             capture_output=True,

@@ -68,8 +68,9 @@ Calibration = Callable[[], Sequence[npt.NDArray[np.float32]]]
 _VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
+@cache
 def _cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux lists them (empty where it does not)."""
+    """The CPU's feature flags as Linux lists them (empty where it does not); read once."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
