@@ -37,6 +37,9 @@ from PIL import Image
 from tests.support import textimages as ti
 from tests.support.media import benign_photos, encode, opencv_doc_photos, qr_on_photo
 
+from bastion.config import Settings
+from bastion.media.image import decode_image
+from bench import ceiling
 from bench.bench_sync import NSFW_ONLY, api_run, peers
 from bench.common import BENCH_KEY, HEADER, Stats, images, machine, server
 
@@ -143,6 +146,12 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--skip-agreement", action="store_true")
     ap.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also measure the analyzers in process and print the most a perfect, free OCR "
+        "gate could give (bench/ceiling.py) against the baseline",
+    )
+    ap.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -185,6 +194,15 @@ def main() -> None:
         f"{nsfw_ratio:.2f}× (target ≥ 1.0×); before: "
         f"{rows['before'][1].rate / peer_rate:.2f}×"
     )
+    if args.ceiling:
+        settings = Settings()
+        frames = [decode_image(d, settings.limits).frames[0] for d in datas]
+        costs = ceiling.measure(frames, os.cpu_count() or 1)
+        print("\nceiling (bench/ceiling.py):")
+        for line in costs.lines():
+            print(f"- {line}")
+        best = costs.rate(costs.ceiling) / rows["before"][0].rate
+        print(f"- ceiling / before = {best:.2f}× (target ≥ 3×)")
     if media:
         diffs = differences(seen["before"], seen["after"])
         print(f"\nagreement: {len(media)} inputs, {len(diffs)} differ")

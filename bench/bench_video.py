@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from bastion.pipeline.video import moderate_video
 from bastion.policy.loader import default_policy, parse_policy
 from bastion.policy.model import Policy
 from bastion.process.components import build_core
+from bench import ceiling
 from bench.common import machine
 
 NSFW_ONLY = """name: nsfw-only
@@ -160,10 +162,28 @@ async def run(seconds: int, decode_only_rows: bool = False) -> list[Row]:
     return rows
 
 
+def ceiling_lines(seconds: int) -> list[str]:
+    """bench/ceiling.py on the frames the default policy sees: one a second of the clip."""
+    with sample_frames(make_clip(seconds, 25), WAYS["seek to keyframe"]) as sampler:
+        frames = list(sampler)
+    costs = ceiling.measure(frames, os.cpu_count() or 1)
+    best = costs.rate(costs.ceiling)  # frames/s; each frame stands for one second of video
+    return [
+        *costs.lines(),
+        f"real-time factor at most {best:.1f}× at one frame a second, decoding not counted "
+        "(target ≥ 10×)",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=int, default=60, help="length of the clips")
     ap.add_argument("--decode-only", action="store_true", help="only (a): no models, a short run")
+    ap.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also print the most a perfect, free OCR gate could give (bench/ceiling.py)",
+    )
     args = ap.parse_args()
     rows = asyncio.run(run(args.seconds, args.decode_only))
     only = " --decode-only" if args.decode_only else ""
@@ -176,6 +196,10 @@ def main() -> None:
     print(HEADER)
     for row in rows:
         print(row.line())
+    if args.ceiling:
+        print("\nceiling (bench/ceiling.py), the GOP 1 s clip:")
+        for line in ceiling_lines(args.seconds):
+            print(f"- {line}")
 
 
 if __name__ == "__main__":
