@@ -134,6 +134,10 @@ class Analyzer(ABC, Generic[C, P]):
     emits: ClassVar[tuple[str, ...]] = ("labels",)
     embedding_dim: ClassVar[int | None] = None
     """Length of the embedding it makes (None: it makes none)."""
+    parallel_batches: ClassVar[bool] = False
+    """Whether ``analyze`` may run on several batches at once from different threads (its
+    sessions and libraries are thread-safe and it keeps no per-call state on ``self``).
+    Only such analyzers get more than one batch in flight (``runtime.batch_concurrency``)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -74,6 +74,7 @@ class CodesAnalyzer(FrameAnalyzer[CodesConfig, CodesInput]):
     """QR codes and barcodes (zxing-cpp) with the URLs in their payloads."""
 
     kind = "codes"
+    parallel_batches = True
     input: ClassVar[str] = "greyscale frame, longer side ≤ max_side (2560)"
     config_model = CodesConfig
     emits = ("codes", "labels")

@@ -212,6 +212,7 @@ class FacesAnalyzer(FrameAnalyzer[FacesConfig, FacesInput]):
     """Faces (RetinaFace MobileNet-0.25, or OpenCV Haar cascades): boxes and count."""
 
     kind = "faces"
+    parallel_batches = True
     input: ClassVar[str] = (
         "frame with longer side ≤ max_side (640): RetinaFace, BGR less channel means padded "
         "to multiples of 32; Haar, equalised greyscale"

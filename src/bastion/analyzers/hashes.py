@@ -44,6 +44,7 @@ class HashesAnalyzer(FrameAnalyzer[HashesConfig, HashesInput]):
     """Perceptual hashes: PDQ with quality, and a 64-bit dHash."""
 
     kind = "hashes"
+    parallel_batches = True
     input: ClassVar[str] = "RGB frame, longer side ≤ 1024"
     config_model = HashesConfig
     emits = ("hashes",)

@@ -163,6 +163,7 @@ class LabelsAnalyzer(FrameAnalyzer[LabelsConfig, Preprocessed]):
     """ImageNet tags, product and moderation hints and image embeddings (EfficientNet-Lite0)."""
 
     kind: ClassVar[str] = "labels"
+    parallel_batches = True
     input: ClassVar[str] = (
         "RGB frame; shorter side resized to 256, centre crop 224×224, (x−127)/128"
     )

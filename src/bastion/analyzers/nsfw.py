@@ -323,6 +323,7 @@ class NsfwAnalyzer(FrameAnalyzer[NsfwConfig, NsfwInput]):
     """Explicit nudity, suggestive and gory content (open_nsfw + image-safety-classifier-s)."""
 
     kind: ClassVar[str] = "nsfw"
+    parallel_batches = True
     input: ClassVar[str] = (
         "RGB frame → 224×224 BGR mean-subtracted NHWC (open_nsfw) and "
         "224×224 RGB blur-padded NCHW 0–255 (image-safety classifier)"

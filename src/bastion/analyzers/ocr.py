@@ -221,6 +221,7 @@ class OcrAnalyzer(FrameAnalyzer[OcrConfig, OcrInput]):
     """Reads text lines in images (PP-OCR via rapidocr, Tesseract for Korean and Thai)."""
 
     kind: ClassVar[str] = "ocr"
+    parallel_batches = True
     input: ClassVar[str] = (
         "BGR frame, longer side ≤ max_side (1600); detection at ≥ det_side; "
         "line crops at 48 px height"

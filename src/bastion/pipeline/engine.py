@@ -100,9 +100,14 @@ class Engine:
         self.context = RuntimeContext(settings.runtime)
         self.analyzers = build_analyzers(settings.analyzers, self.context)
         self._pool = ThreadPoolExecutor(settings.runtime.workers(), thread_name_prefix="prep")
-        # one model thread per analyzer: each batcher runs one batch at a time
+        # a model thread for each batch that may be in flight: each batcher runs one batch
+        # at a time, or up to runtime.concurrency() for analyzers that allow it
+        in_flight = {
+            name: settings.runtime.concurrency() if a.parallel_batches else 1
+            for name, a in self.analyzers.items()
+        }
         self._model_pool = ThreadPoolExecutor(
-            max(1, len(self.analyzers)), thread_name_prefix="model"
+            max(1, sum(in_flight.values())), thread_name_prefix="model"
         )
         self._loaded: dict[str, _Loaded] = {
             name: _Loaded(
@@ -110,7 +115,9 @@ class Engine:
                 DynamicBatcher(
                     name,
                     a.analyze,
-                    BatchPolicy(a.config.max_batch_size, a.config.max_wait_ms),
+                    BatchPolicy(
+                        a.config.max_batch_size, a.config.max_wait_ms, concurrency=in_flight[name]
+                    ),
                     self._model_pool,
                     self.metrics,
                 ),

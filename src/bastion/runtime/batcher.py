@@ -4,8 +4,11 @@ A :class:`DynamicBatcher` owns one queue per model. Callers ``await submit(item)
 a single collector task takes the first waiting item, then keeps taking items until
 ``max_batch_size`` is reached or ``max_wait_ms`` has passed, runs the batch function
 in a worker thread (the model releases the GIL) and answers each caller with its own
-result. Only one batch per model runs at a time, so the next batch fills while the
-current one computes, which is what makes batching pay off under load.
+result. At most ``concurrency`` batches per model run at a time (one by default), so the
+next batch fills while the running ones compute, which is what makes batching pay off
+under load. More than one suits sessions on one thread each: two single-threaded batches
+side by side do the work of one two-threaded batch without the cost of keeping its
+threads in step.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class BatchPolicy:
     max_batch_size: int = 16
     max_wait_ms: float = 4.0
     max_queue: int = 4096
+    concurrency: int = 1
 
 
 class DynamicBatcher(Generic[T, R]):
@@ -49,6 +53,7 @@ class DynamicBatcher(Generic[T, R]):
         self._metrics = metrics
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def depth(self) -> int:
@@ -78,8 +83,14 @@ class DynamicBatcher(Generic[T, R]):
 
     async def _collect(self, queue: asyncio.Queue[tuple[T, asyncio.Future[R]]]) -> None:
         loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(max(1, self._policy.concurrency))
         while True:
-            first = await queue.get()
+            await slots.acquire()  # a free slot first: items keep joining the next batch
+            try:
+                first = await queue.get()
+            except BaseException:
+                slots.release()
+                raise
             batch = [first]
             deadline = loop.time() + self._policy.max_wait_ms / 1000.0
             while len(batch) < self._policy.max_batch_size:
@@ -96,7 +107,10 @@ class DynamicBatcher(Generic[T, R]):
                 except TimeoutError:
                     break
             self._gauge()
-            await self._run(batch)
+            task = loop.create_task(self._run(batch), name=f"batch-{self.name}")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda _: slots.release())
 
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         live = [(item, fut) for item, fut in batch if not fut.done()]
@@ -132,3 +146,8 @@ class DynamicBatcher(Generic[T, R]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)

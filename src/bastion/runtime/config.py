@@ -212,6 +212,14 @@ class RuntimeConfig(BaseModel):
     intra_op_threads: int = Field(
         0, ge=0, description="Threads per onnxruntime session; 0 = number of CPU cores."
     )
+    batch_concurrency: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Batches of one analyzer that run at the same time (analyzers that allow "
+        "it). 0 (auto): cores ÷ intra_op_threads, at least 1: one batch at a time while each "
+        "session uses every core, one per core when sessions run on one thread each.",
+    )
     preprocess_workers: int = Field(
         0, ge=0, description="Threads that decode and preprocess images; 0 = cores + 2."
     )
@@ -256,6 +264,10 @@ class RuntimeConfig(BaseModel):
 
     def threads(self) -> int:
         return self.intra_op_threads or (os.cpu_count() or 1)
+
+    def concurrency(self) -> int:
+        """Batches of one analyzer that may run at once."""
+        return self.batch_concurrency or max(1, (os.cpu_count() or 1) // self.threads())
 
     def workers(self) -> int:
         return self.preprocess_workers or ((os.cpu_count() or 1) + 2)
