@@ -135,7 +135,15 @@ def test_a_run_is_one_workers_and_a_dead_workers_run_is_taken_again(
     assert len(winners) == 1, got
     first = winners[0]
     assert world.runs.claim("w3") is None  # held, heartbeat fresh
-    assert world.runs.progress(run.id, first, 0.3, "training and cross-validation")
+    assert world.runs.progress(run.id, first, 0.05, "baseline", started=True)
+    assert world.runs.progress(run.id, first, 0.3, "training and cross-validation", started=True)
+    assert world.runs.progress(run.id, first, 0.35, "training and cross-validation (fold 2)")
+    held = world.runs.get("acme", run.id)
+    assert held.progress == 0.35 and held.stage.endswith("(fold 2)")
+    assert [(x["stage"], x["progress"]) for x in held.stages or []] == [
+        ("baseline", 0.05),
+        ("training and cross-validation", 0.3),
+    ]
     world.clock.advance(50)
     assert world.runs.heartbeat(run.id, first)
     world.clock.advance(50)  # 50 s since the heartbeat: still within the lease
@@ -152,10 +160,13 @@ def test_a_run_is_one_workers_and_a_dead_workers_run_is_taken_again(
         0.0,
     )
     assert "attempt 2" in again.stage
+    assert again.stages == []  # a new attempt starts its own list
     taken = got[first]
     assert taken is not None and again.started_at == taken.started_at  # first taken then
     # the dead worker's late writes are refused: the run is no longer its
     assert not world.runs.progress(run.id, first, 0.9, "evaluation")
+    assert not world.runs.progress(run.id, first, 0.9, "evaluation", started=True)
+    assert world.runs.get("acme", run.id).stages == []
     assert not world.runs.heartbeat(run.id, first)
     assert not world.runs.fail(run.id, "x", "late", worker=first)
     assert world.runs.get("acme", run.id).claimed_by == "w3"

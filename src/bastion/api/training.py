@@ -93,6 +93,14 @@ class RegisteredHead(BaseModel):
     alias: str = Field(description="The alias pointing at it: `challenger` (in shadow).")
 
 
+class TrainingStage(BaseModel):
+    """A stage of a run, as it started."""
+
+    stage: str = Field(description="The stage, in words.")
+    progress: float = Field(description="How far the run was when it started, 0 to 1.")
+    at: UtcTime = Field(description="When it started.")
+
+
 class TrainingRunOut(BaseModel):
     """One training run."""
 
@@ -101,6 +109,10 @@ class TrainingRunOut(BaseModel):
     status: Status = Field(description=f"One of {', '.join(STATUSES)}.")
     progress: float = Field(description="How far the run is, 0 to 1.")
     stage: str = Field(description="What the run is doing now, in words.")
+    stages: list[TrainingStage] = Field(
+        description="The stages of its latest attempt as each started, in order (a run too "
+        "quick to watch still shows its way)."
+    )
     filters: dict[str, Any] = Field(description="Which samples it trains on.")
     config: dict[str, Any] = Field(description="The run's overrides of the training settings.")
     embedding_model: str = Field(description="`<model>@<version>` of the embeddings used.")
@@ -142,6 +154,7 @@ class TrainingRunOut(BaseModel):
             status=run.status,
             progress=run.progress,
             stage=run.stage,
+            stages=[TrainingStage.model_validate(x) for x in run.stages or []],
             filters=dict(run.filters or {}),
             config=dict(run.config or {}),
             embedding_model=run.embedding_model,

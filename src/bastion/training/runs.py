@@ -71,6 +71,8 @@ __all__ = [
 
 MAX_MESSAGE = 4000
 """Longest error message kept with a failed run."""
+MAX_STAGES = 50
+"""Most stages kept per attempt (a run has a handful)."""
 
 
 def _utcnow() -> datetime:
@@ -266,6 +268,7 @@ class TrainingRuns:
                 status=QUEUED if claimed_by is None else RUNNING,
                 progress=0.0,
                 stage=QUEUED if claimed_by is None else "claimed",
+                stages=[],
                 filters=chosen.to_json(),
                 config=kept,
                 embedding_model=str(embedding_model),
@@ -355,6 +358,7 @@ class TrainingRuns:
                         ),
                         progress=0.0,
                         stage=f"claimed again (attempt {attempts + 1})" if again else "claimed",
+                        stages=[],
                     )
                     .execution_options(synchronize_session=False)
                 )
@@ -383,16 +387,34 @@ class TrainingRuns:
         another worker after the lease, or finished)."""
         return self._mine(run_id, worker, heartbeat_at=self.now())
 
-    def progress(self, run_id: str, worker: str, fraction: float, stage: str) -> bool:
+    def progress(
+        self, run_id: str, worker: str, fraction: float, stage: str, *, started: bool = False
+    ) -> bool:
         """Record how far the run is (``fraction`` 0–1, ``stage`` in words); a heartbeat
-        too. False when the run is no longer ``worker``'s."""
-        return self._mine(
-            run_id,
-            worker,
-            heartbeat_at=self.now(),
-            progress=min(1.0, max(0.0, float(fraction))),
-            stage=stage[:200],
-        )
+        too. ``started``: ``stage`` has just begun, and joins the run's list of stages.
+        False when the run is no longer ``worker``'s."""
+        now = self.now()
+        values: dict[str, Any] = {
+            "heartbeat_at": now,
+            "progress": min(1.0, max(0.0, float(fraction))),
+            "stage": stage[:200],
+        }
+        if not started:
+            return self._mine(run_id, worker, **values)
+        with self.sessions.begin() as s:
+            row = s.execute(select(TrainingRun.stages).where(*_held_by(run_id, worker))).first()
+            if row is None:
+                return False
+            entry = {"stage": values["stage"], "progress": values["progress"]}
+            entry["at"] = now.isoformat()
+            values["stages"] = [*(row[0] or []), entry][-MAX_STAGES:]
+            done = s.execute(
+                update(TrainingRun)
+                .where(*_held_by(run_id, worker))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            return _count(done) == 1
 
     def succeed(self, run_id: str, worker: str, outcome: RunOutcome) -> bool:
         """Record ``worker``'s run as succeeded with its outcome; False when it is no
@@ -441,6 +463,7 @@ class TrainingRuns:
                     attempts=TrainingRun.attempts - 1,
                     progress=0.0,
                     stage="queued again (its worker stopped)",
+                    stages=[],
                 )
                 .execution_options(synchronize_session=False)
             )

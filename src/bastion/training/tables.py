@@ -53,6 +53,9 @@ class TrainingRun(Base):
     """0 to 1, through the stages."""
     stage: Mapped[str] = mapped_column(String(200), default=QUEUED)
     """What the run is doing now, in words."""
+    stages: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    """The stages of its latest attempt as each started, in order: ``{"stage", "progress",
+    "at"}`` (ISO time) each, so that a run too quick to watch still shows its way."""
     filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """Which samples: ``source``, ``since``, ``until``, ``corrected_only``."""
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -170,7 +170,7 @@ class Tracker:
             if changed:
                 log.info("training run %s: %s", self.run_id, words)
             self._stage, self._written = stage, now
-            if not self.runs.progress(self.run_id, self.worker, fraction, words):
+            if not self.runs.progress(self.run_id, self.worker, fraction, words, started=changed):
                 raise TrainingRunLost(f"training run {self.run_id} is no longer this worker's")
             self._hear(words, fraction)
 
