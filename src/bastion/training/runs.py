@@ -405,16 +405,13 @@ class TrainingRuns:
             row = s.execute(select(TrainingRun.stages).where(*_held_by(run_id, worker))).first()
             if row is None:
                 return False
-            entry = {"stage": values["stage"], "progress": values["progress"]}
-            entry["at"] = now.isoformat()
+            entry = {
+                "stage": values["stage"],
+                "progress": values["progress"],
+                "at": now.isoformat(),
+            }
             values["stages"] = [*(row[0] or []), entry][-MAX_STAGES:]
-            done = s.execute(
-                update(TrainingRun)
-                .where(*_held_by(run_id, worker))
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            return _count(done) == 1
+            return _update_held(s, run_id, worker, values)
 
     def succeed(self, run_id: str, worker: str, outcome: RunOutcome) -> bool:
         """Record ``worker``'s run as succeeded with its outcome; False when it is no
@@ -452,32 +449,21 @@ class TrainingRuns:
     def release(self, run_id: str, worker: str) -> bool:
         """Put ``worker``'s run back in the queue, its claim not counted (the worker is
         stopping, not dying); False when it is no longer that worker's."""
-        with self.sessions.begin() as s:
-            done = s.execute(
-                update(TrainingRun)
-                .where(*_held_by(run_id, worker))
-                .values(
-                    status=QUEUED,
-                    claimed_by=None,
-                    heartbeat_at=None,
-                    attempts=TrainingRun.attempts - 1,
-                    progress=0.0,
-                    stage="queued again (its worker stopped)",
-                    stages=[],
-                )
-                .execution_options(synchronize_session=False)
-            )
-            return _count(done) == 1
+        return self._mine(
+            run_id,
+            worker,
+            status=QUEUED,
+            claimed_by=None,
+            heartbeat_at=None,
+            attempts=TrainingRun.attempts - 1,
+            progress=0.0,
+            stage="queued again (its worker stopped)",
+            stages=[],
+        )
 
     def _mine(self, run_id: str, worker: str, **values: Any) -> bool:
         with self.sessions.begin() as s:
-            done = s.execute(
-                update(TrainingRun)
-                .where(*_held_by(run_id, worker))
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            return _count(done) == 1
+            return _update_held(s, run_id, worker, values)
 
     def _finish(self, where: Sequence[Any], **values: Any) -> bool:
         now = self.now()
@@ -497,6 +483,17 @@ def _held_by(run_id: str, worker: str) -> list[Any]:
         TrainingRun.status == RUNNING,
         TrainingRun.claimed_by == worker[:120],
     ]
+
+
+def _update_held(s: Session, run_id: str, worker: str, values: Mapping[str, Any]) -> bool:
+    """Write ``values`` to the run if ``worker`` still holds it; whether it did."""
+    done = s.execute(
+        update(TrainingRun)
+        .where(*_held_by(run_id, worker))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return _count(done) == 1
 
 
 def _count(result: Any) -> int:
