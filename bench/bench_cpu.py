@@ -197,7 +197,7 @@ def main() -> None:
     if args.ceiling:
         settings = Settings()
         frames = [decode_image(d, settings.limits).frames[0] for d in datas]
-        costs = ceiling.measure(frames, os.cpu_count() or 1)
+        costs = ceiling.measure(frames)
         print("\nceiling (bench/ceiling.py):")
         for line in costs.lines():
             print(f"- {line}")

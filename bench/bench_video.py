@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -166,7 +165,7 @@ def ceiling_lines(seconds: int) -> list[str]:
     """bench/ceiling.py on the frames the default policy sees: one a second of the clip."""
     with sample_frames(make_clip(seconds, 25), WAYS["seek to keyframe"]) as sampler:
         frames = list(sampler)
-    costs = ceiling.measure(frames, os.cpu_count() or 1)
+    costs = ceiling.measure(frames)
     best = costs.rate(costs.ceiling)  # frames/s; each frame stands for one second of video
     return [
         *costs.lines(),

@@ -19,6 +19,7 @@ and the same readings, nothing can run more frames per second on these cores tha
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -88,8 +89,9 @@ def _cpu_ms(analyzer: Any, items: Sequence[Any]) -> tuple[float, list[Any]]:
     return (time.process_time() - started) * 1000, outputs
 
 
-def measure(frames: Sequence[Frame], cores: int) -> Costs:
-    """:class:`Costs` of the default policy's image analyzers on ``frames``."""
+def measure(frames: Sequence[Frame]) -> Costs:
+    """:class:`Costs` of the default policy's image analyzers on ``frames``, on this
+    machine's cores."""
     if not frames:
         raise ValueError("no frames to measure")
     settings = Settings(data_dir=Path(tempfile.mkdtemp()), runtime={"intra_op_threads": 1})
@@ -115,4 +117,4 @@ def measure(frames: Sequence[Frame], cores: int) -> Costs:
         plain = OcrAnalyzer(config, engine.context)
         _cpu_ms(plain, text[:2])
         ungated, _ = _cpu_ms(plain, text)
-    return Costs(len(frames), per, len(text), ungated / len(frames), cores)
+    return Costs(len(frames), per, len(text), ungated / len(frames), os.cpu_count() or 1)
